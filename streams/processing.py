@@ -1,0 +1,111 @@
+"""The contract between the exactly-once processing loop (`streams.loop`) and a processor.
+
+A processor is a deterministic function of its input log and of the state folded from its own
+changelog. The loop owns Kafka, transactions and RocksDB; the processor sees one record at a time
+through a `Context`: it reads and writes its partition's state and emits output records.
+
+Rules a processor must keep (DESIGN.md section 5), so that a re-run after a crash produces
+byte-identical outputs and a record the broker leaked from an aborted transaction is an exact
+duplicate:
+- outputs depend only on the input record, the state, and `ctx.now_ms` (the record's timestamp;
+  wall clock only in `punctuate`);
+- every output carries its own id (command id, event id, task token) derived from input ids;
+- `process` raises `PoisonRecord` *before* writing any state when it cannot handle a record: the
+  loop then writes the record to dead-letters, in the same transaction, and goes on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    #: None: Kafka's default partitioner (murmur2 of the key). Changelog records name their partition.
+    partition: int | None = None
+    #: Record timestamp; None lets the producer stamp it.
+    timestamp_ms: int | None = None
+
+
+class PoisonRecord(Exception):
+    """The input record cannot be processed (undecodable, invalid); `reason` goes to dead-letters."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StateView(Protocol):
+    """A partition's RocksDB store as seen during a batch: reads see the batch's pending writes."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+    def items(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Sorted (key, value) pairs with start <= key < end, pending writes and deletes included."""
+        ...
+
+
+class Context(Protocol):
+    partition: int
+    state: StateView
+    #: The input record's timestamp in `process`/`restore`; wall-clock ms in `punctuate`/`on_assigned`.
+    now_ms: int
+
+    def emit(self, record: OutRecord) -> None:
+        """Queue an output for this batch's transaction (not allowed in `restore`)."""
+        ...
+
+
+class Processor(ABC):
+    """One stream processor. Subclasses set the class attributes and implement `process`."""
+
+    #: Stable name: consumer group, transactional ids and the state folder derive from it.
+    name: str
+    input_topic: str
+    #: The processor's changelog: an output topic with the input's partition count, written at
+    #: partition = input partition, from which its state is rebuilt (`restore`). None when the
+    #: state is a fold of the input itself: restore then refolds input records, outputs suppressed.
+    changelog_topic: str | None = None
+    #: Call `punctuate` on every owned partition this often (None: never).
+    punctuate_interval_ms: int | None = None
+
+    @abstractmethod
+    def process(self, record: InRecord, ctx: Context) -> None:
+        """Handle one input record, in offset order."""
+
+    def restore(self, record: InRecord, ctx: Context) -> int | None:
+        """Apply one changelog record (or, without a changelog, one already-processed input record)
+        to the state, idempotently: the record may already be applied, or appear twice. Returns
+        the input offset this record proves was processed (the loop resumes input after the
+        highest one), or None."""
+        return None
+
+    def on_assigned(self, partition: int, ctx: Context) -> None:
+        """After a partition's state is restored; may emit (e.g. re-dispatch pending tasks)."""
+
+    def on_revoked(self, partition: int) -> None:
+        """The partition is gone (or its batch was aborted): drop in-memory caches of it."""
+
+    def punctuate(self, partition: int, ctx: Context) -> None:
+        """Periodic, wall-clock driven work (timers); may read/write state and emit."""

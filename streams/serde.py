@@ -1,0 +1,116 @@
+"""Avro single-object encoding for every Kafka record of Kadence.
+
+Wire format (Avro specification, "Single-object encoding"): the two marker bytes ``C3 01``, the
+8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's parsing canonical form, then
+the Avro binary body. Any Avro implementation decodes a record with the files in ``schemas/``;
+the ``kadence-type`` header names the record type for humans and routing.
+
+Decoding looks the writer schema up by fingerprint (current versions and ``schemas/versions``)
+and resolves it to the current reader schema, so old records stay readable after evolution.
+Unions of records use fastavro's tuple notation: ``("TimerFired", {...})``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+import schemas
+
+MAGIC = b"\xc3\x01"
+TYPE_HEADER = "kadence-type"
+_HEADER_LEN = 10
+
+
+class SerdeError(ValueError):
+    """Base of decoding errors: the record cannot be read (it belongs in dead-letters)."""
+
+
+class BadMagic(SerdeError):
+    """The bytes are not Avro single-object encoded."""
+
+
+class UnknownFingerprint(SerdeError):
+    """No known schema (current or previous version) has the record's fingerprint."""
+
+
+class CorruptRecord(SerdeError):
+    """The header is fine but the body does not decode with the writer schema."""
+
+
+def _fp_bytes(parsed: Any) -> bytes:
+    return struct.pack("<Q", int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16))
+
+
+class Serde:
+    """Encoder/decoder for the top-level record types. Thread-safe; build once (see `serde()`)."""
+
+    def __init__(self, registry: schemas.SchemaRegistry | None = None) -> None:
+        reg = registry or schemas.registry()
+        self._schema: dict[str, Any] = dict(reg.current)
+        self._prefix: dict[str, bytes] = {t: MAGIC + _fp_bytes(s) for t, s in reg.current.items()}
+        # fingerprint -> (type name, writer schema, reader schema or None when identical)
+        self._writers: dict[bytes, tuple[str, Any, Any]] = {}
+        for t, s in reg.current.items():
+            self._writers[self._prefix[t][2:]] = (t, s, None)
+        for t, s in reg.previous:
+            self._writers[_fp_bytes(s)] = (t, s, reg.current[t])
+
+    def fingerprint(self, record_type: str) -> bytes:
+        return self._prefix[record_type][2:]
+
+    def encode(self, record_type: str, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self._prefix[record_type])
+        schemaless_writer(buf, self._schema[record_type], record)
+        return buf.getvalue()
+
+    def encode_body(self, record_type: str, record: dict[str, Any]) -> bytes:
+        """The Avro body alone (for RocksDB values whose type is known from the key)."""
+        buf = io.BytesIO()
+        schemaless_writer(buf, self._schema[record_type], record)
+        return buf.getvalue()
+
+    def decode_body(self, record_type: str, body: bytes) -> dict[str, Any]:
+        return schemaless_reader(io.BytesIO(body), self._schema[record_type], None, return_record_name=True)
+
+    def decode(self, data: bytes | None, expected: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Return (record type, record). Raises a `SerdeError` subclass for anything unreadable."""
+        if data is None or len(data) < _HEADER_LEN or data[:2] != MAGIC:
+            raise BadMagic("not an Avro single-object encoded record (missing C3 01 marker)")
+        entry = self._writers.get(data[2:_HEADER_LEN])
+        if entry is None:
+            raise UnknownFingerprint(f"unknown writer schema fingerprint {data[2:_HEADER_LEN].hex()}")
+        record_type, writer, reader = entry
+        if expected is not None and record_type != expected:
+            raise SerdeError(f"expected a {expected} record, got {record_type}")
+        try:
+            buf = io.BytesIO(data)
+            buf.seek(_HEADER_LEN)
+            record = schemaless_reader(buf, writer, reader, return_record_name=True)
+        except Exception as exc:  # fastavro raises many types for truncated or garbage bodies
+            raise CorruptRecord(f"{record_type} body does not decode: {type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(data):
+            raise CorruptRecord(f"{record_type} body has {len(data) - buf.tell()} trailing bytes")
+        return record_type, record
+
+    def headers(self, record_type: str) -> list[tuple[str, bytes]]:
+        return [(TYPE_HEADER, record_type.encode())]
+
+
+_SERDE: Serde | None = None
+
+
+def serde() -> Serde:
+    """The process-wide serde."""
+    global _SERDE
+    if _SERDE is None:
+        _SERDE = Serde()
+    return _SERDE
+
+
+__all__ = ["Serde", "serde", "SerdeError", "BadMagic", "UnknownFingerprint", "CorruptRecord", "MAGIC", "TYPE_HEADER"]

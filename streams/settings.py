@@ -1,0 +1,85 @@
+"""One typed settings object for the Kafka side of Kadence. Each knob says its trade-off."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    #: Kafka bootstrap servers.
+    bootstrap: str = "127.0.0.1:9092"
+    #: Prefix of every topic, consumer group and transactional id: isolates deployments (and tests).
+    prefix: str = "kadence."
+    #: Partitions of `commands` and `history` (must be equal: the owner of commands[p] owns history[p]).
+    #: More partitions = more parallelism across processor instances, but more fetches per poll.
+    partitions: int = 4
+    #: Partitions of each tasks.<task_list> topic: the upper bound of workers per task list.
+    task_partitions: int = 4
+    replication_factor: int = 1
+    #: Extra topic configs applied at creation (e.g. min.insync.replicas on a real cluster).
+    topic_configs: dict[str, str] = field(default_factory=dict)
+    #: How many records one transaction may cover. Larger = fewer commits (2-4 ms each on Tansu).
+    batch_max_records: int = 500
+    #: How long a batch waits for more records. Lower = lower latency, more transactions.
+    batch_max_wait_ms: int = 5
+    #: Consumer long-poll bound. Tansu does not wake a long poll when data arrives: keep it small.
+    fetch_wait_max_ms: int = 10
+    #: Group session timeout. Tansu holds each JoinGroup for half of it: small = fast rebalances.
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    #: Where processors keep their RocksDB partition stores.
+    state_dir: str = "./.kadence-state"
+    #: Producer linger: batches records into fewer broker batches (each stored batch costs Tansu fetch time).
+    linger_ms: int = 2
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "Settings":
+        """Settings from KADENCE_* environment variables, then explicit overrides."""
+        env: dict[str, Any] = {}
+        if "KADENCE_BOOTSTRAP" in os.environ:
+            env["bootstrap"] = os.environ["KADENCE_BOOTSTRAP"]
+        if "KADENCE_PREFIX" in os.environ:
+            env["prefix"] = os.environ["KADENCE_PREFIX"]
+        if "KADENCE_PARTITIONS" in os.environ:
+            env["partitions"] = int(os.environ["KADENCE_PARTITIONS"])
+        if "KADENCE_STATE_DIR" in os.environ:
+            env["state_dir"] = os.environ["KADENCE_STATE_DIR"]
+        env.update(overrides)
+        return cls(**env)
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    # Topic names -------------------------------------------------------------------------------
+    @property
+    def commands_topic(self) -> str:
+        return f"{self.prefix}commands"
+
+    @property
+    def history_topic(self) -> str:
+        return f"{self.prefix}history"
+
+    @property
+    def completions_topic(self) -> str:
+        return f"{self.prefix}completions"
+
+    @property
+    def query_results_topic(self) -> str:
+        return f"{self.prefix}query-results"
+
+    @property
+    def dead_letters_topic(self) -> str:
+        return f"{self.prefix}dead-letters"
+
+    def tasks_topic(self, task_list: str) -> str:
+        return f"{self.prefix}tasks.{task_list}"
+
+    def group(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def transactional_id(self, processor: str, slot: int) -> str:
+        """Stable per processor slot: a restarted slot fences its zombie and unblocks readers."""
+        return f"{self.prefix}{processor}-{slot}"
