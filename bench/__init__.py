@@ -1,0 +1,1 @@
+"""Benchmarks and benchmark processors; each benchmark prints one JSON line per scenario."""
