@@ -1,0 +1,690 @@
+"""The Kadence client: start workflows and talk to running ones, over Kafka topics only.
+
+Writes go to `<prefix>commands` (keyed by workflow id, murmur2 partitioner, idempotent producer,
+flushed before the call returns). Outcomes come from `<prefix>completions` and query answers from
+`<prefix>query-results`: each is read by one background consumer thread per client, started on
+first use, assigned every partition from the beginning (the embedded broker's "latest" offset is
+unreliable, see shared/tansu.md) and indexed in memory. `history()` and `describe()` read the one
+partition of `<prefix>history` that owns the workflow id.
+
+```python
+with Client.connect("127.0.0.1:9092") as client:
+    handle = client.start_workflow(HelloWorkflow.run, "world", id="hello-1", task_list="default")
+    print(handle.result(timeout=30))
+```
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import fields as dataclass_fields
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+from kadence._names import workflow_type_name
+from kadence.converter import JSONConverter, default_converter
+from kadence.failures import (
+    KadenceError,
+    QueryError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailureError,
+    from_failure,
+)
+from streams.clients import make_consumer, make_producer, murmur2_partition
+from streams.serde import SerdeError, serde
+from streams.settings import Settings
+
+log = logging.getLogger("kadence.client")
+
+#: Statuses of a closed run that end a handle's `result()` with an error.
+FAILED_STATUSES = ("FAILED", "CANCELED", "TERMINATED", "TIMED_OUT")
+START_REJECTED = "START_REJECTED"
+CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
+ID_REUSE_POLICIES = ("ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING")
+_RETRY_POLICY_DEFAULTS: dict[str, Any] = {
+    "initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 0,
+    "maximum_attempts": 0, "non_retryable_error_types": [], "expiration_ms": 0,
+}
+#: Attribute names the SDK's @workflow.signal / @workflow.query decorators may set on a method.
+_HANDLER_NAME_ATTRS = {
+    "signal": ("__kadence_signal_name__", "__kadence_handler_name__"),
+    "query": ("__kadence_query_name__", "__kadence_handler_name__"),
+}
+
+Seconds = float | int | timedelta
+
+
+def _ms(value: Seconds | None) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    return int(float(value) * 1000)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _handler_name(obj: Any, kind: str) -> str:
+    """A signal/query name from a string or a decorated workflow method (its registered name)."""
+    if isinstance(obj, str):
+        return obj
+    for attr in _HANDLER_NAME_ATTRS[kind]:
+        name = getattr(obj, attr, None)
+        if isinstance(name, str) and name:
+            return name
+    # The SDK may keep a definition object instead of a plain name.
+    for attr in (f"__kadence_{kind}_defn__", "__kadence_defn__"):
+        defn = getattr(obj, attr, None)
+        name = getattr(defn, "name", None)
+        if isinstance(name, str) and name:
+            return name
+    name = getattr(obj, "__name__", None)
+    if isinstance(name, str) and name:
+        return name
+    raise TypeError(f"{obj!r} is not a {kind} name or a @workflow.{kind} method")
+
+
+def _retry_policy_record(policy: Any) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    record = policy.to_record() if hasattr(policy, "to_record") else dict(policy)
+    unknown = set(record) - set(_RETRY_POLICY_DEFAULTS)
+    if unknown:
+        raise ValueError(f"retry_policy has unknown fields {sorted(unknown)}; known: {sorted(_RETRY_POLICY_DEFAULTS)}")
+    return {**_RETRY_POLICY_DEFAULTS, **record}
+
+
+def _record(value: Any) -> Any:
+    """A record from a union value: serde returns ``(type name, record)`` for unions of records."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return value[1]
+    return value
+
+
+def _failure(value: Any) -> dict[str, Any] | None:
+    """A Failure record as plain dicts down its cause chain (what `from_failure` reads)."""
+    failure = _record(value)
+    if failure is None:
+        return None
+    return {**failure, "details": _record(failure.get("details")), "cause": _failure(failure.get("cause"))}
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+# ---------------------------------------------------------------------------------------------
+# Background readers
+# ---------------------------------------------------------------------------------------------
+
+
+class _TopicReader:
+    """One consumer thread over every partition of a topic, from the beginning, decoding records.
+
+    It uses `assign` (no group membership, nothing committed). `caught_up` is set once every
+    partition has reported end-of-partition once, as seen in fetch responses.
+    """
+
+    def __init__(self, settings: Settings, topic: str, record_type: str,
+                 on_record: Callable[[dict[str, Any]], None]) -> None:
+        self.topic = topic
+        self._record_type = record_type
+        self._on_record = on_record
+        self._stop = threading.Event()
+        self.caught_up = threading.Event()
+        self._consumer = make_consumer(settings, settings.group(f"client-{uuid.uuid4().hex}"),
+                                       **{"enable.partition.eof": True})
+        md = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None or not md.partitions:
+            self._consumer.close()
+            raise KadenceError(f"topic {topic} does not exist; create the topics first (`kadence topics create`)")
+        self._partitions = sorted(md.partitions)
+        self._at_eof: set[int] = set()
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._thread = threading.Thread(target=self._run, name=f"kadence-client-{topic}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        codec = serde()
+        try:
+            while not self._stop.is_set():
+                msg = self._consumer.poll(0.1)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        self._at_eof.add(msg.partition())
+                        if len(self._at_eof) == len(self._partitions):
+                            self.caught_up.set()
+                    else:
+                        log.warning("%s: consumer error %s", self.topic, err)
+                    continue
+                try:
+                    _, record = codec.decode(msg.value(), expected=self._record_type)
+                except SerdeError as exc:
+                    log.warning("%s[%d]@%d: skipping unreadable record: %s", msg.topic(), msg.partition(),
+                                msg.offset(), exc)
+                    continue
+                self._on_record(record)
+        finally:
+            self._consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5)
+
+
+class _Completions:
+    """Index of `WorkflowOutcome` records by run, by start request id and by workflow id."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self._by_run: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._by_request: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._by_workflow: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        #: Bumped on every new outcome: a waiter that saw version v sleeps only while it is still v.
+        self.version = 0
+
+    def add(self, outcome: dict[str, Any]) -> None:
+        domain, wid = outcome["domain"], outcome["workflow_id"]
+        with self.cond:
+            if outcome["run_id"] and outcome["status"] != START_REJECTED:
+                key = (domain, wid, outcome["run_id"])
+                if key in self._by_run:  # a duplicate (redelivery, leaked aborted write): same record
+                    return
+                self._by_run[key] = outcome
+            if outcome["request_id"]:
+                self._by_request.setdefault((domain, wid, outcome["request_id"]), outcome)
+            self._by_workflow.setdefault((domain, wid), []).append(outcome)
+            self.version += 1
+            self.cond.notify_all()
+
+    def by_run(self, domain: str, wid: str, run_id: str) -> dict[str, Any] | None:
+        return self._by_run.get((domain, wid, run_id))
+
+    def by_request(self, domain: str, wid: str, request_id: str) -> dict[str, Any] | None:
+        return self._by_request.get((domain, wid, request_id))
+
+    def latest_run(self, domain: str, wid: str) -> dict[str, Any] | None:
+        """The last closed run of the workflow id that does not continue into a run seen here."""
+        outcomes = [o for o in self._by_workflow.get((domain, wid), []) if o["status"] != START_REJECTED]
+        return outcomes[-1] if outcomes else None
+
+
+class _QueryResults:
+    """QueryResult records of the queries this client is waiting for, by query id."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self._wanted: set[str] = set()
+        self._results: dict[str, dict[str, Any]] = {}
+
+    def expect(self, query_id: str) -> None:
+        with self.cond:
+            self._wanted.add(query_id)
+
+    def add(self, result: dict[str, Any]) -> None:
+        with self.cond:
+            if result["query_id"] in self._wanted:
+                self._results.setdefault(result["query_id"], result)
+                self.cond.notify_all()
+
+    def wait(self, query_id: str, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            try:
+                while query_id not in self._results:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    self.cond.wait(left)
+                return self._results.pop(query_id)
+            finally:
+                self._wanted.discard(query_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# describe(): a summary folded from history events. Kept isolated: the engine's pure reducer
+# (`history.reducer.fold`) can replace `summarize_history` without touching the client.
+# ---------------------------------------------------------------------------------------------
+
+_CLOSE_STATUS = {
+    "WorkflowExecutionCompleted": "COMPLETED", "WorkflowExecutionFailed": "FAILED",
+    "WorkflowExecutionTimedOut": "TIMED_OUT", "WorkflowExecutionCanceled": "CANCELED",
+    "WorkflowExecutionTerminated": "TERMINATED", "WorkflowExecutionContinuedAsNew": "CONTINUED_AS_NEW",
+}
+_ACTIVITY_CLOSES = ("ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled")
+_CHILD_CLOSES = ("ChildWorkflowExecutionCompleted", "ChildWorkflowExecutionFailed", "ChildWorkflowExecutionCanceled",
+                 "ChildWorkflowExecutionTimedOut", "ChildWorkflowExecutionTerminated")
+
+
+def summarize_history(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A describe() summary of one workflow id's events (all runs, in log order).
+
+    Returns ``{workflow_id, workflow_type, status, run_id, runs: [...], pending_activities,
+    pending_children, pending_timers, history_length}`` where ``runs`` is the run chain (oldest
+    first) with each run's id, status, start/close time and event count, and the pending counts
+    and history length are those of the latest run.
+    """
+    runs: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    pending: dict[str, dict[str, set[Any]]] = {}
+    for event in events:
+        run_id = event["run_id"]
+        kind, attrs = event["attributes"]
+        if run_id not in runs:
+            runs[run_id] = {"run_id": run_id, "status": "RUNNING", "workflow_type": "", "task_list": "",
+                            "started_at": None, "closed_at": None, "history_length": 0, "next_run_id": ""}
+            order.append(run_id)
+            pending[run_id] = {"activities": set(), "children": set(), "timers": set()}
+        run, open_work = runs[run_id], pending[run_id]
+        run["history_length"] = max(run["history_length"], event["event_id"])
+        if kind == "WorkflowExecutionStarted":
+            run.update(workflow_type=attrs["workflow_type"], task_list=attrs["task_list"], started_at=event["timestamp"])
+        elif kind in _CLOSE_STATUS:
+            run.update(status=_CLOSE_STATUS[kind], closed_at=event["timestamp"])
+            if kind == "WorkflowExecutionContinuedAsNew":
+                run["next_run_id"] = attrs["new_execution_run_id"]
+        elif kind == "ActivityTaskScheduled":
+            open_work["activities"].add(event["event_id"])
+        elif kind in _ACTIVITY_CLOSES:
+            open_work["activities"].discard(attrs["scheduled_event_id"])
+        elif kind == "StartChildWorkflowExecutionInitiated":
+            open_work["children"].add(event["event_id"])
+        elif kind == "StartChildWorkflowExecutionFailed" or kind in _CHILD_CLOSES:
+            open_work["children"].discard(attrs["initiated_event_id"])
+        elif kind == "TimerStarted":
+            open_work["timers"].add(attrs["timer_id"])
+        elif kind in ("TimerFired", "TimerCanceled"):
+            open_work["timers"].discard(attrs["timer_id"])
+    if not order:
+        return {"workflow_id": "", "workflow_type": "", "status": "UNKNOWN", "run_id": "", "runs": [],
+                "pending_activities": 0, "pending_children": 0, "pending_timers": 0, "history_length": 0}
+    latest = order[-1]
+    return {
+        "workflow_id": events[0]["workflow_id"],
+        "workflow_type": runs[latest]["workflow_type"],
+        "status": runs[latest]["status"],
+        "run_id": latest,
+        "runs": [runs[r] for r in order],
+        "pending_activities": len(pending[latest]["activities"]),
+        "pending_children": len(pending[latest]["children"]),
+        "pending_timers": len(pending[latest]["timers"]),
+        "history_length": runs[latest]["history_length"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Client and handles
+# ---------------------------------------------------------------------------------------------
+
+
+class Client:
+    """Connection to a Kadence deployment (a Kafka cluster and a topic prefix) for one domain.
+
+    Thread-safe. Close it (or use it as a context manager) to stop its reader threads.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, domain: str = "default", identity: str | None = None,
+                 data_converter: JSONConverter | None = None) -> None:
+        self.settings: Settings = settings if settings is not None else Settings.from_env()
+        self.domain: str = domain
+        self.identity: str = identity or f"{os.getpid()}@{socket.gethostname()}"
+        self.data_converter: JSONConverter = data_converter or default_converter
+        self._lock = threading.Lock()
+        self._producer: Any = None
+        self._completions = _Completions()
+        self._query_results = _QueryResults()
+        self._readers: dict[str, _TopicReader] = {}
+        self._closed = False
+
+    @classmethod
+    def connect(cls, bootstrap: str, prefix: str = "kadence.", **kw: Any) -> Client:
+        """A client for `bootstrap`; keyword arguments go to `Settings` or to the client as they name."""
+        setting_names = {f.name for f in dataclass_fields(Settings)}
+        settings_kw = {k: v for k, v in kw.items() if k in setting_names}
+        client_kw = {k: v for k, v in kw.items() if k not in setting_names}
+        return cls(Settings(bootstrap=bootstrap, prefix=prefix, **settings_kw), **client_kw)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            readers, self._readers = list(self._readers.values()), {}
+            producer, self._producer = self._producer, None
+        for reader in readers:
+            reader.close()
+        if producer is not None:
+            producer.flush(10)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- starting --------------------------------------------------------------------------------
+    def start_workflow(self, workflow: Any, *args: Any, id: str, task_list: str,  # noqa: A002 - Temporal's name
+                       execution_timeout: Seconds | None = None, run_timeout: Seconds | None = None,
+                       task_timeout: Seconds | None = None,
+                       id_reuse_policy: str = "ALLOW_DUPLICATE_FAILED_ONLY", retry_policy: Any = None,
+                       memo: dict[str, Any] | None = None, request_id: str | None = None) -> WorkflowHandle:
+        """Produce a StartWorkflowExecution command; return a handle (its run id is learned later).
+
+        `workflow` is a @workflow.defn class, its @workflow.run method or a type name. A repeated
+        `request_id` is a no-op on the server (the same run is reported again).
+        """
+        if id_reuse_policy not in ID_REUSE_POLICIES:
+            raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, not {id_reuse_policy!r}")
+        request_id = request_id or uuid.uuid4().hex
+        conv = self.data_converter
+        start = {
+            "workflow_type": workflow_type_name(workflow),
+            "task_list": task_list,
+            "input": conv.args_to_payload(args),
+            "execution_timeout_ms": _ms(execution_timeout),
+            "run_timeout_ms": _ms(run_timeout),
+            "task_timeout_ms": _ms(task_timeout) if task_timeout is not None else 10_000,
+            "id_reuse_policy": id_reuse_policy,
+            "retry_policy": _retry_policy_record(retry_policy),
+            "memo": {k: conv.to_payload(v) for k, v in (memo or {}).items()},
+            "request_id": request_id,
+            "identity": self.identity,
+            "parent": None,
+            "cron_schedule": "",
+        }
+        self._send(id, "", ("StartWorkflowExecution", start))
+        return WorkflowHandle(self, id, start_request_id=request_id)
+
+    def execute_workflow(self, workflow: Any, *args: Any, id: str, task_list: str,  # noqa: A002
+                         result_timeout: float | None = None, result_type: Any = None, **options: Any) -> Any:
+        """Start a workflow and wait for its result (following continue-as-new)."""
+        handle = self.start_workflow(workflow, *args, id=id, task_list=task_list, **options)
+        return handle.result(timeout=result_timeout, result_type=result_type)
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+        """A handle to a workflow id (its latest run) or to one run of it."""
+        return WorkflowHandle(self, workflow_id, run_id=run_id or None)
+
+    # -- plumbing used by handles ----------------------------------------------------------------
+    def _send(self, workflow_id: str, run_id: str, payload: tuple[str, dict[str, Any]]) -> str:
+        """Produce one Command keyed by the workflow id and wait for its delivery. Returns its id."""
+        command_id = uuid.uuid4().hex
+        command = {"command_id": command_id, "domain": self.domain, "workflow_id": workflow_id, "run_id": run_id,
+                   "timestamp": _now_ms(), "payload": payload}
+        codec = serde()
+        value = codec.encode("Command", command)
+        errors: list[Any] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(err)
+
+        with self._lock:
+            if self._closed:
+                raise KadenceError("the client is closed")
+            if self._producer is None:
+                self._producer = make_producer(self.settings)
+            producer = self._producer
+        producer.produce(self.settings.commands_topic, key=workflow_id.encode(), value=value,
+                         headers=codec.headers("Command"), on_delivery=delivered)
+        remaining = producer.flush(30)
+        if errors or remaining:
+            raise KadenceError(f"{payload[0]} for workflow {workflow_id!r} was not delivered to "
+                               f"{self.settings.commands_topic}: {errors[0] if errors else 'flush timed out'}")
+        return command_id
+
+    def _reader(self, topic: str) -> _TopicReader:
+        with self._lock:
+            if self._closed:
+                raise KadenceError("the client is closed")
+            reader = self._readers.get(topic)
+            if reader is None:
+                if topic == self.settings.completions_topic:
+                    reader = _TopicReader(self.settings, topic, "WorkflowOutcome", self._completions.add)
+                else:
+                    reader = _TopicReader(self.settings, topic, "QueryResult", self._query_results.add)
+                self._readers[topic] = reader
+            return reader
+
+    def _history_events(self, workflow_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Every HistoryEvent of the workflow id in this domain, read from its history partition."""
+        topic = self.settings.history_topic
+        consumer = make_consumer(self.settings, self.settings.group(f"client-history-{uuid.uuid4().hex}"),
+                                 **{"enable.partition.eof": True})
+        try:
+            md = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if md is None or md.error is not None or not md.partitions:
+                raise KadenceError(f"topic {topic} does not exist; create the topics first (`kadence topics create`)")
+            partition = murmur2_partition(workflow_id.encode(), len(md.partitions))
+            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            events: list[dict[str, Any]] = []
+            seen: set[tuple[str, int]] = set()
+            codec = serde()
+            deadline = time.monotonic() + timeout
+            while True:
+                if time.monotonic() > deadline:
+                    raise builtins.TimeoutError(f"reading {topic}[{partition}] took longer than {timeout}s")
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        return events
+                    raise KadenceError(f"reading {topic}[{partition}]: {err}")
+                if msg.key() != workflow_id.encode():
+                    continue
+                try:
+                    _, transition = codec.decode(msg.value(), expected="HistoryTransition")
+                except SerdeError as exc:
+                    log.warning("%s[%d]@%d: skipping unreadable record: %s", topic, partition, msg.offset(), exc)
+                    continue
+                if transition["domain"] != self.domain or transition["workflow_id"] != workflow_id:
+                    continue
+                for event in transition["events"]:
+                    ident = (event["run_id"], event["event_id"])
+                    if ident not in seen:  # idempotent: a duplicated transition adds nothing
+                        seen.add(ident)
+                        events.append(event)
+        finally:
+            consumer.close()
+
+
+class WorkflowHandle:
+    """A workflow id (and maybe one run of it) to wait on, signal, query, cancel or terminate."""
+
+    def __init__(self, client: Client, workflow_id: str, *, run_id: str | None = None,
+                 start_request_id: str | None = None) -> None:
+        self.client = client
+        self.id = workflow_id
+        #: The run this handle follows: given, or learned when the run is seen (None until then).
+        self.run_id: str | None = run_id
+        #: The run the handle was made for explicitly (commands target it); None = the current run.
+        self._pinned_run_id = run_id
+        self.start_request_id = start_request_id
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
+
+    # -- result ----------------------------------------------------------------------------------
+    def result(self, timeout: float | None = None, *, follow_runs: bool = True, result_type: Any = None) -> Any:
+        """Wait for the run's outcome, following continue-as-new to the final run, and decode it.
+
+        Raises `WorkflowFailureError` (status FAILED/CANCELED/TERMINATED/TIMED_OUT, cause = the
+        failure), `WorkflowAlreadyStartedError` (this handle's start was rejected) or the builtin
+        `TimeoutError` when `timeout` seconds pass first.
+        """
+        client = self.client
+        reader = client._reader(client.settings.completions_topic)
+        deadline = _deadline(timeout)
+        # Outcomes already in the topic are indexed before the history partition is consulted.
+        left = _remaining(deadline)
+        reader.caught_up.wait(min(left, 5.0) if left is not None else 5.0)
+        run_id = self._resolve_run(deadline)
+        while True:
+            outcome = self._wait(lambda: client._completions.by_run(client.domain, self.id, run_id), deadline,
+                                 f"run {run_id} of workflow {self.id!r} to close")
+            status = outcome["status"]
+            if status == CONTINUED_AS_NEW and follow_runs and outcome["new_run_id"]:
+                run_id = outcome["new_run_id"]
+                self.run_id = run_id
+                continue
+            if status == "COMPLETED":
+                return client.data_converter.from_payload(_record(outcome["result"]), result_type)
+            if status in FAILED_STATUSES:
+                cause = from_failure(_failure(outcome["failure"]))
+                detail = outcome["reason"] or (str(cause) if cause is not None else "")
+                raise WorkflowFailureError(
+                    f"workflow {self.id!r} run {run_id} {status.lower().replace('_', ' ')}"
+                    + (f": {detail}" if detail else ""), cause, status=status)
+            if status == CONTINUED_AS_NEW:  # follow_runs=False
+                return None
+            raise KadenceError(f"workflow {self.id!r} run {run_id}: unknown outcome status {status!r}")
+
+    def _wait(self, probe: Callable[[], Any], deadline: float | None, what: str) -> Any:
+        cond = self.client._completions.cond
+        with cond:
+            while True:
+                found = probe()
+                if found is not None:
+                    return found
+                left = _remaining(deadline)
+                if left == 0.0:
+                    raise builtins.TimeoutError(f"timed out waiting for {what}")
+                cond.wait(left)
+
+    def _resolve_run(self, deadline: float | None) -> str:
+        """The run id this handle follows: given; or the run its start request created; or the latest.
+
+        The start request is matched in `completions` (outcomes carry the request id) and, every
+        few seconds while waiting, in the history partition (WorkflowExecutionStarted.request_id),
+        which also finds the run while it is still open.
+        """
+        if self.run_id:
+            return self.run_id
+        client = self.client
+        completions = client._completions
+        next_scan = 0.0
+        scan_every = 1.0
+        while True:
+            with completions.cond:
+                version = completions.version
+                if self.start_request_id:
+                    outcome = completions.by_request(client.domain, self.id, self.start_request_id)
+                    if outcome is not None:
+                        if outcome["status"] == START_REJECTED:
+                            raise WorkflowAlreadyStartedError(self.id, outcome["reason"] or "start rejected")
+                        self.run_id = outcome["run_id"]
+                        return self.run_id
+            if time.monotonic() >= next_scan:
+                run_id = self._run_from_history()
+                if run_id:
+                    self.run_id = run_id
+                    return run_id
+                next_scan = time.monotonic() + scan_every
+                scan_every = min(scan_every * 2, 8.0)
+            left = _remaining(deadline)
+            if left == 0.0:
+                raise builtins.TimeoutError(f"timed out waiting for workflow {self.id!r} to be seen")
+            with completions.cond:
+                if completions.version == version:
+                    completions.cond.wait(min(0.5, left) if left is not None else 0.5)
+
+    def _run_from_history(self) -> str | None:
+        client = self.client
+        started = [e for e in client._history_events(self.id) if e["attributes"][0] == "WorkflowExecutionStarted"]
+        if self.start_request_id:
+            for event in started:
+                if event["attributes"][1]["request_id"] == self.start_request_id:
+                    return event["run_id"]
+            return None
+        if started:
+            return started[-1]["run_id"]
+        # No history for this id (e.g. history read elsewhere): the latest closed run seen.
+        latest = client._completions.latest_run(client.domain, self.id)
+        return latest["run_id"] if latest is not None else None
+
+    # -- commands --------------------------------------------------------------------------------
+    def signal(self, name_or_method: Any, *args: Any, request_id: str | None = None) -> None:
+        """Send a signal (a @workflow.signal method or its name); `request_id` de-duplicates retries."""
+        client = self.client
+        client._send(self.id, self._pinned_run_id or "", ("SignalWorkflowExecution", {
+            "signal_name": _handler_name(name_or_method, "signal"),
+            "input": client.data_converter.args_to_payload(args),
+            "identity": client.identity,
+            "request_id": request_id or uuid.uuid4().hex,
+            "external": None,
+        }))
+
+    def cancel(self, reason: str = "") -> None:
+        """Request cancellation: the workflow sees it and decides how to finish."""
+        client = self.client
+        client._send(self.id, self._pinned_run_id or "", ("RequestCancelWorkflowExecution", {
+            "cause": reason, "identity": client.identity, "request_id": uuid.uuid4().hex,
+            "first_execution_run_id": "", "external": None,
+        }))
+
+    def terminate(self, reason: str = "", details: Any = None) -> None:
+        """End the run at once (no workflow code runs); `details` is any converter-encodable value."""
+        client = self.client
+        client._send(self.id, self._pinned_run_id or "", ("TerminateWorkflowExecution", {
+            "reason": reason,
+            "details": client.data_converter.to_payload(details) if details is not None else None,
+            "identity": client.identity,
+            "first_execution_run_id": "",
+        }))
+
+    def query(self, name_or_method: Any, *args: Any, timeout: float = 5.0, result_type: Any = None) -> Any:
+        """Ask the run's workflow code (on a worker) for a value; raises `QueryError` on error or no answer."""
+        client = self.client
+        query_type = _handler_name(name_or_method, "query")
+        client._reader(client.settings.query_results_topic)
+        query_id = uuid.uuid4().hex
+        client._query_results.expect(query_id)
+        client._send(self.id, self._pinned_run_id or "", ("QueryWorkflow", {
+            "query_id": query_id, "query_type": query_type,
+            "args": client.data_converter.args_to_payload(args),
+            "reply_topic": client.settings.query_results_topic,
+        }))
+        answer = client._query_results.wait(query_id, timeout)
+        if answer is None:
+            raise QueryError(f"query {query_type!r} on workflow {self.id!r}: no answer within {timeout}s "
+                             "(is a worker polling the workflow's task list, and the engine running?)")
+        if answer["error"] is not None:
+            cause = from_failure(_failure(answer["error"]))
+            error = QueryError(f"query {query_type!r} on workflow {self.id!r} failed: {cause}")
+            error.__cause__ = cause
+            raise error
+        return client.data_converter.from_payload(_record(answer["result"]), result_type)
+
+    # -- reading history -------------------------------------------------------------------------
+    def history(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """HistoryEvent records of this workflow id's runs, in log order (one run if `run_id`)."""
+        events = self.client._history_events(self.id)
+        run_id = run_id or self._pinned_run_id
+        return [e for e in events if e["run_id"] == run_id] if run_id else events
+
+    def describe(self) -> dict[str, Any]:
+        """A summary folded from history: status, run chain, pending work counts, history length."""
+        return summarize_history(self.history())
+
+
+__all__ = ["Client", "WorkflowHandle", "summarize_history"]
