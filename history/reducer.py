@@ -1,0 +1,303 @@
+"""`apply(state, event) -> state`: the one pure function that gives history its meaning.
+
+Dispatches on the event's type to one small function per event (`_on_<EventName>`); an event type
+with no function raises `UnknownEventError` rather than being skipped. Inputs are never mutated:
+each function returns a new `RunState` with copies of the collections it changes.
+
+Used by the history processor (live state and restore), the derived processors, `describe` and
+the audit replayer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Iterable
+
+from .state import (DECISION_TRIGGERING_EVENTS, ActivityInfo, ChildInfo, DecisionInfo, ExecutionState,
+                    RunState, TimerInfo)
+from .ids import derive_run_id
+
+#: Earlier runs remembered per workflow id (for idempotence of restores and `describe`).
+MAX_CHAIN = 64
+EVENT_OVERHEAD_BYTES = 64
+
+Event = dict[str, Any]
+
+
+class UnknownEventError(ValueError):
+    """The reducer has no meaning for this event type (or the event names a run it does not know)."""
+
+
+def apply(state: ExecutionState, event: Event) -> ExecutionState:
+    event_type, attrs = event["attributes"]
+    if event_type == "WorkflowExecutionStarted":
+        return _start_run(state, event, attrs)
+    run = state.current
+    if run is None or run.run_id != event["run_id"]:
+        raise UnknownEventError(f"event {event['event_id']} {event_type} names run {event['run_id']}, "
+                                f"not the current run of {state.workflow_id}")
+    handler = _HANDLERS.get(event_type)
+    if handler is None:
+        raise UnknownEventError(f"no reducer for event type {event_type}")
+    changes = handler(run, event, attrs)
+    changes["next_event_id"] = event["event_id"] + 1
+    changes["history_size"] = run.history_size + event_size(attrs)
+    if event_type in DECISION_TRIGGERING_EVENTS:
+        changes["unhandled_events"] = changes.get("unhandled_events", run.unhandled_events) + 1
+    return replace(state, current=replace(run, **changes))
+
+
+def fold(events: Iterable[Event], state: ExecutionState | None = None) -> ExecutionState | None:
+    """Fold events of one workflow id (in history order) into its state."""
+    for event in events:
+        if state is None:
+            state = ExecutionState(event["domain"], event["workflow_id"])
+        state = apply(state, event)
+    return state
+
+
+def fold_transition(state: ExecutionState | None, transition: dict[str, Any]) -> tuple[ExecutionState | None, list[Event]]:
+    """Apply a HistoryTransition idempotently: events already applied (a duplicate record) are skipped.
+
+    Returns the new state and the events that were new.
+    """
+    fresh: list[Event] = []
+    for event in transition["events"]:
+        if state is not None and already_applied(state, event):
+            continue
+        if state is None:
+            state = ExecutionState(event["domain"], event["workflow_id"])
+        state = apply(state, event)
+        fresh.append(event)
+    return state, fresh
+
+
+def already_applied(state: ExecutionState, event: Event) -> bool:
+    run_id = event["run_id"]
+    cur = state.current
+    if cur is not None and cur.run_id == run_id:
+        return event["event_id"] < cur.next_event_id
+    return state.knows_run(run_id)
+
+
+def event_size(attrs: dict[str, Any]) -> int:
+    """Approximate bytes of an event: payload bytes plus a fixed overhead (deterministic, cheap)."""
+    size = EVENT_OVERHEAD_BYTES
+    for key in ("input", "result", "details"):
+        p = attrs.get(key)
+        if p is not None:
+            size += len(p["data"])
+    failure = attrs.get("failure")
+    if failure is not None:
+        size += len(failure["message"]) + len(failure.get("stack") or "")
+    return size
+
+
+# -- run lifecycle -------------------------------------------------------------------------------
+
+def _start_run(state: ExecutionState, event: Event, a: dict[str, Any]) -> ExecutionState:
+    previous = state.previous_runs
+    if state.current is not None:
+        previous = (previous + ((state.current.run_id, state.current.status),))[-MAX_CHAIN:]
+    run = RunState(
+        run_id=event["run_id"], first_run_id=a["first_run_id"], workflow_type=a["workflow_type"],
+        task_list=a["task_list"], task_timeout_ms=a["task_timeout_ms"], run_timeout_ms=a["run_timeout_ms"],
+        execution_timeout_ms=a["execution_timeout_ms"], execution_deadline_ms=a["execution_deadline_ms"],
+        start_time=event["timestamp"], request_id=a["request_id"], input=a["input"], parent=a["parent"],
+        retry_policy=a["retry_policy"], attempt=a["attempt"], memo=dict(a["memo"]),
+        next_event_id=event["event_id"] + 1, history_size=event_size(a))
+    return replace(state, current=run, previous_runs=previous)
+
+
+def _close(status: str) -> Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]:
+    def on_close(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+        return {"status": status, "close_event_id": event["event_id"], "close_time": event["timestamp"],
+                "close": a, "close_type": event["attributes"][0], "decision": None}
+    return on_close
+
+
+def _on_memo(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    return {"memo": {**run.memo, **a["memo"]}}
+
+
+# -- decision tasks -----------------------------------------------------------------------------
+
+def _on_decision_scheduled(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    return {"decision": DecisionInfo(event["event_id"], a["attempt"], a["task_list"], a["start_to_close_timeout_ms"],
+                                     event["timestamp"]),
+            "decision_attempt": a["attempt"]}
+
+
+def _on_decision_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    assert run.decision is not None, "DecisionTaskStarted without a scheduled decision task"
+    return {"decision": replace(run.decision, started_event_id=event["event_id"]), "unhandled_events": 0}
+
+
+def _on_decision_completed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    return {"decision": None, "decision_attempt": 1, "last_completed_started_event_id": a["started_event_id"]}
+
+
+def _on_decision_failed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    # The code saw none of this attempt's events as handled: a new decision task is needed.
+    return {"decision": None, "decision_attempt": run.decision_attempt + 1,
+            "unhandled_events": max(run.unhandled_events, 1)}
+
+
+# -- activities ---------------------------------------------------------------------------------
+
+def _on_activity_scheduled(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    eid = event["event_id"]
+    info = ActivityInfo(eid, a["activity_id"], a["activity_type"], a["task_list"], a, event["timestamp"])
+    return {"activities": {**run.activities, eid: info}, "activity_ids": {**run.activity_ids, a["activity_id"]: eid}}
+
+
+def _on_activity_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    info = run.activities.get(a["scheduled_event_id"])
+    if info is None:
+        return {}
+    return {"activities": {**run.activities, info.scheduled_event_id: replace(info, attempt=a["attempt"])}}
+
+
+def _on_activity_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    info = run.activities.get(a["scheduled_event_id"])
+    if info is None:
+        return {}
+    activities = dict(run.activities)
+    del activities[info.scheduled_event_id]
+    ids = dict(run.activity_ids)
+    ids.pop(info.activity_id, None)
+    return {"activities": activities, "activity_ids": ids}
+
+
+def _on_activity_cancel_requested(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    eid = run.activity_ids.get(a["activity_id"])
+    if eid is None:
+        return {}
+    return {"activities": {**run.activities, eid: replace(run.activities[eid], cancel_requested=True)}}
+
+
+# -- timers -------------------------------------------------------------------------------------
+
+def _on_timer_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    info = TimerInfo(a["timer_id"], event["event_id"], event["timestamp"] + a["start_to_fire_timeout_ms"])
+    return {"timers": {**run.timers, a["timer_id"]: info}}
+
+
+def _on_timer_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    if a["timer_id"] not in run.timers:
+        return {}
+    timers = dict(run.timers)
+    del timers[a["timer_id"]]
+    return {"timers": timers}
+
+
+# -- children -----------------------------------------------------------------------------------
+
+def _on_child_initiated(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    eid = event["event_id"]
+    first_run_id = derive_run_id(a["domain"], a["workflow_id"], child_start_command_id(run.run_id, eid))
+    info = ChildInfo(eid, a["domain"], a["workflow_id"], a["workflow_type"], a["parent_close_policy"], first_run_id)
+    return {"children": {**run.children, eid: info}}
+
+
+def _on_child_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    info = run.children.get(a["initiated_event_id"])
+    if info is None:
+        return {}
+    started = replace(info, run_id=a["run_id"], started_event_id=event["event_id"])
+    return {"children": {**run.children, info.initiated_event_id: started}}
+
+
+def _on_child_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    if a["initiated_event_id"] not in run.children:
+        return {}
+    children = dict(run.children)
+    del children[a["initiated_event_id"]]
+    return {"children": children}
+
+
+def child_start_command_id(parent_run_id: str, initiated_event_id: int) -> str:
+    """Command id of a child's start: the child's first run id derives from it (see derive_run_id)."""
+    return f"start-child:{parent_run_id}:{initiated_event_id}"
+
+
+# -- signals and cancellation, in and out ---------------------------------------------------------
+
+def _on_signaled(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    if not a["request_id"]:
+        return {}
+    return {"signal_request_ids": run.signal_request_ids | {a["request_id"]}}
+
+
+def _on_cancel_requested(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    return {"cancel_requested": True}
+
+
+def _outgoing(kind: str) -> Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]:
+    def on_initiated(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+        return {kind: {**getattr(run, kind), event["event_id"]: a}}
+    return on_initiated
+
+
+def _outgoing_done(kind: str) -> Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]:
+    def on_done(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+        pending = getattr(run, kind)
+        if a["initiated_event_id"] not in pending:
+            return {}
+        rest = dict(pending)
+        del rest[a["initiated_event_id"]]
+        return {kind: rest}
+    return on_done
+
+
+def _nothing(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+_HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]] = {
+    "WorkflowExecutionCompleted": _close("COMPLETED"),
+    "WorkflowExecutionFailed": _close("FAILED"),
+    "WorkflowExecutionTimedOut": _close("TIMED_OUT"),
+    "WorkflowExecutionCanceled": _close("CANCELED"),
+    "WorkflowExecutionTerminated": _close("TERMINATED"),
+    "WorkflowExecutionContinuedAsNew": _close("CONTINUED_AS_NEW"),
+    "DecisionTaskScheduled": _on_decision_scheduled,
+    "DecisionTaskStarted": _on_decision_started,
+    "DecisionTaskCompleted": _on_decision_completed,
+    "DecisionTaskTimedOut": _on_decision_failed,
+    "DecisionTaskFailed": _on_decision_failed,
+    "ActivityTaskScheduled": _on_activity_scheduled,
+    "ActivityTaskStarted": _on_activity_started,
+    "ActivityTaskCompleted": _on_activity_closed,
+    "ActivityTaskFailed": _on_activity_closed,
+    "ActivityTaskTimedOut": _on_activity_closed,
+    "ActivityTaskCanceled": _on_activity_closed,
+    "ActivityTaskCancelRequested": _on_activity_cancel_requested,
+    "RequestCancelActivityTaskFailed": _nothing,
+    "TimerStarted": _on_timer_started,
+    "TimerFired": _on_timer_closed,
+    "TimerCanceled": _on_timer_closed,
+    "CancelTimerFailed": _nothing,
+    "MarkerRecorded": _nothing,
+    "UpsertWorkflowMemo": _on_memo,
+    "WorkflowExecutionSignaled": _on_signaled,
+    "WorkflowExecutionCancelRequested": _on_cancel_requested,
+    "StartChildWorkflowExecutionInitiated": _on_child_initiated,
+    "StartChildWorkflowExecutionFailed": _on_child_closed,
+    "ChildWorkflowExecutionStarted": _on_child_started,
+    "ChildWorkflowExecutionCompleted": _on_child_closed,
+    "ChildWorkflowExecutionFailed": _on_child_closed,
+    "ChildWorkflowExecutionCanceled": _on_child_closed,
+    "ChildWorkflowExecutionTimedOut": _on_child_closed,
+    "ChildWorkflowExecutionTerminated": _on_child_closed,
+    "SignalExternalWorkflowExecutionInitiated": _outgoing("signals_out"),
+    "SignalExternalWorkflowExecutionFailed": _outgoing_done("signals_out"),
+    "ExternalWorkflowExecutionSignaled": _outgoing_done("signals_out"),
+    "RequestCancelExternalWorkflowExecutionInitiated": _outgoing("cancels_out"),
+    "RequestCancelExternalWorkflowExecutionFailed": _outgoing_done("cancels_out"),
+    "ExternalWorkflowExecutionCancelRequested": _outgoing_done("cancels_out"),
+}
+
+
+def handled_event_types() -> frozenset[str]:
+    return frozenset(_HANDLERS) | {"WorkflowExecutionStarted"}

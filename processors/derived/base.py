@@ -1,0 +1,46 @@
+"""What a derived module sees: the event, the run before and the state after it, and an emitter."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from history import ExecutionState, RunState
+from streams.processing import Context, OutRecord
+from streams.serde import serde
+from streams.settings import Settings
+
+
+class Emitter:
+    """Builds Kadence records for a derived module's outputs (deterministic: ids from inputs)."""
+
+    def __init__(self, settings: Settings, ctx: Context) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        self._serde = serde()
+
+    def command(self, *, command_id: str, domain: str, workflow_id: str, run_id: str, timestamp: int,
+                payload_type: str, attrs: dict[str, Any]) -> None:
+        record = {"command_id": command_id, "domain": domain, "workflow_id": workflow_id, "run_id": run_id,
+                  "timestamp": timestamp, "payload": (payload_type, attrs)}
+        self.ctx.emit(OutRecord(self.settings.commands_topic, workflow_id.encode(), self._serde.encode("Command", record),
+                                tuple(self._serde.headers("Command")), None, timestamp))
+
+    def outcome(self, record: dict[str, Any]) -> None:
+        self.ctx.emit(OutRecord(self.settings.completions_topic, record["workflow_id"].encode(),
+                                self._serde.encode("WorkflowOutcome", record), tuple(self._serde.headers("WorkflowOutcome")),
+                                None, record["timestamp"]))
+
+
+class Module(Protocol):
+    name: str
+
+    def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
+        """React to one new event. `before` is the event's run before it (None for a run's first event)."""
+        ...
+
+
+CLOSE_EVENTS = {
+    "WorkflowExecutionCompleted": "COMPLETED", "WorkflowExecutionFailed": "FAILED",
+    "WorkflowExecutionCanceled": "CANCELED", "WorkflowExecutionTerminated": "TERMINATED",
+    "WorkflowExecutionTimedOut": "TIMED_OUT", "WorkflowExecutionContinuedAsNew": "CONTINUED_AS_NEW",
+}

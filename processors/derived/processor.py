@@ -1,0 +1,90 @@
+"""The derived processor: one consumer of `history`, one fold, several reacting modules."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+from history import ExecutionState, apply
+from history.reducer import already_applied
+from streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
+from streams.serde import SerdeError, serde
+from streams.settings import Settings
+
+from ..store import ExecutionStore
+from .base import Emitter, Module
+from .cancellations import CancellationsModule
+from .children import ChildrenModule
+from .completions import CompletionsModule
+from .signals import SignalsModule
+from .timers import TimersModule, fire_due
+
+log = logging.getLogger("kadence.derived")
+
+ALL_MODULES: dict[str, type] = {
+    "children": ChildrenModule, "signals": SignalsModule, "cancellations": CancellationsModule,
+    "completions": CompletionsModule, "timers": TimersModule,
+}
+
+
+class _Muted:
+    """A context whose emits are dropped: restore refolds history without re-sending anything."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.partition, self.state, self.now_ms = ctx.partition, ctx.state, ctx.now_ms
+
+    def emit(self, record: OutRecord) -> None:
+        pass
+
+
+class DerivedProcessor(Processor):
+    def __init__(self, settings: Settings, modules: Sequence[str] = tuple(ALL_MODULES),
+                 timer_interval_ms: int = 5) -> None:
+        unknown = set(modules) - set(ALL_MODULES)
+        if unknown:
+            raise ValueError(f"unknown derived modules {sorted(unknown)}; choose from {sorted(ALL_MODULES)}")
+        self.settings = settings
+        self.modules: list[Module] = [ALL_MODULES[m]() for m in modules]
+        self.name = "derived" if set(modules) == set(ALL_MODULES) else "derived-" + "-".join(modules)
+        self.input_topic = settings.history_topic
+        self.changelog_topic = None
+        self.punctuate_interval_ms = timer_interval_ms if "timers" in modules else None
+        self.store = ExecutionStore()
+        self.serde = serde()
+
+    def process(self, record: InRecord, ctx: Context) -> None:
+        self._fold(record, ctx)
+
+    def restore(self, record: InRecord, ctx: Context) -> int | None:
+        try:
+            self._fold(record, _Muted(ctx))  # type: ignore[arg-type]
+        except PoisonRecord as exc:
+            log.error("%s[%d]@%d skipped in restore: %s", record.topic, record.partition, record.offset, exc.reason)
+        return record.offset
+
+    def _fold(self, record: InRecord, ctx: Context) -> None:
+        try:
+            _, transition = self.serde.decode(record.value, "HistoryTransition")
+        except SerdeError as exc:
+            raise PoisonRecord(f"undecodable history record: {exc}") from exc
+        state = self.store.load(ctx.state, transition["domain"], transition["workflow_id"])
+        out = Emitter(self.settings, ctx)
+        changed = False
+        for event in transition["events"]:
+            if state is not None and already_applied(state, event):
+                continue
+            cur = state.current if state is not None else None
+            before = cur if cur is not None and cur.run_id == event["run_id"] else None
+            state = apply(state or ExecutionState(event["domain"], event["workflow_id"]), event)
+            changed = True
+            for module in self.modules:
+                module.on_event(event, before, state, out)
+        if changed and state is not None:
+            self.store.save(ctx.state, state)
+
+    def punctuate(self, partition: int, ctx: Context) -> None:
+        fire_due(self.settings, ctx, int(time.time() * 1000))
+
+    def on_revoked(self, partition: int) -> None:
+        self.store.clear_cache()

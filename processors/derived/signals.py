@@ -1,0 +1,31 @@
+"""Signals: a run's SignalExternalWorkflowExecutionInitiated -> a signal command to the target,
+carrying the sender (so the target replies Signaled/Failed to it) and a request id that makes a
+redelivered signal a no-op."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from history import ExecutionState, RunState
+
+from .base import Emitter
+
+
+class SignalsModule:
+    name = "signals"
+
+    def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
+        event_type, a = event["attributes"]
+        if event_type != "SignalExternalWorkflowExecutionInitiated":
+            return
+        request_id = f"signal:{event['run_id']}:{event['event_id']}"
+        run_id = a["run_id"]
+        run = state.current
+        if not run_id and run is not None:  # signalling our own child: pin its chain
+            run_id = next((c.first_run_id for c in run.children.values()
+                           if c.workflow_id == a["workflow_id"] and c.domain == a["domain"]), "")
+        out.command(command_id=request_id, domain=a["domain"], workflow_id=a["workflow_id"], run_id=run_id,
+                    timestamp=event["timestamp"], payload_type="SignalWorkflowExecution", attrs={
+                        "signal_name": a["signal_name"], "input": a["input"], "identity": "", "request_id": request_id,
+                        "external": {"domain": event["domain"], "workflow_id": event["workflow_id"],
+                                     "run_id": event["run_id"], "initiated_event_id": event["event_id"]}})

@@ -1,0 +1,106 @@
+"""Durable timers and timeouts: a RocksDB index ordered by fire time, fired by `punctuate`.
+
+Index key: ``t`` + fire time (8 bytes big-endian ms) + ``/`` + what fires; value: the encoded
+FireTimer command. Entries are added when history starts something with a deadline and removed
+when history shows it done; what is due is produced as a command and removed in the same
+transaction. A fire that races with completion is harmless: the history processor checks the
+event id and attempt and drops stale fires; the command id makes a repeated fire a duplicate.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from history import ExecutionState, RunState
+from streams.processing import Context, OutRecord
+from streams.serde import serde
+from streams.settings import Settings
+
+from .base import CLOSE_EVENTS, Emitter
+
+_TIME = struct.Struct(">Q")
+
+
+def _key(fire_at: int, kind: str, event: dict[str, Any], event_id: int, attempt: int) -> bytes:
+    return (b"t" + _TIME.pack(max(fire_at, 0)) + b"/" +
+            f"{kind}\x00{event['domain']}\x00{event['workflow_id']}\x00{event['run_id']}\x00{event_id}\x00{attempt}".encode())
+
+
+class TimersModule:
+    name = "timers"
+
+    def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
+        event_type, a = event["attributes"]
+        run = state.current
+        ts = event["timestamp"]
+        if event_type == "TimerStarted":
+            self._add(out, ts + a["start_to_fire_timeout_ms"], "timer", event, event["event_id"], 0, a["timer_id"])
+        elif event_type in ("TimerFired", "TimerCanceled") and before is not None:
+            timer = before.timers.get(a["timer_id"])
+            if timer is not None:
+                self._remove(out, timer.fire_at_ms, "timer", event, timer.started_event_id, 0)
+        elif event_type == "DecisionTaskStarted" and run is not None and run.decision is not None:
+            d = run.decision
+            self._add(out, ts + d.timeout_ms, "decision_timeout", event, d.scheduled_event_id, d.attempt)
+        elif event_type in ("DecisionTaskCompleted", "DecisionTaskFailed", "DecisionTaskTimedOut") and before is not None:
+            d = before.decision
+            if d is not None:
+                self._remove(out, d.scheduled_time + d.timeout_ms, "decision_timeout", event, d.scheduled_event_id, d.attempt)
+            if event_type == "DecisionTaskFailed" and run is not None:
+                backoff = min(100 * 2 ** min(run.decision_attempt, 10), 10_000)
+                self._add(out, ts + backoff, "decision_retry", event, 0, run.decision_attempt)
+        elif event_type == "ActivityTaskScheduled":
+            self._add(out, ts + a["start_to_close_timeout_ms"], "activity_timeout", event, event["event_id"], 1)
+        elif event_type in ("ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled") \
+                and before is not None:
+            info = before.activities.get(a["scheduled_event_id"])
+            if info is not None:
+                self._remove(out, info.scheduled_time + info.scheduled["start_to_close_timeout_ms"], "activity_timeout",
+                             event, info.scheduled_event_id, info.attempt)
+        elif event_type == "WorkflowExecutionStarted" and run is not None:
+            if run.execution_deadline_ms:
+                self._add(out, run.execution_deadline_ms, "workflow_timeout", event, 1, 0)
+            if run.run_timeout_ms:
+                self._add(out, ts + run.run_timeout_ms, "run_timeout", event, 1, 0)
+        if event_type in CLOSE_EVENTS and before is not None:
+            self._remove_run(out, event, before)
+
+    def _remove_run(self, out: Emitter, event: dict[str, Any], run: RunState) -> None:
+        for timer in run.timers.values():
+            self._remove(out, timer.fire_at_ms, "timer", event, timer.started_event_id, 0)
+        for info in run.activities.values():
+            self._remove(out, info.scheduled_time + info.scheduled["start_to_close_timeout_ms"], "activity_timeout",
+                         event, info.scheduled_event_id, info.attempt)
+        if run.execution_deadline_ms:
+            self._remove(out, run.execution_deadline_ms, "workflow_timeout", event, 1, 0)
+        if run.run_timeout_ms:
+            self._remove(out, run.start_time + run.run_timeout_ms, "run_timeout", event, 1, 0)
+
+    @staticmethod
+    def _add(out: Emitter, fire_at: int, kind: str, event: dict[str, Any], event_id: int, attempt: int,
+             timer_id: str = "") -> None:
+        command = {"command_id": f"fire:{kind}:{event['run_id']}:{event_id}:{attempt}", "domain": event["domain"],
+                   "workflow_id": event["workflow_id"], "run_id": event["run_id"], "timestamp": fire_at,
+                   "payload": ("FireTimer", {"kind": kind, "event_id": event_id, "attempt": attempt, "timer_id": timer_id})}
+        out.ctx.state.put(_key(fire_at, kind, event, event_id, attempt), serde().encode("Command", command))
+
+    @staticmethod
+    def _remove(out: Emitter, fire_at: int, kind: str, event: dict[str, Any], event_id: int, attempt: int) -> None:
+        out.ctx.state.delete(_key(fire_at, kind, event, event_id, attempt))
+
+
+def fire_due(settings: Settings, ctx: Context, now_ms: int, limit: int = 5000) -> int:
+    """Produce every index entry due by `now_ms` (oldest first) and remove it. Returns how many."""
+    due = []
+    for key, value in ctx.state.items(b"t", b"t" + _TIME.pack(now_ms + 1)):
+        due.append((key, value))
+        if len(due) >= limit:
+            break
+    headers = tuple(serde().headers("Command"))
+    for key, value in due:
+        workflow_id = key[10:].split(b"\x00")[2]
+        fire_at = _TIME.unpack(key[1:9])[0]
+        ctx.emit(OutRecord(settings.commands_topic, workflow_id, value, headers, None, fire_at))
+        ctx.state.delete(key)
+    return len(due)

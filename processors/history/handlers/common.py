@@ -1,0 +1,60 @@
+"""What every handler shares: the environment it may use, reply commands, stale-token checks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from history import RunState, TaskToken, parse_task_token
+from streams.processing import PoisonRecord
+
+from ..config import HistoryConfig
+from ..transition import Transition
+
+log = logging.getLogger("kadence.history")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerEnv:
+    config: HistoryConfig
+
+
+def reply_command(tr: Transition, *, command_id: str, domain: str, workflow_id: str, run_id: str,
+                  payload_type: str, attrs: dict[str, Any]) -> None:
+    tr.command({"command_id": command_id, "domain": domain, "workflow_id": workflow_id, "run_id": run_id,
+                "timestamp": tr.now_ms, "payload": (payload_type, attrs)})
+
+
+def token_of(attrs: dict[str, Any], kind: str) -> TaskToken:
+    try:
+        token = parse_task_token(attrs["task_token"])
+    except ValueError as exc:
+        raise PoisonRecord(f"malformed task token {attrs['task_token']!r}: {exc}") from exc
+    if token.kind != kind:
+        raise PoisonRecord(f"task token {attrs['task_token']!r} is not a {'decision' if kind == 'd' else 'activity'} token")
+    return token
+
+
+def open_run(tr: Transition, run_id: str) -> RunState | None:
+    """The run if it is the current, open run named (empty run id = the current run)."""
+    if tr.state is None:
+        return None
+    run = tr.state.run(run_id)
+    return run if run is not None and run.is_open else None
+
+
+def stale(tr: Transition, what: str, why: str) -> None:
+    log.info("dropping stale %s for %s: %s", what, tr.workflow_id, why)
+
+
+def payload_too_large(env: HandlerEnv, *payloads: dict[str, Any] | None) -> str | None:
+    for p in payloads:
+        if p is None:
+            continue
+        size = len(p["data"])
+        if size > env.config.max_payload_bytes:
+            return f"payload of {size} bytes exceeds the limit of {env.config.max_payload_bytes} bytes"
+        if size > env.config.warn_payload_bytes:
+            log.warning("payload of %d bytes (over %d) in a command", size, env.config.warn_payload_bytes)
+    return None

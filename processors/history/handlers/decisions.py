@@ -1,0 +1,244 @@
+"""Decision task results: validate the decisions, record them as events, schedule what follows."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from history import RunState, derive_run_id
+
+from ..transition import Transition
+from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of
+
+CLOSE_DECISIONS = frozenset({"CompleteWorkflowExecutionDecision", "FailWorkflowExecutionDecision",
+                             "CancelWorkflowExecutionDecision", "ContinueAsNewWorkflowExecutionDecision"})
+
+
+def _current_decision(tr: Transition, a: dict[str, Any]) -> RunState | None:
+    token = token_of(a, "d")
+    run = open_run(tr, token.run_id)
+    if run is None:
+        stale(tr, "decision result", f"run {token.run_id} is not open")
+        return None
+    d = run.decision
+    if d is None or d.scheduled_event_id != token.scheduled_event_id or d.attempt != token.attempt or not d.started_event_id:
+        stale(tr, "decision result", f"token {a['task_token']} is not the outstanding decision task")
+        return None
+    return run
+
+
+def handle_decision_completed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    run = _current_decision(tr, a)
+    if run is None:
+        return
+    decisions = [d["attributes"] for d in a["decisions"]]
+    cause = _validate(run, decisions, env)
+    if cause is None and run.unhandled_events > 0 and any(name in CLOSE_DECISIONS for name, _ in decisions):
+        cause = ("UNHANDLED_DECISION", "events arrived after the decision task started; the close decision is refused")
+    d = run.decision
+    assert d is not None
+    if cause is not None:
+        tr.add("DecisionTaskFailed", {"scheduled_event_id": d.scheduled_event_id, "started_event_id": d.started_event_id,
+                                      "cause": cause[0], "identity": a["identity"], "failure": {
+                                          "type": cause[0], "message": cause[1], "stack": "", "non_retryable": False,
+                                          "details": None, "cause": None}})
+        tr.schedule_decision()
+        return
+    completed = tr.add("DecisionTaskCompleted", {"scheduled_event_id": d.scheduled_event_id,
+                                                 "started_event_id": d.started_event_id, "identity": a["identity"]})
+    dtc = completed["event_id"]
+    for name, attrs in decisions:
+        _DECISIONS[name](tr, attrs, dtc, env)
+        if tr.run is None or tr.run.run_id != run.run_id:
+            break  # continued as new: the rest belongs to no run
+        if not tr.run.is_open:
+            break
+    current = tr.run
+    if current is not None and current.run_id == run.run_id and current.is_open:
+        if a["force_new_decision"] and current.decision is None:
+            tr.schedule_decision()
+        else:
+            tr.schedule_decision_if_needed()
+
+
+def handle_decision_failed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    run = _current_decision(tr, a)
+    if run is None:
+        return
+    if a["cause"] == "CACHE_MISS":
+        tr.dispatches.append(("decision", run.run_id, True))  # resend with full history; nothing recorded
+        return
+    d = run.decision
+    assert d is not None
+    log.warning("decision task failed for %s run %s: %s %s", tr.workflow_id, run.run_id, a["cause"],
+                (a["failure"] or {}).get("message", ""))
+    tr.add("DecisionTaskFailed", {"scheduled_event_id": d.scheduled_event_id, "started_event_id": d.started_event_id,
+                                  "cause": a["cause"], "failure": a["failure"], "identity": a["identity"]})
+    # A few immediate retries; after that the timers processor retries with backoff (a run whose
+    # code keeps failing waits visibly with the recorded cause instead of spinning).
+    if d.attempt <= env.config.immediate_decision_retries:
+        tr.schedule_decision(full_history=True)
+
+
+def _validate(run: RunState, decisions: list[tuple[str, dict[str, Any]]], env: HandlerEnv) -> tuple[str, str] | None:
+    activity_ids = set(run.activity_ids)
+    timer_ids = set(run.timers)
+    children = len(run.children)
+    for name, a in decisions:
+        if name not in _DECISIONS:
+            return "UNKNOWN_DECISION", f"unknown decision {name}"
+        too_large = payload_too_large(env, a.get("input"), a.get("result"), a.get("details"))
+        if too_large:
+            return "BAD_PAYLOAD", f"{name}: {too_large}"
+        if name == "ScheduleActivityTaskDecision":
+            if a["activity_id"] in activity_ids:
+                return "BAD_SCHEDULE_ACTIVITY_ATTRIBUTES", f"activity id {a['activity_id']!r} is already pending"
+            if not (a["start_to_close_timeout_ms"] or a["schedule_to_close_timeout_ms"]):
+                return "BAD_SCHEDULE_ACTIVITY_ATTRIBUTES", (
+                    f"activity {a['activity_type']!r} needs start_to_close_timeout or schedule_to_close_timeout")
+            activity_ids.add(a["activity_id"])
+        elif name == "StartTimerDecision":
+            if a["timer_id"] in timer_ids:
+                return "BAD_START_TIMER_ATTRIBUTES", f"timer id {a['timer_id']!r} is already pending"
+            timer_ids.add(a["timer_id"])
+        elif name == "StartChildWorkflowExecutionDecision":
+            children += 1
+            if children > env.config.max_pending_children:
+                return "PENDING_CHILDREN_LIMIT_EXCEEDED", (
+                    f"more than {env.config.max_pending_children} pending child workflows in one run")
+    return None
+
+
+# -- one function per decision type -------------------------------------------------------------
+
+def _schedule_activity(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    run = tr.run
+    assert run is not None
+    start_to_close = a["start_to_close_timeout_ms"] or a["schedule_to_close_timeout_ms"]
+    event = tr.add("ActivityTaskScheduled", {
+        "activity_id": a["activity_id"], "activity_type": a["activity_type"], "task_list": a["task_list"] or run.task_list,
+        "input": a["input"], "schedule_to_close_timeout_ms": a["schedule_to_close_timeout_ms"],
+        "schedule_to_start_timeout_ms": a["schedule_to_start_timeout_ms"], "start_to_close_timeout_ms": start_to_close,
+        "heartbeat_timeout_ms": a["heartbeat_timeout_ms"], "retry_policy": a["retry_policy"],
+        "decision_task_completed_event_id": dtc})
+    tr.dispatches.append(("activity", run.run_id, event["event_id"]))
+
+
+def _cancel_activity(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    run = tr.run
+    assert run is not None
+    scheduled = run.activity_ids.get(a["activity_id"])
+    if scheduled is None:
+        tr.add("RequestCancelActivityTaskFailed", {"activity_id": a["activity_id"], "cause": "ACTIVITY_ID_UNKNOWN",
+                                                   "decision_task_completed_event_id": dtc})
+        return
+    requested = tr.add("ActivityTaskCancelRequested", {"activity_id": a["activity_id"], "decision_task_completed_event_id": dtc})
+    # TRY_CANCEL: the activity is canceled now; a result that comes later is dropped as stale.
+    tr.add("ActivityTaskCanceled", {"scheduled_event_id": scheduled, "started_event_id": 0,
+                                    "latest_cancel_requested_event_id": requested["event_id"], "details": None, "identity": ""})
+
+
+def _start_timer(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("TimerStarted", {"timer_id": a["timer_id"], "start_to_fire_timeout_ms": a["start_to_fire_timeout_ms"],
+                            "decision_task_completed_event_id": dtc})
+
+
+def _cancel_timer(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    run = tr.run
+    assert run is not None
+    timer = run.timers.get(a["timer_id"])
+    if timer is None:
+        tr.add("CancelTimerFailed", {"timer_id": a["timer_id"], "cause": "TIMER_ID_UNKNOWN", "decision_task_completed_event_id": dtc})
+        return
+    tr.add("TimerCanceled", {"timer_id": a["timer_id"], "started_event_id": timer.started_event_id,
+                             "decision_task_completed_event_id": dtc, "identity": ""})
+
+
+def _record_marker(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("MarkerRecorded", {"marker_name": a["marker_name"], "details": a["details"], "decision_task_completed_event_id": dtc})
+
+
+def _upsert_memo(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("UpsertWorkflowMemo", {"memo": a["memo"], "decision_task_completed_event_id": dtc})
+
+
+def _start_child(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    run = tr.run
+    assert run is not None
+    tr.add("StartChildWorkflowExecutionInitiated", {
+        "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "workflow_type": a["workflow_type"],
+        "task_list": a["task_list"] or run.task_list, "input": a["input"],
+        "execution_timeout_ms": a["execution_timeout_ms"], "run_timeout_ms": a["run_timeout_ms"],
+        "task_timeout_ms": a["task_timeout_ms"] or run.task_timeout_ms or 10_000, "retry_policy": a["retry_policy"],
+        "memo": a["memo"], "parent_close_policy": a["parent_close_policy"], "id_reuse_policy": a["id_reuse_policy"],
+        "decision_task_completed_event_id": dtc, "control": a["control"]})
+
+
+def _signal_external(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("SignalExternalWorkflowExecutionInitiated", {
+        "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "run_id": a["run_id"],
+        "signal_name": a["signal_name"], "input": a["input"], "child_workflow_only": a["child_workflow_only"],
+        "control": a["control"], "decision_task_completed_event_id": dtc})
+
+
+def _cancel_external(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("RequestCancelExternalWorkflowExecutionInitiated", {
+        "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "run_id": a["run_id"],
+        "child_workflow_only": a["child_workflow_only"], "control": a["control"], "decision_task_completed_event_id": dtc})
+
+
+def _complete(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("WorkflowExecutionCompleted", {"result": a["result"], "decision_task_completed_event_id": dtc})
+
+
+def _fail(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("WorkflowExecutionFailed", {"failure": a["failure"], "decision_task_completed_event_id": dtc})
+
+
+def _cancel(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add("WorkflowExecutionCanceled", {"details": a["details"], "decision_task_completed_event_id": dtc})
+
+
+def _continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    continue_as_new(tr, a, dtc, initiator="DECIDER")
+
+
+def continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, *, initiator: str, failure: dict[str, Any] | None = None,
+                    attempt: int = 1) -> None:
+    """Close the run and start the next one of the chain in the same transition (never one without the other)."""
+    run = tr.run
+    assert run is not None
+    new_run_id = derive_run_id(tr.domain, tr.workflow_id, f"continue:{run.run_id}")
+    next_run = {
+        "workflow_type": a.get("workflow_type") or run.workflow_type, "task_list": a.get("task_list") or run.task_list,
+        "input": a["input"] if "input" in a else run.input,
+        "execution_timeout_ms": run.execution_timeout_ms, "run_timeout_ms": a.get("run_timeout_ms") or run.run_timeout_ms,
+        "task_timeout_ms": a.get("task_timeout_ms") or run.task_timeout_ms,
+        "retry_policy": a.get("retry_policy") or run.retry_policy,
+        "memo": a["memo"] if a.get("memo") is not None else run.memo,
+    }
+    tr.add("WorkflowExecutionContinuedAsNew", {"new_execution_run_id": new_run_id, **next_run,
+                                               "decision_task_completed_event_id": dtc, "initiator": initiator,
+                                               "failure": failure, "backoff_ms": a.get("backoff_ms", 0)})
+    tr.add("WorkflowExecutionStarted", {**next_run, "request_id": run.request_id, "identity": "",
+                                        "first_run_id": run.first_run_id, "continued_execution_run_id": run.run_id,
+                                        "parent": run.parent, "attempt": attempt,
+                                        "execution_deadline_ms": run.execution_deadline_ms, "initiator": initiator,
+                                        "continued_failure": failure, "last_completion_result": None}, run_id=new_run_id)
+    tr.schedule_decision(full_history=True)
+
+
+_DECISIONS: dict[str, Callable[[Transition, dict[str, Any], int, HandlerEnv], None]] = {
+    "ScheduleActivityTaskDecision": _schedule_activity,
+    "RequestCancelActivityTaskDecision": _cancel_activity,
+    "StartTimerDecision": _start_timer,
+    "CancelTimerDecision": _cancel_timer,
+    "RecordMarkerDecision": _record_marker,
+    "UpsertWorkflowMemoDecision": _upsert_memo,
+    "StartChildWorkflowExecutionDecision": _start_child,
+    "SignalExternalWorkflowExecutionDecision": _signal_external,
+    "RequestCancelExternalWorkflowExecutionDecision": _cancel_external,
+    "CompleteWorkflowExecutionDecision": _complete,
+    "FailWorkflowExecutionDecision": _fail,
+    "CancelWorkflowExecutionDecision": _cancel,
+    "ContinueAsNewWorkflowExecutionDecision": _continue_as_new,
+}

@@ -1,0 +1,64 @@
+"""Due timers and timeouts, fired by the timers processor. Each checks that what it would act on
+is still pending (same event id and attempt); otherwise the fire is stale and dropped."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..transition import Transition
+from .common import HandlerEnv, open_run, stale
+
+
+def _user_timer(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    run = open_run(tr, cmd["run_id"])
+    timer = run.timers.get(a["timer_id"]) if run is not None else None
+    if timer is None or timer.started_event_id != a["event_id"]:
+        return stale(tr, "timer fire", f"timer {a['timer_id']!r} is not pending")
+    tr.add("TimerFired", {"timer_id": a["timer_id"], "started_event_id": timer.started_event_id})
+    tr.schedule_decision_if_needed()
+
+
+def _decision_retry(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    run = open_run(tr, cmd["run_id"])
+    if run is None or run.decision is not None or run.decision_attempt != a["attempt"]:
+        return stale(tr, "decision retry", "the decision task is no longer waiting for a retry")
+    tr.schedule_decision(full_history=True)
+
+
+def _decision_timeout(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    run = open_run(tr, cmd["run_id"])
+    d = run.decision if run is not None else None
+    if d is None or d.scheduled_event_id != a["event_id"] or d.attempt != a["attempt"] or not d.started_event_id:
+        return stale(tr, "decision timeout", "the decision task is no longer outstanding")
+    tr.add("DecisionTaskTimedOut", {"scheduled_event_id": d.scheduled_event_id, "started_event_id": d.started_event_id,
+                                    "timeout_type": "START_TO_CLOSE"})
+    tr.schedule_decision(full_history=True)  # another worker (or the restarted one) gets attempt + 1
+
+
+def _activity_timeout(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    run = open_run(tr, cmd["run_id"])
+    info = run.activities.get(a["event_id"]) if run is not None else None
+    if info is None or info.attempt != a["attempt"]:
+        return stale(tr, "activity timeout", "the activity attempt is no longer pending")
+    tr.add("ActivityTaskTimedOut", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": 0,
+                                    "timeout_type": "START_TO_CLOSE", "last_failure": None})
+    tr.schedule_decision_if_needed()
+
+
+def _workflow_timeout(timeout_type: str) -> Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]:
+    def fire(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+        run = open_run(tr, cmd["run_id"])
+        if run is None:
+            return stale(tr, f"{timeout_type} timeout", "the run is closed")
+        tr.add("WorkflowExecutionTimedOut", {"timeout_type": timeout_type})
+    return fire
+
+
+FIRE_KINDS: dict[str, Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]] = {
+    "timer": _user_timer,
+    "decision_retry": _decision_retry,
+    "decision_timeout": _decision_timeout,
+    "activity_timeout": _activity_timeout,
+    "workflow_timeout": _workflow_timeout("EXECUTION"),
+    "run_timeout": _workflow_timeout("RUN"),
+}

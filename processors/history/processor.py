@@ -1,0 +1,177 @@
+"""The history processor: commands in, history transitions + tasks out, on the exactly-once loop.
+
+For each command (in offset order): decode it (undecodable -> dead letters), check it is on the
+partition that owns its workflow id (a producer with another partitioner may have misplaced it:
+it is forwarded to the right partition), load the workflow's state, let the command's handler
+produce events through a `Transition`, store state and events, and emit one `HistoryTransition`
+record (the changelog: partition = input partition) plus the tasks, replies and outcomes.
+
+Restore folds `history` back into state with the same reducer; afterwards the pending work of
+every open run is re-dispatched (a task lost in a crash is re-sent; a duplicate is dropped by its
+token).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from history import fold_transition
+from history.reducer import already_applied
+from streams.clients import murmur2_partition
+from streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
+from streams.serde import SerdeError, serde
+from streams.settings import Settings
+from streams.topics import ensure_topics, task_topic
+
+from .config import HistoryConfig
+from .handlers import HANDLERS, HandlerEnv
+from ..store import ExecutionStore
+from .tasks import activity_task, decision_task, query_task
+from .transition import Transition
+
+log = logging.getLogger("kadence.history")
+
+
+class HistoryProcessor(Processor):
+    name = "history"
+
+    def __init__(self, settings: Settings, config: HistoryConfig | None = None) -> None:
+        self.settings = settings
+        self.config = config or HistoryConfig()
+        self.input_topic = settings.commands_topic
+        self.changelog_topic = settings.history_topic
+        self.env = HandlerEnv(self.config)
+        self.store = ExecutionStore()
+        self.serde = serde()
+        self._task_topics: set[str] = set()
+        self._partitions = settings.partitions
+        self._headers = {t: tuple(self.serde.headers(t)) for t in ("HistoryTransition", "Task", "Command",
+                                                                   "WorkflowOutcome", "QueryResult")}
+
+    # -- processing ------------------------------------------------------------------------------
+    def process(self, record: InRecord, ctx: Context) -> None:
+        try:
+            _, cmd = self.serde.decode(record.value, "Command")
+        except SerdeError as exc:
+            raise PoisonRecord(f"undecodable command: {exc}") from exc
+        payload_type, attrs = cmd["payload"]
+        handler = HANDLERS.get(payload_type)
+        if handler is None:
+            raise PoisonRecord(f"the history processor does not handle {payload_type} commands")
+        owner = murmur2_partition(cmd["workflow_id"].encode(), self._partitions)
+        if owner != record.partition:
+            log.warning("%s[%d]@%d: command for %s belongs to partition %d (producer without murmur2?); forwarded",
+                        record.topic, record.partition, record.offset, cmd["workflow_id"], owner)
+            ctx.emit(OutRecord(self.input_topic, cmd["workflow_id"].encode(), record.value, record.headers, owner))
+            return
+        tr = Transition(cmd["domain"], cmd["workflow_id"], cmd["command_id"], ctx.now_ms,
+                        self.store.load(ctx.state, cmd["domain"], cmd["workflow_id"]))
+        handler(tr, cmd, attrs, self.env)
+        self._enforce_history_limits(tr)
+        self._write(tr, record, ctx)
+
+    def _enforce_history_limits(self, tr: Transition) -> None:
+        run = tr.run
+        if run is None or not run.is_open or not tr.events:
+            return
+        length = run.next_event_id - 1
+        if length > self.config.hard_history_events or run.history_size > self.config.hard_history_bytes:
+            tr.add("WorkflowExecutionTerminated", {
+                "reason": f"history limit exceeded: {length} events / {run.history_size} bytes (limits "
+                          f"{self.config.hard_history_events} events, {self.config.hard_history_bytes} bytes); "
+                          "use continue-as-new for long-running workflows", "details": None, "identity": "kadence"})
+        elif length > self.config.warn_history_events:
+            log.warning("workflow %s run %s has %d history events; continue-as-new is suggested",
+                        tr.workflow_id, run.run_id, length)
+
+    def _write(self, tr: Transition, record: InRecord, ctx: Context) -> None:
+        key = tr.workflow_id.encode()
+        if tr.events:
+            assert tr.state is not None
+            self.store.save(ctx.state, tr.state)
+            self.store.put_events(ctx.state, tr.events)
+            transition = {"domain": tr.domain, "workflow_id": tr.workflow_id, "command_id": tr.command_id,
+                          "source_partition": record.partition, "source_offset": record.offset, "events": tr.events}
+            ctx.emit(OutRecord(self.changelog_topic, key, self.serde.encode("HistoryTransition", transition),
+                               self._headers["HistoryTransition"], ctx.partition, tr.now_ms))
+        for dispatch in tr.dispatches:
+            self._dispatch(tr, dispatch, ctx)
+        for kind, rec in tr.replies:
+            if kind == "command":
+                ctx.emit(OutRecord(self.settings.commands_topic, rec["workflow_id"].encode(),
+                                   self.serde.encode("Command", rec), self._headers["Command"]))
+            elif kind == "outcome":
+                ctx.emit(OutRecord(self.settings.completions_topic, key, self.serde.encode("WorkflowOutcome", rec),
+                                   self._headers["WorkflowOutcome"]))
+            else:  # query_result
+                topic = rec.pop("_topic")
+                ctx.emit(OutRecord(topic, rec["query_id"].encode(), self.serde.encode("QueryResult", rec),
+                                   self._headers["QueryResult"]))
+
+    def _dispatch(self, tr: Transition, dispatch: tuple[Any, ...], ctx: Context) -> None:
+        state = tr.state
+        assert state is not None
+        kind, run_id = dispatch[0], dispatch[1]
+        run = state.run(run_id)
+        if run is None:
+            return
+        if kind == "decision":
+            if not run.is_open or run.decision is None:
+                return
+            full = dispatch[2]
+            events = self.store.events(ctx.state, run_id, 0 if full else run.last_completed_started_event_id)
+            self._emit_task(tr.workflow_id, run.decision.task_list,
+                            decision_task(state, run, events, full, self.config), ctx)
+        elif kind == "activity":
+            task = activity_task(state, run, dispatch[2]) if run.is_open else None
+            if task is not None:
+                self._emit_task(tr.workflow_id, task["task"][1]["task_list"], task, ctx)
+        elif kind == "query":
+            events = self.store.events(ctx.state, run_id, 0)
+            self._emit_task(tr.workflow_id, run.task_list, query_task(state, run, dispatch[2], events), ctx)
+
+    def _emit_task(self, workflow_id: str, task_list: str, task: dict[str, Any], ctx: Context) -> None:
+        topic = self.settings.tasks_topic(task_list)
+        if topic not in self._task_topics:
+            ensure_topics(self.settings, [task_topic(self.settings, task_list)])
+            self._task_topics.add(topic)
+        ctx.emit(OutRecord(topic, workflow_id.encode(), self.serde.encode("Task", task), self._headers["Task"]))
+
+    # -- restore and re-dispatch -------------------------------------------------------------------
+    def restore(self, record: InRecord, ctx: Context) -> int | None:
+        try:
+            _, transition = self.serde.decode(record.value, "HistoryTransition")
+        except SerdeError as exc:
+            log.error("%s[%d]@%d: unreadable history record skipped in restore: %s",
+                      record.topic, record.partition, record.offset, exc)
+            return None
+        state = self.store.load(ctx.state, transition["domain"], transition["workflow_id"])
+        if state is not None and all(already_applied(state, e) for e in transition["events"]):
+            return transition["source_offset"]  # a duplicate (or a leaked aborted copy): nothing new
+        state, fresh = fold_transition(state, transition)
+        if fresh:
+            assert state is not None
+            self.store.save(ctx.state, state)
+            self.store.put_events(ctx.state, fresh)
+        return transition["source_offset"] if transition["source_partition"] == record.partition else None
+
+    def on_assigned(self, partition: int, ctx: Context) -> None:
+        redispatched = 0
+        for domain, workflow_id in list(self.store.open_workflows(ctx.state)):
+            state = self.store.load(ctx.state, domain, workflow_id)
+            run = state.current if state is not None else None
+            if run is None or not run.is_open:
+                continue
+            tr = Transition(domain, workflow_id, "redispatch", ctx.now_ms, state)
+            if run.decision is not None and run.decision.started_event_id:
+                tr.dispatches.append(("decision", run.run_id, True))
+            for scheduled_event_id in run.activities:
+                tr.dispatches.append(("activity", run.run_id, scheduled_event_id))
+            for dispatch in tr.dispatches:
+                self._dispatch(tr, dispatch, ctx)
+            redispatched += len(tr.dispatches)
+        log.info("history partition %d restored; re-dispatched %d pending tasks", partition, redispatched)
+
+    def on_revoked(self, partition: int) -> None:
+        self.store.clear_cache()
