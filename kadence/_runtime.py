@@ -1,0 +1,779 @@
+"""The deterministic workflow runtime: one `WorkflowInstance` per run, itself the asyncio loop.
+
+Workflow code runs on this loop only during an *activation* and only until every task is blocked;
+nothing in it reads wall-clock time or threads. `call_later` becomes a durable timer,
+`time()` is the activation's `DecisionTaskStarted` timestamp.
+
+Replay rule (docs/protocol.md), as `activate(events)` applies it, one event at a time in history
+order:
+1. A `DecisionTaskStarted` whose decision task later *completes* in the batch is an activation:
+   the code runs having applied every event before it. One whose task *failed/timed out* is
+   skipped. One with no outcome in the batch is the *live* activation: its decisions are returned.
+2. The decisions of an activation are kept as "expected". After the task's
+   `DecisionTaskCompleted`, each recorded decision event (ActivityTaskScheduled, TimerStarted,
+   ...) is matched in order against them: type and key attributes must agree, else
+   `NondeterminismError` naming the event. At the next activation (or `finish()`), a produced
+   decision with no recorded event is nondeterminism too.
+3. Every other event is dispatched to `_apply_<EventName>`, which resolves futures or queues
+   signal handlers; an unknown event type raises. Callbacks run at the next activation, so the
+   events between a task's Started and Completed are seen by the *next* activation.
+
+The instance is cacheable: feed it the next task's new events. If they show that its own live
+activation was not accepted (DecisionTaskFailed/TimedOut for it, or an event id gap), it raises
+`CacheMissError`: evict it and rebuild from full history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import asyncio.futures
+import collections
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from streams.serde import serde
+
+from ._runtime_defn import (
+    ChildWorkflowCancellationType, ParentInfo, WorkflowDefinition, WorkflowInfo,
+)
+from ._runtime_ops import ActivityOp, ChildOp, ExternalOp, Op, TimerOp
+from .converter import default_converter
+from .failures import (
+    ActivityError, ApplicationError, CanceledError, ChildWorkflowError, KadenceError, NondeterminismError,
+    QueryError, TerminatedError, TimeoutError, from_failure, to_failure,
+)
+
+log = logging.getLogger("kadence.runtime")
+
+#: Defaults of the deterministic continue-as-new suggestion (see `WorkflowInstance`).
+SUGGEST_CONTINUE_AS_NEW_EVENTS = 4096
+SUGGEST_CONTINUE_AS_NEW_BYTES = 4 * 1024 * 1024
+
+
+class CacheMissError(KadenceError):
+    """The instance cannot take these events (its live activation was refused, or ids skip):
+    evict it and replay the full history."""
+
+
+class ContinueAsNewError(BaseException):
+    """Raised by `workflow.continue_as_new`; a BaseException so `except Exception` cannot eat it."""
+
+    def __init__(self, decision: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.decision = decision
+
+
+#: Decision record type -> (event types that may record it, key attributes compared on replay).
+DECISION_EVENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "ScheduleActivityTaskDecision": (("ActivityTaskScheduled",), ("activity_id", "activity_type")),
+    "RequestCancelActivityTaskDecision": (("ActivityTaskCancelRequested", "RequestCancelActivityTaskFailed"),
+                                          ("activity_id",)),
+    "StartTimerDecision": (("TimerStarted",), ("timer_id",)),
+    "CancelTimerDecision": (("TimerCanceled", "CancelTimerFailed"), ("timer_id",)),
+    "CompleteWorkflowExecutionDecision": (("WorkflowExecutionCompleted",), ()),
+    "FailWorkflowExecutionDecision": (("WorkflowExecutionFailed",), ()),
+    "CancelWorkflowExecutionDecision": (("WorkflowExecutionCanceled",), ()),
+    "ContinueAsNewWorkflowExecutionDecision": (("WorkflowExecutionContinuedAsNew",), ()),
+    "RecordMarkerDecision": (("MarkerRecorded",), ("marker_name",)),
+    "StartChildWorkflowExecutionDecision": (("StartChildWorkflowExecutionInitiated",), ("workflow_id", "workflow_type")),
+    "SignalExternalWorkflowExecutionDecision": (("SignalExternalWorkflowExecutionInitiated",),
+                                                ("workflow_id", "signal_name")),
+    "RequestCancelExternalWorkflowExecutionDecision": (("RequestCancelExternalWorkflowExecutionInitiated",),
+                                                       ("workflow_id",)),
+    "UpsertWorkflowMemoDecision": (("UpsertWorkflowMemo",), ()),
+}
+DECISION_EVENT_TYPES = frozenset(e for types, _ in DECISION_EVENTS.values() for e in types)
+CLOSE_DECISIONS = frozenset({"CompleteWorkflowExecutionDecision", "FailWorkflowExecutionDecision",
+                             "CancelWorkflowExecutionDecision", "ContinueAsNewWorkflowExecutionDecision"})
+CLOSE_EVENTS = frozenset({"WorkflowExecutionCompleted", "WorkflowExecutionFailed", "WorkflowExecutionCanceled",
+                          "WorkflowExecutionContinuedAsNew"})
+
+Decision = dict[str, Any]
+
+
+def _describe_decision(decision: Decision) -> str:
+    dtype, attrs = decision["attributes"]
+    keys = DECISION_EVENTS[dtype][1]
+    return f"{dtype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)})"
+
+
+def _describe_event(event: dict[str, Any]) -> str:
+    etype, attrs = event["attributes"]
+    keys = next((k for types, k in DECISION_EVENTS.values() if etype in types), ())
+    return f"{etype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)})"
+
+
+class _Condition:
+    __slots__ = ("fn", "fut")
+
+    def __init__(self, fn: Callable[[], bool], fut: asyncio.Future[bool]) -> None:
+        self.fn = fn
+        self.fut = fut
+
+
+class _DurableTimerHandle(asyncio.TimerHandle):
+    """What `call_later` returns: cancelling it cancels the durable timer."""
+
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
+                 loop: WorkflowInstance, context: Any) -> None:
+        super().__init__(when, callback, args, loop, context=context)
+        self.op: TimerOp | None = None
+
+    def cancel(self) -> None:
+        if not self._cancelled and self.op is not None:
+            self.op.cancel()
+        super().cancel()
+
+
+def _not_in_workflow(name: str) -> Callable[..., Any]:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"loop.{name}() is not allowed in workflow code: it is not deterministic. "
+                           "Do I/O, threads and subprocesses in an activity.")
+    method.__name__ = name
+    return method
+
+
+class WorkflowInstance(asyncio.AbstractEventLoop):
+    """One workflow run: a deterministic event loop plus the history appliers.
+
+    `info` seeds ids before WorkflowExecutionStarted is applied (optional); the started event
+    fills the rest. The continue-as-new suggestion is computed here, deterministically from the
+    history seen so far (length >= `suggest_events` or size >= `suggest_bytes`), so replay of an
+    activation sees the same `workflow.info()` the live activation saw.
+    """
+
+    def __init__(self, definition: WorkflowDefinition, info: WorkflowInfo | None = None, converter: Any = None, *,
+                 suggest_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
+                 suggest_bytes: int = SUGGEST_CONTINUE_AS_NEW_BYTES) -> None:
+        self.definition = definition
+        self.converter = converter or default_converter
+        self._info = info
+        self.suggest_events = suggest_events
+        self.suggest_bytes = suggest_bytes
+        self._ready: collections.deque[asyncio.Handle] = collections.deque()
+        self._decisions: list[tuple[Decision, Op | None]] = []
+        self._seq: dict[str, int] = collections.defaultdict(int)
+        self._by_event: dict[int, Op] = {}
+        self._timers: dict[str, TimerOp] = {}
+        self._conditions: list[_Condition] = []
+        self._next_event_id = 1
+        self._history_size = 0
+        self._expected: collections.deque[tuple[Decision, Op | None]] = collections.deque()
+        self._expected_started = 0
+        self._completed_id: int | None = None
+        self.live_started_event_id = 0
+        self.last_task_token = ""
+        self.last_decisions: list[Decision] = []
+        self._obj: Any = None
+        self._main: asyncio.Task[Any] | None = None
+        self._cancel_requested = False
+        self._handler_failure: BaseException | None = None
+        self._internal_error: BaseException | None = None
+        self._close: Decision | None = None
+        self.closed = False
+        self._now_ms = 0
+        self._random: random.Random | None = None
+        self._in_activation = False
+        self._unhandled_signals: list[tuple[str, Any]] = []
+        self._input: dict[str, Any] | None = None
+
+    # -- public ----------------------------------------------------------------------------------
+    @property
+    def info(self) -> WorkflowInfo:
+        if self._info is None:
+            raise RuntimeError("the run's WorkflowExecutionStarted has not been applied yet")
+        return self._info
+
+    @property
+    def next_event_id(self) -> int:
+        return self._next_event_id
+
+    @property
+    def workflow_object(self) -> Any:
+        return self._obj
+
+    def activate(self, events: Iterable[dict[str, Any]]) -> list[Decision]:
+        """Apply `events` (the whole history or the events after the last applied one) and return
+        the decisions of the live activation (empty if the batch has none)."""
+        events = list(events)
+        outcome: dict[int, str] = {}
+        for ev in events:
+            etype, attrs = ev["attributes"]
+            if etype in ("DecisionTaskCompleted", "DecisionTaskFailed", "DecisionTaskTimedOut"):
+                outcome[attrs["scheduled_event_id"]] = etype
+        live: list[Decision] = []
+        for ev in events:
+            if ev["event_id"] != self._next_event_id:
+                raise CacheMissError(f"expected event {self._next_event_id}, got event {ev['event_id']}")
+            self._next_event_id += 1
+            self._history_size += len(serde().encode_body("HistoryEvent", ev))
+            etype, attrs = ev["attributes"]
+            if etype == "DecisionTaskStarted":
+                self._end_matching()
+                result = outcome.get(attrs["scheduled_event_id"])
+                if result in ("DecisionTaskFailed", "DecisionTaskTimedOut"):
+                    continue
+                produced = self._activation(ev)
+                self._expected = collections.deque(produced)
+                self._expected_started = ev["event_id"]
+                self._completed_id = None
+                if result is None:
+                    live = [d for d, _ in produced]
+                    self.live_started_event_id = ev["event_id"]
+                continue
+            if etype in DECISION_EVENT_TYPES:
+                self._match(ev, etype, attrs)
+            applier = getattr(self, f"_apply_{etype}", None)
+            if applier is None:
+                raise KadenceError(f"unknown history event type {etype} (event {ev['event_id']})")
+            applier(ev, attrs)
+        self.last_decisions = live
+        return live
+
+    def finish(self) -> None:
+        """End of a complete recorded history: the last completed task's decisions must all be recorded."""
+        self._end_matching()
+
+    def query(self, name: str, args: dict[str, Any] | None) -> dict[str, Any]:
+        """Run the query handler `name` on the current state; returns the result payload."""
+        handler = self.definition.queries.get(name)
+        if handler is None:
+            known = ", ".join(sorted(self.definition.queries)) or "none"
+            raise QueryError(f"workflow {self.definition.name} has no query {name!r} (known: {known})")
+        if self._obj is None:
+            raise QueryError(f"workflow {self.definition.name} has not started running yet")
+        values = self.converter.args_from_payload(args, handler.arg_hints)
+        before = len(self._decisions)
+        with self._running():
+            result = handler.fn(self._obj, *values)
+        if len(self._decisions) != before or asyncio.iscoroutine(result):
+            del self._decisions[before:]
+            raise QueryError(f"query {name!r} must be a plain function that reads state: it may not await or "
+                             "start activities, timers or children")
+        return self.converter.to_payload(result)
+
+    # -- activation -------------------------------------------------------------------------------
+    def _activation(self, started: dict[str, Any]) -> list[tuple[Decision, Op | None]]:
+        self._now_ms = started["timestamp"]
+        info = self.info
+        info.history_length = started["event_id"]
+        info.history_size_bytes = self._history_size
+        info.continue_as_new_suggested = (info.history_length >= self.suggest_events
+                                          or self._history_size >= self.suggest_bytes)
+        self._decisions = []
+        if self._close is not None or self.closed:
+            return []
+        with self._running():
+            if self._obj is None:
+                self._start_main()
+            self._run_until_idle()
+        if self._internal_error is not None:
+            raise self._internal_error
+        close = self._close_decision()
+        if close is not None:
+            self._close = close
+            self._decisions.append((close, None))
+        produced, self._decisions = self._decisions, []
+        return produced
+
+    class _RunningCtx:
+        def __init__(self, loop: WorkflowInstance) -> None:
+            self.loop = loop
+            self.prev: Any = None
+
+        def __enter__(self) -> None:
+            self.prev = asyncio.events._get_running_loop()
+            asyncio.events._set_running_loop(self.loop)
+            self.loop._in_activation = True
+
+        def __exit__(self, *exc: object) -> None:
+            self.loop._in_activation = False
+            asyncio.events._set_running_loop(self.prev)
+
+    def _running(self) -> WorkflowInstance._RunningCtx:
+        return WorkflowInstance._RunningCtx(self)
+
+    def _start_main(self) -> None:
+        defn = self.definition
+        self._obj = defn.cls()
+        args = self.converter.args_from_payload(self._input, defn.run_arg_hints)
+        # Created after the signal callbacks queued by earlier events: handlers see signals first.
+        self._main = self.create_task(defn.run_fn(self._obj, *args), name=f"workflow:{defn.name}")
+        if self._cancel_requested:
+            self._main.cancel()
+
+    def _run_until_idle(self) -> None:
+        while True:
+            while self._ready:
+                handle = self._ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+                if self._internal_error is not None:
+                    return
+            if not self._check_conditions():
+                return
+
+    def _check_conditions(self) -> bool:
+        progressed = False
+        pending: list[_Condition] = []
+        for cond in self._conditions:
+            if cond.fut.done():
+                continue
+            try:
+                ok = cond.fn()
+            except Exception as exc:  # noqa: BLE001 - the waiter gets the error
+                cond.fut.set_exception(exc)
+                progressed = True
+                continue
+            if ok:
+                cond.fut.set_result(True)
+                progressed = True
+            else:
+                pending.append(cond)
+        self._conditions = pending
+        return progressed
+
+    def _close_decision(self) -> Decision | None:
+        if self._handler_failure is not None:
+            return self._fail_decision(self._handler_failure)
+        main = self._main
+        if main is None or not main.done():
+            return None
+        if main.cancelled():
+            if self._cancel_requested:
+                return {"attributes": ("CancelWorkflowExecutionDecision", {"details": None})}
+            return self._fail_decision(CanceledError("workflow code raised asyncio.CancelledError "
+                                                     "without a cancel request"))
+        exc = main.exception()
+        if exc is None:
+            return {"attributes": ("CompleteWorkflowExecutionDecision",
+                                   {"result": self.converter.to_payload(main.result())})}
+        if isinstance(exc, ContinueAsNewError):
+            return {"attributes": ("ContinueAsNewWorkflowExecutionDecision", exc.decision)}
+        if isinstance(exc, NondeterminismError):
+            raise exc
+        return self._fail_decision(exc)
+
+    @staticmethod
+    def _fail_decision(exc: BaseException) -> Decision:
+        return {"attributes": ("FailWorkflowExecutionDecision", {"failure": to_failure(exc)})}
+
+    # -- matching (replay rule, step 2) -----------------------------------------------------------
+    def _match(self, ev: dict[str, Any], etype: str, attrs: dict[str, Any]) -> None:
+        eid = ev["event_id"]
+        if self._completed_id is None:
+            raise NondeterminismError(f"event {eid} {_describe_event(ev)} is a decision event outside a "
+                                      "completed decision task")
+        dtc = attrs.get("decision_task_completed_event_id", 0)
+        if dtc and dtc != self._completed_id:
+            raise NondeterminismError(f"event {eid} {_describe_event(ev)} names decision task completed event "
+                                      f"{dtc}, expected {self._completed_id}")
+        if not self._expected:
+            raise NondeterminismError(f"history event {eid} {_describe_event(ev)} was recorded, but the workflow "
+                                      "code produced no matching decision")
+        decision, op = self._expected.popleft()
+        dtype, dattrs = decision["attributes"]
+        types, keys = DECISION_EVENTS[dtype]
+        ok = etype in types or (dtype in CLOSE_DECISIONS and etype == "WorkflowExecutionContinuedAsNew"
+                                and attrs.get("initiator", "DECIDER") != "DECIDER")
+        if ok and not (dtype == "ContinueAsNewWorkflowExecutionDecision" and etype != "WorkflowExecutionContinuedAsNew"):
+            ok = all(attrs.get(k) == dattrs.get(k) for k in keys)
+        if not ok:
+            raise NondeterminismError(f"history event {eid} recorded {_describe_event(ev)}, but the workflow code "
+                                      f"produced {_describe_decision(decision)}")
+        if op is not None and dtype not in ("RequestCancelActivityTaskDecision", "CancelTimerDecision"):
+            op.on_recorded(eid, attrs)
+            self._by_event[eid] = op
+
+    def _end_matching(self) -> None:
+        if not self._expected:
+            return
+        if self._completed_id is None:
+            raise CacheMissError(f"the decisions of the activation at event {self._expected_started} were "
+                                 "never completed")
+        decision, _ = self._expected[0]
+        raise NondeterminismError(f"the workflow code produced {_describe_decision(decision)} in the decision task "
+                                  f"completed at event {self._completed_id}, but history records no event for it")
+
+    # -- appliers (replay rule, step 3) -----------------------------------------------------------
+    def _apply_WorkflowExecutionStarted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        parent = a.get("parent")
+        memo = {k: self.converter.from_payload(v) for k, v in (a.get("memo") or {}).items()}
+        self._info = WorkflowInfo(
+            workflow_id=ev["workflow_id"], run_id=ev["run_id"], workflow_type=a["workflow_type"],
+            task_list=a["task_list"], domain=ev["domain"], attempt=a.get("attempt", 1),
+            first_run_id=a.get("first_run_id") or ev["run_id"],
+            parent=ParentInfo(**parent) if parent else None, memo=memo,
+            execution_timeout=a.get("execution_timeout_ms", 0) / 1000, run_timeout=a.get("run_timeout_ms", 0) / 1000,
+            task_timeout=a.get("task_timeout_ms", 10000) / 1000, continued_run_id=a.get("continued_execution_run_id"))
+        self._input = a.get("input")
+        self._random = random.Random(ev["run_id"])
+        self._now_ms = ev["timestamp"]
+
+    def _apply_closed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        self.closed = True
+
+    _apply_WorkflowExecutionCompleted = _apply_closed
+    _apply_WorkflowExecutionFailed = _apply_closed
+    _apply_WorkflowExecutionCanceled = _apply_closed
+    _apply_WorkflowExecutionContinuedAsNew = _apply_closed
+    _apply_WorkflowExecutionTimedOut = _apply_closed
+    _apply_WorkflowExecutionTerminated = _apply_closed
+
+    def _apply_nothing(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        """Events that change no workflow-visible state (recorded decisions are linked by `_match`)."""
+
+    _apply_DecisionTaskScheduled = _apply_nothing
+    _apply_ActivityTaskScheduled = _apply_nothing
+    _apply_ActivityTaskStarted = _apply_nothing
+    _apply_ActivityTaskCancelRequested = _apply_nothing
+    _apply_RequestCancelActivityTaskFailed = _apply_nothing
+    _apply_TimerStarted = _apply_nothing
+    _apply_TimerCanceled = _apply_nothing
+    _apply_CancelTimerFailed = _apply_nothing
+    _apply_MarkerRecorded = _apply_nothing
+    _apply_StartChildWorkflowExecutionInitiated = _apply_nothing
+    _apply_SignalExternalWorkflowExecutionInitiated = _apply_nothing
+    _apply_RequestCancelExternalWorkflowExecutionInitiated = _apply_nothing
+    _apply_UpsertWorkflowMemo = _apply_nothing
+
+    def _apply_DecisionTaskCompleted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        if a["started_event_id"] != self._expected_started:
+            raise CacheMissError(f"DecisionTaskCompleted {ev['event_id']} completes started event "
+                                 f"{a['started_event_id']}, but the last activation was at {self._expected_started}")
+        self._completed_id = ev["event_id"]
+
+    def _apply_DecisionTaskFailed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        if a["started_event_id"] == self._expected_started and self._completed_id is None and self._expected_started:
+            # our live activation was refused: our state ran ahead of history
+            raise CacheMissError(f"decision task started at {a['started_event_id']} was not accepted "
+                                 f"(event {ev['event_id']})")
+
+    _apply_DecisionTaskTimedOut = _apply_DecisionTaskFailed
+
+    # activities
+    def _activity(self, a: dict[str, Any]) -> ActivityOp | None:
+        op = self._by_event.get(a["scheduled_event_id"])
+        return op if isinstance(op, ActivityOp) and not op.fut.done() else None
+
+    def _apply_ActivityTaskCompleted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._activity(a)
+        if op is not None:
+            op.fut.set_result(self.converter.from_payload(a.get("result"), op.result_hint))
+
+    def _apply_ActivityTaskFailed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._activity(a)
+        if op is not None:
+            op.fut.set_exception(self._activity_error(op, "failed", from_failure(a["failure"])))
+
+    def _apply_ActivityTaskTimedOut(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._activity(a)
+        if op is not None:
+            cause = TimeoutError(f"activity timed out ({a['timeout_type']})", a["timeout_type"],
+                                 from_failure(a.get("last_failure")))
+            op.fut.set_exception(self._activity_error(op, "timed out", cause))
+
+    def _apply_ActivityTaskCanceled(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._activity(a)
+        if op is not None:
+            op.fut.set_exception(self._activity_error(op, "was canceled", CanceledError("activity canceled")))
+
+    @staticmethod
+    def _activity_error(op: ActivityOp, what: str, cause: BaseException | None) -> ActivityError:
+        return ActivityError(f"activity {op.activity_type} (id {op.activity_id}) {what}", cause)
+
+    # timers
+    def _apply_TimerFired(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._timers.pop(a["timer_id"], None)
+        if op is not None and not op.fut.done():
+            op.fut.set_result(None)
+
+    # signals and cancellation of this workflow
+    def _apply_WorkflowExecutionSignaled(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        self.call_soon(self._deliver_signal, a["signal_name"], a.get("input"))
+
+    def _apply_WorkflowExecutionCancelRequested(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        if self._cancel_requested:
+            return
+        self._cancel_requested = True
+        if self._main is not None:
+            self._main.cancel()
+
+    def _deliver_signal(self, name: str, payload: Any) -> None:
+        handler = self.definition.signals.get(name)
+        if handler is None:
+            log.warning("workflow %s (%s) has no signal handler %r; signal dropped", self.info.workflow_id,
+                        self.definition.name, name)
+            self._unhandled_signals.append((name, payload))
+            return
+        try:
+            args = self.converter.args_from_payload(payload, handler.arg_hints)
+            if handler.is_async:
+                task = self.create_task(handler.fn(self._obj, *args), name=f"signal:{name}")
+                task.add_done_callback(self._handler_done)
+            else:
+                handler.fn(self._obj, *args)
+        except Exception as exc:  # noqa: BLE001 - a failing handler fails the workflow
+            self._fail_from_handler(exc)
+
+    def _handler_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail_from_handler(task.exception())  # type: ignore[arg-type]
+
+    def _fail_from_handler(self, exc: BaseException) -> None:
+        if isinstance(exc, NondeterminismError):
+            self._internal_error = exc
+        elif self._handler_failure is None:
+            self._handler_failure = exc
+
+    # children
+    def _child(self, a: dict[str, Any]) -> ChildOp | None:
+        op = self._by_event.get(a["initiated_event_id"])
+        return op if isinstance(op, ChildOp) else None
+
+    def _apply_StartChildWorkflowExecutionFailed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._child(a)
+        if op is not None:
+            op.on_start_failed(a["cause"])
+
+    def _apply_ChildWorkflowExecutionStarted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._child(a)
+        if op is not None:
+            op.on_started(a.get("run_id", ""))
+
+    def _child_error(self, op: ChildOp, a: dict[str, Any], what: str, cause: BaseException | None) -> ChildWorkflowError:
+        err = ChildWorkflowError(f"child workflow {op.workflow_type} (id {op.workflow_id}) {what}", cause)
+        err.workflow_id, err.run_id = op.workflow_id, a.get("run_id", "")  # type: ignore[attr-defined]
+        return err
+
+    def _apply_ChildWorkflowExecutionCompleted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._child(a)
+        if op is not None:
+            op.run_id = a.get("run_id") or op.run_id
+            op.on_closed(result=self.converter.from_payload(a.get("result"), op.result_hint))
+
+    def _apply_ChildWorkflowExecutionFailed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._child(a)
+        if op is not None:
+            op.on_closed(error=self._child_error(op, a, "failed", from_failure(a["failure"])))
+
+    def _apply_ChildWorkflowExecutionTimedOut(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._child(a)
+        if op is not None:
+            cause = TimeoutError(f"child workflow timed out ({a['timeout_type']})", a["timeout_type"])
+            op.on_closed(error=self._child_error(op, a, "timed out", cause))
+
+    def _apply_ChildWorkflowExecutionCanceled(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._child(a)
+        if op is not None:
+            op.on_closed(error=self._child_error(op, a, "was canceled", CanceledError("child workflow canceled")))
+
+    def _apply_ChildWorkflowExecutionTerminated(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._child(a)
+        if op is not None:
+            cause = TerminatedError(f"child workflow terminated: {a.get('reason', '')}")
+            op.on_closed(error=self._child_error(op, a, "was terminated", cause))
+
+    # external signal / cancel
+    def _external(self, a: dict[str, Any]) -> ExternalOp | None:
+        op = self._by_event.get(a["initiated_event_id"])
+        return op if isinstance(op, ExternalOp) and not op.fut.done() else None
+
+    def _external_ok(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._external(a)
+        if op is not None:
+            op.fut.set_result(None)
+
+    def _external_failed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._external(a)
+        if op is not None:
+            op.fut.set_exception(ApplicationError(
+                f"{op.what} to workflow {op.workflow_id!r} failed: {a['cause']}", type=f"{op.what}Failed",
+                non_retryable=True))
+
+    _apply_ExternalWorkflowExecutionSignaled = _external_ok
+    _apply_ExternalWorkflowExecutionCancelRequested = _external_ok
+    _apply_SignalExternalWorkflowExecutionFailed = _external_failed
+    _apply_RequestCancelExternalWorkflowExecutionFailed = _external_failed
+
+    # -- services for the authoring API (called from workflow code, during an activation) ---------
+    def _emit(self, dtype: str, attrs: dict[str, Any], op: Op | None = None) -> None:
+        if not self._in_activation:
+            raise RuntimeError("workflow operations can only be started from workflow code")
+        if self._close is not None:
+            raise RuntimeError("the workflow has already closed")
+        self._decisions.append(({"attributes": (dtype, attrs)}, op))
+
+    def _next_seq(self, kind: str) -> int:
+        self._seq[kind] += 1
+        return self._seq[kind]
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._now_ms / 1000, tz=timezone.utc)
+
+    def random(self) -> random.Random:
+        if self._random is None:
+            raise RuntimeError("no deterministic random before the run has started")
+        return self._random
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.UUID(int=self.random().getrandbits(128), version=4)
+
+    def _schedule_activity(self, attrs: dict[str, Any], result_hint: Any) -> ActivityOp:
+        if not attrs["activity_id"]:
+            attrs["activity_id"] = str(self._next_seq("activity"))
+        op = ActivityOp(self, attrs["activity_id"], attrs["activity_type"], result_hint)
+        self._emit("ScheduleActivityTaskDecision", attrs, op)
+        op.register_in_scope()
+        return op
+
+    def _start_timer(self, delay_ms: int, on_cancel: Callable[[], None] | None = None) -> TimerOp:
+        timer_id = str(self._next_seq("timer"))
+        op = TimerOp(self, timer_id, on_cancel)
+        self._timers[timer_id] = op
+        self._emit("StartTimerDecision", {"timer_id": timer_id, "start_to_fire_timeout_ms": max(1, delay_ms)}, op)
+        op.register_in_scope()
+        return op
+
+    def _start_child(self, attrs: dict[str, Any], cancellation_type: ChildWorkflowCancellationType,
+                     result_hint: Any) -> ChildOp:
+        n = self._next_seq("child")
+        if not attrs["workflow_id"]:
+            attrs["workflow_id"] = f"{self.info.workflow_id}/child-{n}-{self.info.run_id[:12]}"
+        op = ChildOp(self, attrs["domain"] or self.info.domain, attrs["workflow_id"], attrs["workflow_type"],
+                     cancellation_type, result_hint)
+        self._emit("StartChildWorkflowExecutionDecision", attrs, op)
+        op.register_in_scope()
+        return op
+
+    def _signal_external(self, domain: str, workflow_id: str, run_id: str, signal_name: str, args: tuple[Any, ...],
+                         child_only: bool) -> ExternalOp:
+        op = ExternalOp(self, "SignalExternalWorkflowExecution", workflow_id)
+        self._emit("SignalExternalWorkflowExecutionDecision", {
+            "domain": domain, "workflow_id": workflow_id, "run_id": run_id, "signal_name": signal_name,
+            "input": self.converter.args_to_payload(args), "child_workflow_only": child_only, "control": ""}, op)
+        return op
+
+    def _request_cancel_external(self, domain: str, workflow_id: str, run_id: str, child_only: bool) -> ExternalOp:
+        op = ExternalOp(self, "RequestCancelExternalWorkflowExecution", workflow_id)
+        self._emit("RequestCancelExternalWorkflowExecutionDecision", {
+            "domain": domain, "workflow_id": workflow_id, "run_id": run_id, "child_workflow_only": child_only,
+            "control": ""}, op)
+        return op
+
+    def _wait_condition_future(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:
+        fut: asyncio.Future[bool] = self.create_future()
+        self._conditions.append(_Condition(fn, fut))
+        return fut
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    # -- asyncio.AbstractEventLoop ----------------------------------------------------------------
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
+        handle = asyncio.Handle(callback, args, self, context=context)
+        self._ready.append(handle)
+        return handle
+
+    call_soon_threadsafe = call_soon
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,
+                   context: Any = None) -> asyncio.TimerHandle:
+        """A durable timer (StartTimer decision). `delay <= 0` runs the callback at once instead."""
+        handle = _DurableTimerHandle(self.time() + max(delay, 0), callback, args, self, context)
+        if delay <= 0:
+            self._ready.append(handle)
+            return handle
+
+        def on_cancel() -> None:
+            handle._cancelled = True
+            # asyncio.sleep / wait_for wait on a future passed to the callback: cancel it too, so a
+            # CancellationScope makes their await raise CancelledError.
+            for arg in args:
+                if isinstance(arg, asyncio.Future) and not arg.done():
+                    arg.cancel()
+
+        op = self._start_timer(int(round(delay * 1000)), on_cancel)
+        handle.op = op
+        op.fut.add_done_callback(lambda f: None if f.cancelled() or handle._cancelled else self._ready.append(handle))
+        return handle
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.TimerHandle:
+        return self.call_later(when - self.time(), callback, *args, context=context)
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        pass
+
+    def time(self) -> float:
+        return self._now_ms / 1000
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> asyncio.Task[Any]:
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def get_debug(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return self._in_activation
+
+    def is_closed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def get_exception_handler(self) -> None:
+        return None
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, (NondeterminismError, CacheMissError)):
+            self._internal_error = exc
+            return
+        message = context.get("message", "")
+        if "destroyed but it is pending" in message:
+            return  # an evicted or closed run's tasks being collected
+        log.warning("workflow %s: %s", self._info.workflow_id if self._info else "?", message, exc_info=exc)
+
+    default_exception_handler = call_exception_handler
+
+    async def shutdown_asyncgens(self) -> None:
+        pass
+
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        pass
+
+    for _name in ("run_in_executor", "set_default_executor", "getaddrinfo", "getnameinfo", "create_connection",
+                  "create_server", "create_unix_connection", "create_unix_server", "create_datagram_endpoint",
+                  "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell", "add_reader",
+                  "remove_reader", "add_writer", "remove_writer", "sock_recv", "sock_recv_into", "sock_sendall",
+                  "sock_connect", "sock_accept", "sock_sendfile", "sendfile", "start_tls", "add_signal_handler",
+                  "remove_signal_handler", "run_forever", "run_until_complete", "stop"):
+        locals()[_name] = _not_in_workflow(_name)
+    del _name
+
+
+def current() -> WorkflowInstance:
+    """The instance whose workflow code is running now; raises outside workflow code."""
+    loop = asyncio.events._get_running_loop()
+    if not isinstance(loop, WorkflowInstance):
+        raise RuntimeError("not in workflow code: this function only works inside a @workflow.defn class "
+                           "running on a Kadence worker")
+    return loop
+
+
+def in_workflow() -> bool:
+    return isinstance(asyncio.events._get_running_loop(), WorkflowInstance)
+
+
+__all__ = ["WorkflowInstance", "CacheMissError", "ContinueAsNewError", "current", "in_workflow",
+           "DECISION_EVENTS", "ChildWorkflowCancellationType"]

@@ -1,0 +1,226 @@
+"""Definitions shared by the authoring API and the runtime: decorator metadata, options, info.
+
+Nothing here runs workflow code; it only describes it (so `workflow.py`, `_runtime.py`,
+`worker.py` and `replayer.py` can all import it without cycles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ._names import WORKFLOW_NAME_ATTR, workflow_type_name
+
+SIGNAL_ATTR = "__kadence_signal_name__"
+QUERY_ATTR = "__kadence_query_name__"
+RUN_ATTR = "__kadence_workflow_run__"
+DEFN_ATTR = "__kadence_workflow_definition__"
+
+
+class IdReusePolicy(str, enum.Enum):
+    ALLOW_DUPLICATE = "ALLOW_DUPLICATE"
+    ALLOW_DUPLICATE_FAILED_ONLY = "ALLOW_DUPLICATE_FAILED_ONLY"
+    REJECT_DUPLICATE = "REJECT_DUPLICATE"
+    TERMINATE_IF_RUNNING = "TERMINATE_IF_RUNNING"
+
+
+class ParentClosePolicy(str, enum.Enum):
+    TERMINATE = "TERMINATE"
+    REQUEST_CANCEL = "REQUEST_CANCEL"
+    ABANDON = "ABANDON"
+
+
+class ChildWorkflowCancellationType(str, enum.Enum):
+    """What cancelling a child does, and when the parent's await raises `asyncio.CancelledError`."""
+
+    #: No cancel request is sent; the await raises at once (the child runs on).
+    ABANDON = "ABANDON"
+    #: A cancel request is sent; the await raises at once.
+    TRY_CANCEL = "TRY_CANCEL"
+    #: A cancel request is sent; the await raises once the request is recorded by the child.
+    WAIT_CANCELLATION_REQUESTED = "WAIT_CANCELLATION_REQUESTED"
+    #: A cancel request is sent; the await raises once the child has closed.
+    WAIT_CANCELLATION_COMPLETED = "WAIT_CANCELLATION_COMPLETED"
+
+
+def to_ms(value: float | timedelta | None) -> int:
+    """Seconds (float) or timedelta -> whole milliseconds (0 = unset)."""
+    if value is None:
+        return 0
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ValueError(f"a timeout cannot be negative: {value!r}")
+    return int(round(seconds * 1000))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential retry. `maximum_interval` None = 100x initial; `maximum_attempts` 0 = unlimited."""
+
+    initial_interval: float | timedelta = 1.0
+    backoff_coefficient: float = 2.0
+    maximum_interval: float | timedelta | None = None
+    maximum_attempts: int = 0
+    non_retryable_error_types: Sequence[str] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "initial_interval_ms": to_ms(self.initial_interval),
+            "backoff_coefficient": float(self.backoff_coefficient),
+            "maximum_interval_ms": to_ms(self.maximum_interval),
+            "maximum_attempts": int(self.maximum_attempts),
+            "non_retryable_error_types": list(self.non_retryable_error_types),
+            "expiration_ms": 0,
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any] | None) -> RetryPolicy | None:
+        if rec is None:
+            return None
+        return cls(initial_interval=rec["initial_interval_ms"] / 1000, backoff_coefficient=rec["backoff_coefficient"],
+                   maximum_interval=(rec["maximum_interval_ms"] / 1000) or None,
+                   maximum_attempts=rec["maximum_attempts"],
+                   non_retryable_error_types=tuple(rec["non_retryable_error_types"]))
+
+
+def retry_record(policy: RetryPolicy | None) -> dict[str, Any] | None:
+    return policy.to_record() if policy is not None else None
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    domain: str
+    workflow_id: str
+    run_id: str
+    initiated_event_id: int
+
+
+@dataclass
+class WorkflowInfo:
+    """What `workflow.info()` returns. History figures are those of the current activation."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_list: str
+    domain: str
+    attempt: int = 1
+    first_run_id: str = ""
+    parent: ParentInfo | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
+    history_length: int = 0
+    history_size_bytes: int = 0
+    continue_as_new_suggested: bool = False
+    execution_timeout: float = 0.0
+    run_timeout: float = 0.0
+    task_timeout: float = 10.0
+    continued_run_id: str | None = None
+
+
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Resolved annotations, or {} when they cannot be resolved (local classes, bad forward refs)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - hints only refine decoding; plain JSON values still work
+        return {}
+
+
+def param_hints(fn: Callable[..., Any], skip_self: bool) -> list[Any]:
+    hints = type_hints(fn)
+    params = list(inspect.signature(fn).parameters.values())
+    if skip_self and params:
+        params = params[1:]
+    return [hints.get(p.name) for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+@dataclass(frozen=True)
+class HandlerDefn:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    arg_hints: list[Any]
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """A `@workflow.defn` class, ready to instantiate: its type name, run method and handlers."""
+
+    name: str
+    cls: type
+    run_fn: Callable[..., Any]
+    run_arg_hints: list[Any]
+    return_hint: Any
+    signals: dict[str, HandlerDefn]
+    queries: dict[str, HandlerDefn]
+
+    @classmethod
+    def of(cls, workflow_cls: type) -> WorkflowDefinition:
+        defn = workflow_cls.__dict__.get(DEFN_ATTR)
+        if not isinstance(defn, WorkflowDefinition):
+            raise TypeError(f"{workflow_cls!r} is not decorated with @workflow.defn")
+        return defn
+
+    @classmethod
+    def build(cls, workflow_cls: type, name: str) -> WorkflowDefinition:
+        run_fn = None
+        signals: dict[str, HandlerDefn] = {}
+        queries: dict[str, HandlerDefn] = {}
+        for klass in reversed(workflow_cls.__mro__):
+            for attr in vars(klass).values():
+                if getattr(attr, RUN_ATTR, False):
+                    run_fn = attr
+                sig = getattr(attr, SIGNAL_ATTR, None)
+                if sig is not None:
+                    signals[sig] = HandlerDefn(sig, attr, inspect.iscoroutinefunction(attr), param_hints(attr, True))
+                q = getattr(attr, QUERY_ATTR, None)
+                if q is not None:
+                    if inspect.iscoroutinefunction(attr):
+                        raise TypeError(f"query handler {attr.__qualname__} must be a plain (non-async) method")
+                    queries[q] = HandlerDefn(q, attr, False, param_hints(attr, True))
+        if run_fn is None:
+            raise TypeError(f"@workflow.defn class {workflow_cls.__qualname__} has no @workflow.run method")
+        return cls(name=name, cls=workflow_cls, run_fn=run_fn, run_arg_hints=param_hints(run_fn, True),
+                   return_hint=type_hints(run_fn).get("return"), signals=signals, queries=queries)
+
+
+def definitions(workflows: Sequence[type]) -> dict[str, WorkflowDefinition]:
+    out: dict[str, WorkflowDefinition] = {}
+    for w in workflows:
+        d = WorkflowDefinition.of(w)
+        if d.name in out:
+            raise ValueError(f"two workflows share the type name {d.name!r}")
+        out[d.name] = d
+    return out
+
+
+def handler_name(obj: Any, attr: str, kind: str) -> str:
+    """Signal/query name from a string or a decorated method."""
+    if isinstance(obj, str):
+        return obj
+    name = getattr(obj, attr, None)
+    if name is None:
+        raise TypeError(f"{obj!r} is not a @workflow.{kind} method; pass the {kind} name")
+    return name
+
+
+def child_type_name(obj: Any) -> str:
+    return workflow_type_name(obj)
+
+
+def return_hint_of(obj: Any) -> Any:
+    """The declared return type of a workflow run method or an activity, for decoding results."""
+    if isinstance(obj, str):
+        return None
+    if isinstance(obj, type) and WORKFLOW_NAME_ATTR in obj.__dict__:
+        return WorkflowDefinition.of(obj).return_hint
+    return type_hints(obj).get("return") if callable(obj) else None
+
+
+def is_dataclass_type(t: Any) -> bool:
+    return isinstance(t, type) and dataclasses.is_dataclass(t)
