@@ -211,8 +211,11 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
             if ev["event_id"] != self._next_event_id:
                 raise CacheMissError(f"expected event {self._next_event_id}, got event {ev['event_id']}")
             self._next_event_id += 1
-            self._history_size += len(serde().encode_body("HistoryEvent", ev))
             etype, attrs = ev["attributes"]
+            applier = getattr(self, f"_apply_{etype}", None)
+            if applier is None:
+                raise KadenceError(f"unknown history event type {etype} (event {ev['event_id']})")
+            self._history_size += len(serde().encode_body("HistoryEvent", ev))
             if etype == "DecisionTaskStarted":
                 self._end_matching()
                 result = outcome.get(attrs["scheduled_event_id"])
@@ -228,9 +231,6 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
                 continue
             if etype in DECISION_EVENT_TYPES:
                 self._match(ev, etype, attrs)
-            applier = getattr(self, f"_apply_{etype}", None)
-            if applier is None:
-                raise KadenceError(f"unknown history event type {etype} (event {ev['event_id']})")
             applier(ev, attrs)
         self.last_decisions = live
         return live
@@ -429,6 +429,7 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         """Events that change no workflow-visible state (recorded decisions are linked by `_match`)."""
 
     _apply_DecisionTaskScheduled = _apply_nothing
+    _apply_DecisionTaskStarted = _apply_nothing  # handled by `activate` itself (an activation point)
     _apply_ActivityTaskScheduled = _apply_nothing
     _apply_ActivityTaskStarted = _apply_nothing
     _apply_ActivityTaskCancelRequested = _apply_nothing

@@ -171,3 +171,38 @@ class HistoryBuilder:
     def since(self, event_id: int) -> list[dict[str, Any]]:
         """Events after `event_id` (what a decision task carries after previous_started_event_id)."""
         return self.events[event_id:]
+
+
+class WorkflowDriver:
+    """Drives a `WorkflowInstance` like a worker would, recording its decisions into a builder.
+
+    `decide()` feeds the instance the events it has not seen (as a cached worker would), records
+    the returned decisions as the completed task, and returns them. Add outcome events to
+    `builder`, then call `next()` (a new decision task + `decide()`). `replay()` replays the whole
+    recorded history on a fresh instance (raises `NondeterminismError` on divergence).
+    """
+
+    def __init__(self, workflow_cls: type, *args: Any, **builder_kwargs: Any) -> None:
+        from ._runtime import WorkflowInstance
+        from ._runtime_defn import WorkflowDefinition
+
+        self.definition = WorkflowDefinition.of(workflow_cls)
+        self.builder = HistoryBuilder(self.definition.name, *args, **builder_kwargs)
+        self.instance = WorkflowInstance(self.definition)
+
+    def decide(self) -> list[dict[str, Any]]:
+        decisions = self.instance.activate(self.builder.since(self.instance.next_event_id - 1))
+        self.builder.complete_decision_task(decisions)
+        return decisions
+
+    def next(self) -> list[dict[str, Any]]:
+        self.builder.decision_task()
+        return self.decide()
+
+    def replay(self, definition: Any = None) -> Any:
+        from ._runtime import WorkflowInstance
+
+        inst = WorkflowInstance(definition or self.definition)
+        inst.activate(self.builder.events)
+        inst.finish()
+        return inst
