@@ -1,0 +1,13 @@
+"""`python -m processors.history --bootstrap ... --slot N`: one history processor instance."""
+
+from __future__ import annotations
+
+import sys
+
+from streams.loop import processor_main
+from streams.topics import ensure_core_topics
+
+from .processor import HistoryProcessor
+
+if __name__ == "__main__":
+    sys.exit(processor_main(HistoryProcessor, prepare=ensure_core_topics, description=__doc__ or ""))
