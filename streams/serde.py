@@ -13,7 +13,6 @@ Unions of records use fastavro's tuple notation: ``("TimerFired", {...})``.
 from __future__ import annotations
 
 import io
-import struct
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -43,7 +42,8 @@ class CorruptRecord(SerdeError):
 
 
 def _fp_bytes(parsed: Any) -> bytes:
-    return struct.pack("<Q", int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16))
+    # fastavro's hex string already lists the spec's little-endian bytes in order.
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
 class Serde:
@@ -76,7 +76,8 @@ class Serde:
         return buf.getvalue()
 
     def decode_body(self, record_type: str, body: bytes) -> dict[str, Any]:
-        return schemaless_reader(io.BytesIO(body), self._schema[record_type], None, return_record_name=True)
+        return schemaless_reader(io.BytesIO(body), self._schema[record_type], None, return_record_name=True,
+                                return_record_name_override=True)
 
     def decode(self, data: bytes | None, expected: str | None = None) -> tuple[str, dict[str, Any]]:
         """Return (record type, record). Raises a `SerdeError` subclass for anything unreadable."""
@@ -91,7 +92,8 @@ class Serde:
         try:
             buf = io.BytesIO(data)
             buf.seek(_HEADER_LEN)
-            record = schemaless_reader(buf, writer, reader, return_record_name=True)
+            record = schemaless_reader(buf, writer, reader, return_record_name=True,
+                                return_record_name_override=True)
         except Exception as exc:  # fastavro raises many types for truncated or garbage bodies
             raise CorruptRecord(f"{record_type} body does not decode: {type(exc).__name__}: {exc}") from exc
         if buf.tell() != len(data):
