@@ -187,6 +187,7 @@ class ProcessorRunner:
             self._release(p)
         if self._producer is not None:
             self._producer.flush(5)
+        self._producer = self._consumer = None  # librdkafka handles close when released
         log.info("%s stopped after %d records (%d dead letters, %d aborts)",
                  self.transactional_id, self.processed, self.dead_letters, self.aborts)
 
