@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from kadence._names import workflow_type_name
+from kadence._runtime_defn import QUERY_ATTR, SIGNAL_ATTR, return_hint_of
 from kadence.converter import JSONConverter, default_converter
 from kadence.failures import (
     KadenceError,
@@ -54,11 +55,8 @@ _RETRY_POLICY_DEFAULTS: dict[str, Any] = {
     "initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 0,
     "maximum_attempts": 0, "non_retryable_error_types": [], "expiration_ms": 0,
 }
-#: Attribute names the SDK's @workflow.signal / @workflow.query decorators may set on a method.
-_HANDLER_NAME_ATTRS = {
-    "signal": ("__kadence_signal_name__", "__kadence_handler_name__"),
-    "query": ("__kadence_query_name__", "__kadence_handler_name__"),
-}
+#: Attribute the SDK's @workflow.signal / @workflow.query decorators set to the handler's name.
+_HANDLER_NAME_ATTRS = {"signal": SIGNAL_ATTR, "query": QUERY_ATTR}
 
 Seconds = float | int | timedelta
 
@@ -76,20 +74,10 @@ def _now_ms() -> int:
 
 
 def _handler_name(obj: Any, kind: str) -> str:
-    """A signal/query name from a string or a decorated workflow method (its registered name)."""
+    """A signal/query name from a string or a workflow method: its decorator's name, else `__name__`."""
     if isinstance(obj, str):
         return obj
-    for attr in _HANDLER_NAME_ATTRS[kind]:
-        name = getattr(obj, attr, None)
-        if isinstance(name, str) and name:
-            return name
-    # The SDK may keep a definition object instead of a plain name.
-    for attr in (f"__kadence_{kind}_defn__", "__kadence_defn__"):
-        defn = getattr(obj, attr, None)
-        name = getattr(defn, "name", None)
-        if isinstance(name, str) and name:
-            return name
-    name = getattr(obj, "__name__", None)
+    name = getattr(obj, _HANDLER_NAME_ATTRS[kind], None) or getattr(obj, "__name__", None)
     if isinstance(name, str) and name:
         return name
     raise TypeError(f"{obj!r} is not a {kind} name or a @workflow.{kind} method")
@@ -384,13 +372,18 @@ class Client:
     def start_workflow(self, workflow: Any, *args: Any, id: str, task_list: str,  # noqa: A002 - Temporal's name
                        execution_timeout: Seconds | None = None, run_timeout: Seconds | None = None,
                        task_timeout: Seconds | None = None,
-                       id_reuse_policy: str = "ALLOW_DUPLICATE_FAILED_ONLY", retry_policy: Any = None,
+                       id_reuse_policy: str = "ALLOW_DUPLICATE_FAILED_ONLY",
+                       retry_policy: Any = None,
                        memo: dict[str, Any] | None = None, request_id: str | None = None) -> WorkflowHandle:
         """Produce a StartWorkflowExecution command; return a handle (its run id is learned later).
 
-        `workflow` is a @workflow.defn class, its @workflow.run method or a type name. A repeated
-        `request_id` is a no-op on the server (the same run is reported again).
+        `workflow` is a @workflow.defn class, its @workflow.run method or a type name. Timeouts are
+        seconds or timedeltas (None = none; task timeout 10 s). `id_reuse_policy` is a name or a
+        `workflow.IdReusePolicy`; `retry_policy` a `workflow.RetryPolicy` (anything with
+        `to_record()`) or a dict of RetryPolicy record fields. A repeated `request_id` is a no-op
+        on the server (the same run is reported again).
         """
+        id_reuse_policy = str(getattr(id_reuse_policy, "value", id_reuse_policy))
         if id_reuse_policy not in ID_REUSE_POLICIES:
             raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, not {id_reuse_policy!r}")
         request_id = request_id or uuid.uuid4().hex
@@ -411,7 +404,7 @@ class Client:
             "cron_schedule": "",
         }
         self._send(id, "", ("StartWorkflowExecution", start))
-        return WorkflowHandle(self, id, start_request_id=request_id)
+        return WorkflowHandle(self, id, start_request_id=request_id, result_type=return_hint_of(workflow))
 
     def execute_workflow(self, workflow: Any, *args: Any, id: str, task_list: str,  # noqa: A002
                          result_timeout: float | None = None, result_type: Any = None, **options: Any) -> Any:
@@ -512,7 +505,7 @@ class WorkflowHandle:
     """A workflow id (and maybe one run of it) to wait on, signal, query, cancel or terminate."""
 
     def __init__(self, client: Client, workflow_id: str, *, run_id: str | None = None,
-                 start_request_id: str | None = None) -> None:
+                 start_request_id: str | None = None, result_type: Any = None) -> None:
         self.client = client
         self.id = workflow_id
         #: The run this handle follows: given, or learned when the run is seen (None until then).
@@ -520,6 +513,8 @@ class WorkflowHandle:
         #: The run the handle was made for explicitly (commands target it); None = the current run.
         self._pinned_run_id = run_id
         self.start_request_id = start_request_id
+        #: Type the result is decoded to when `result()` is not given one (the run method's return hint).
+        self.result_type = result_type
 
     def __repr__(self) -> str:
         return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
@@ -548,7 +543,8 @@ class WorkflowHandle:
                 self.run_id = run_id
                 continue
             if status == "COMPLETED":
-                return client.data_converter.from_payload(_record(outcome["result"]), result_type)
+                hint = result_type if result_type is not None else self.result_type
+                return client.data_converter.from_payload(_record(outcome["result"]), hint)
             if status in FAILED_STATUSES:
                 cause = from_failure(_failure(outcome["failure"]))
                 detail = outcome["reason"] or (str(cause) if cause is not None else "")

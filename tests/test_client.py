@@ -7,14 +7,16 @@ No engine runs here: each test plays the engine's part by reading `commands` and
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from kadence._names import WORKFLOW_NAME_ATTR
+from kadence import workflow
 from kadence.client import Client, WorkflowHandle, summarize_history
 from kadence.converter import default_converter
 from kadence.failures import QueryError, WorkflowAlreadyStartedError, WorkflowFailureError
@@ -26,14 +28,24 @@ from streams.topics import ensure_core_topics
 pytestmark = pytest.mark.timeout(90)
 
 
+@dataclass
+class Greeting:
+    text: str
+    count: int
+
+
+@workflow.defn
 class Greeter:
-    """Stands in for a @workflow.defn class: the SDK marks it with its type name."""
+    @workflow.run
+    async def run(self, name: str) -> Greeting:
+        return Greeting(f"hello {name}", 1)
 
-    async def run(self, name: str) -> str:
-        return f"hello {name}"
+    @workflow.signal(name="approve-order")
+    def approve(self, who: str) -> None: ...
 
-
-setattr(Greeter, WORKFLOW_NAME_ATTR, "Greeter")
+    @workflow.query
+    def progress(self, verbose: str) -> dict[str, int]:
+        return {}
 
 
 @pytest.fixture
@@ -75,8 +87,14 @@ def commands(settings: Settings, client: Client):
     reader.close()
 
 
+_PRODUCERS: dict[str, Any] = {}
+
+
 def produce(settings: Settings, topic: str, key: str, record_type: str, record: dict[str, Any]) -> None:
-    producer = make_producer(settings)
+    """Produce one record as the engine would (one producer per broker: each new one costs ~0.5 s)."""
+    producer = _PRODUCERS.get(settings.bootstrap)
+    if producer is None:
+        producer = _PRODUCERS[settings.bootstrap] = make_producer(settings)
     codec = serde()
     producer.produce(topic, key=key.encode(), value=codec.encode(record_type, record),
                      headers=codec.headers(record_type))
@@ -106,7 +124,8 @@ def payload(value: Any) -> dict[str, Any]:
 
 def test_start_workflow_produces_a_start_command(settings: Settings, client: Client, commands: CommandReader) -> None:
     handle = client.start_workflow(Greeter.run, "world", 3, id="order-17", task_list="orders", execution_timeout=60,
-                                   run_timeout=30.5, retry_policy={"maximum_attempts": 3}, memo={"customer": "c-9"})
+                                   run_timeout=timedelta(seconds=30.5), retry_policy=workflow.RetryPolicy(maximum_attempts=3),
+                                   memo={"customer": "c-9"})
     assert isinstance(handle, WorkflowHandle) and handle.id == "order-17" and handle.run_id is None
     msg, command = commands.next()
     assert msg.key() == b"order-17"
@@ -129,8 +148,9 @@ def test_start_workflow_produces_a_start_command(settings: Settings, client: Cli
     assert start["identity"] == "test-client" and start["parent"] is None
 
     # A type name and the class work too; an explicit request id is kept (it de-duplicates retries).
-    client.start_workflow("Other", id="o-2", task_list="t", request_id="req-fixed", id_reuse_policy="REJECT_DUPLICATE")
-    client.start_workflow(Greeter, "x", id="o-3", task_list="t")
+    client.start_workflow("Other", id="o-2", task_list="t", request_id="req-fixed",
+                          id_reuse_policy=workflow.IdReusePolicy.REJECT_DUPLICATE)
+    client.start_workflow(Greeter, "x", id="o-3", task_list="t", retry_policy={"maximum_attempts": 2})
     seen = {}
     for _ in range(2):
         _, cmd = commands.next()
@@ -138,6 +158,9 @@ def test_start_workflow_produces_a_start_command(settings: Settings, client: Cli
     assert seen["o-2"]["workflow_type"] == "Other" and seen["o-2"]["request_id"] == "req-fixed"
     assert seen["o-2"]["id_reuse_policy"] == "REJECT_DUPLICATE"
     assert seen["o-3"]["workflow_type"] == "Greeter"
+    assert unwrap(seen["o-3"]["retry_policy"]) == {
+        "initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 0, "maximum_attempts": 2,
+        "non_retryable_error_types": [], "expiration_ms": 0}
 
 
 def test_start_workflow_rejects_bad_options(client: Client) -> None:
@@ -172,6 +195,15 @@ def test_result_returns_the_decoded_result(settings: Settings, client: Client) -
     assert handle.run_id == "run-1"
     # A handle to a run by id reads the same outcome.
     assert client.get_handle("wf-ok", run_id="old-run").result(timeout=10) == "stale"
+
+
+def test_result_is_decoded_to_the_run_methods_return_type(settings: Settings, client: Client) -> None:
+    handle = client.start_workflow(Greeter.run, "ada", id="wf-typed", task_list="t")
+    produce(settings, settings.completions_topic, "wf-typed", "WorkflowOutcome",
+            outcome("wf-typed", "run-1", "COMPLETED", result=payload(Greeting("hello ada", 2)),
+                    request_id=handle.start_request_id))
+    assert handle.result(timeout=20) == Greeting("hello ada", 2)
+    assert client.get_handle("wf-typed", run_id="run-1").result(timeout=5) == {"text": "hello ada", "count": 2}
 
 
 def test_result_follows_continue_as_new(settings: Settings, client: Client) -> None:
@@ -257,7 +289,7 @@ def test_query_returns_the_answer(settings: Settings, client: Client, commands: 
     responder = threading.Thread(target=lambda: seen.update(
         _answer_next_query(settings, commands, {"result": payload({"step": 4}), "error": None})))
     responder.start()
-    assert handle.query("progress", "verbose", timeout=20) == {"step": 4}
+    assert handle.query(Greeter.progress, "verbose", timeout=20) == {"step": 4}
     responder.join()
     assert seen["key"] == b"wf-q" and seen["command"]["workflow_id"] == "wf-q"
     assert seen["query"]["query_type"] == "progress"
@@ -288,11 +320,8 @@ def test_query_error_and_timeout_raise_query_error(settings: Settings, client: C
 
 def test_signal_cancel_terminate_produce_their_commands(settings: Settings, client: Client,
                                                         commands: CommandReader) -> None:
-    def approve(self: Any, who: str) -> None: ...
-
-    approve.__kadence_signal_name__ = "approve-order"  # what @workflow.signal(name=...) records
     handle = client.get_handle("wf-s")
-    handle.signal(approve, "alice", request_id="sig-1")
+    handle.signal(Greeter.approve, "alice", request_id="sig-1")
     handle.signal("poke")
     handle.cancel("customer asked")
     handle.terminate("stuck", details={"ticket": 42})
