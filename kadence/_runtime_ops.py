@@ -147,8 +147,8 @@ class ActivityOp(Op):
         self.result_hint = result_hint
 
     def cancel(self) -> None:
-        if self.fut.done() or self.cancel_requested:
-            return
+        if self.fut.done() or self.cancel_requested or not self.inst._in_activation:
+            return  # (not in an activation: the run is being garbage-collected)
         self.cancel_requested = True
         self.inst._emit("RequestCancelActivityTaskDecision", {"activity_id": self.activity_id}, self)
         self._finish_cancel()
@@ -163,8 +163,8 @@ class TimerOp(Op):
         self.on_cancel = on_cancel
 
     def cancel(self) -> None:
-        if self.fut.done() or self.cancel_requested:
-            return
+        if self.fut.done() or self.cancel_requested or not self.inst._in_activation:
+            return  # (not in an activation: the run is being garbage-collected)
         self.cancel_requested = True
         self.inst._emit("CancelTimerDecision", {"timer_id": self.timer_id}, self)
         self._finish_cancel()
@@ -190,8 +190,8 @@ class ChildOp(Op):
         self._cancel_sent = False
 
     def cancel(self) -> None:
-        if self.fut.done() or self.cancel_requested:
-            return
+        if self.fut.done() or self.cancel_requested or not self.inst._in_activation:
+            return  # (not in an activation: the run is being garbage-collected)
         self.cancel_requested = True
         kind = self.cancellation_type
         if kind is not ChildWorkflowCancellationType.ABANDON and self.started.done():
