@@ -90,6 +90,14 @@ def commands(settings: Settings, client: Client):
 _PRODUCERS: dict[str, Any] = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _drop_producers():
+    yield
+    for producer in _PRODUCERS.values():
+        producer.flush(5)
+    _PRODUCERS.clear()  # before the session's broker stops, so no client retries a dead port
+
+
 def produce(settings: Settings, topic: str, key: str, record_type: str, record: dict[str, Any]) -> None:
     """Produce one record as the engine would (one producer per broker: each new one costs ~0.5 s)."""
     producer = _PRODUCERS.get(settings.bootstrap)
