@@ -79,3 +79,38 @@ def make_settings(kafka_bootstrap: str, state_dir: Path):
         base.update(overrides)
         return Settings(**base)
     return make
+
+
+@pytest.fixture
+def engine(settings: Settings):
+    """The engine's processors (history + derived) running in this process on the test's topics."""
+    from processors.server import InProcessEngine
+
+    with InProcessEngine(settings) as eng:
+        yield eng
+
+
+@pytest.fixture
+def client(settings: Settings, engine):
+    from kadence.client import Client
+
+    c = Client(settings)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def worker(client):
+    """`worker(task_list, workflows=[...], activities=[...])` starts a worker stopped at teardown."""
+    from kadence.worker import Worker
+
+    started = []
+
+    def make(task_list: str = "default", workflows=(), activities=(), **kw):
+        w = Worker(client, task_list, workflows=workflows, activities=activities, **kw).start()
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop(5)

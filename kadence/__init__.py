@@ -1,0 +1,19 @@
+"""Kadence: durable Cadence/Temporal-style workflows for Python, event-sourced on Kafka.
+
+```python
+from kadence import Client, Worker, activity, workflow
+```
+"""
+
+from . import activity, workflow
+from .client import Client, WorkflowHandle
+from .failures import (ActivityError, ApplicationError, CanceledError, ChildWorkflowError, KadenceError,
+                       NondeterminismError, QueryError, TerminatedError, TimeoutError, WorkflowAlreadyStartedError,
+                       WorkflowFailureError)
+from .worker import Worker
+
+__all__ = [
+    "Client", "WorkflowHandle", "Worker", "activity", "workflow", "ActivityError", "ApplicationError",
+    "CanceledError", "ChildWorkflowError", "KadenceError", "NondeterminismError", "QueryError", "TerminatedError",
+    "TimeoutError", "WorkflowAlreadyStartedError", "WorkflowFailureError",
+]
