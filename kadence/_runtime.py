@@ -36,7 +36,17 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from streams.serde import serde
+try:  # the server's measure, so `info().history_size_bytes` agrees with DecisionTask.history_size_bytes
+    from history.reducer import event_size
+except ImportError:  # pragma: no cover - SDK installed without the shared reducer package
+    def event_size(attrs: dict[str, Any]) -> int:
+        size = 64
+        for key in ("input", "result", "details"):
+            if attrs.get(key) is not None:
+                size += len(attrs[key]["data"])
+        if attrs.get("failure") is not None:
+            size += len(attrs["failure"]["message"]) + len(attrs["failure"].get("stack") or "")
+        return size
 
 from ._runtime_defn import (
     ChildWorkflowCancellationType, ParentInfo, WorkflowDefinition, WorkflowInfo,
@@ -215,7 +225,7 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
             applier = getattr(self, f"_apply_{etype}", None)
             if applier is None:
                 raise KadenceError(f"unknown history event type {etype} (event {ev['event_id']})")
-            self._history_size += len(serde().encode_body("HistoryEvent", ev))
+            self._history_size += event_size(attrs)
             if etype == "DecisionTaskStarted":
                 self._end_matching()
                 result = outcome.get(attrs["scheduled_event_id"])

@@ -38,7 +38,9 @@ from streams.settings import Settings
 from streams.topics import ensure_topics, task_topic
 
 from . import activity as _activity
-from ._runtime import CacheMissError, WorkflowInstance
+from ._runtime import (
+    SUGGEST_CONTINUE_AS_NEW_BYTES, SUGGEST_CONTINUE_AS_NEW_EVENTS, CacheMissError, WorkflowInstance,
+)
 from ._runtime_defn import WorkflowDefinition, definitions
 from .converter import default_converter
 from .failures import ApplicationError, NondeterminismError, to_failure
@@ -104,7 +106,8 @@ class Worker:
     def __init__(self, client_or_settings: Any, task_list: str, workflows: Sequence[type] = (),
                  activities: Sequence[Callable[..., Any]] = (), *, max_concurrent_activities: int = 64,
                  max_cached_workflows: int = 2000, identity: str | None = None, data_converter: Any = None,
-                 create_topic: bool = True) -> None:
+                 create_topic: bool = True, suggest_continue_as_new_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
+                 suggest_continue_as_new_bytes: int = SUGGEST_CONTINUE_AS_NEW_BYTES) -> None:
         if isinstance(client_or_settings, Settings):
             self.settings = client_or_settings
             converter, client_identity = None, None
@@ -125,6 +128,11 @@ class Worker:
         self.max_concurrent_activities = max_concurrent_activities
         self.max_cached_workflows = max_cached_workflows
         self.create_topic = create_topic
+        # Must equal the history processor's thresholds: workflow.info().continue_as_new_suggested
+        # is computed from history here (not taken from the task) so that replay sees the same value.
+        self._suggest = {"suggest_events": suggest_continue_as_new_events,
+                         "suggest_bytes": suggest_continue_as_new_bytes}
+        self._warned_suggest = False
         self.topic = self.settings.tasks_topic(task_list)
         self._serde = serde()
         self._cache: collections.OrderedDict[str, WorkflowInstance] = collections.OrderedDict()
@@ -339,8 +347,13 @@ class Worker:
             return
         try:
             if inst is None:
-                inst = WorkflowInstance(defn, converter=self.converter)
+                inst = WorkflowInstance(defn, converter=self.converter, **self._suggest)
             decisions = inst.activate(events)
+            if inst.info.continue_as_new_suggested != t["continue_as_new_suggested"] and not self._warned_suggest:
+                self._warned_suggest = True
+                log.warning("worker %s: continue_as_new_suggested differs from the server's (history length %d, "
+                            "%d bytes): give the Worker the history processor's suggest_continue_as_new_* "
+                            "thresholds", self.task_list, inst.info.history_length, inst.info.history_size_bytes)
         except CacheMissError:
             failed("CACHE_MISS", None)
             return
@@ -375,7 +388,7 @@ class Worker:
             inst = self._cache.get(t["run_id"])
             if inst is None or any(e["event_id"] >= inst.next_event_id and e["attributes"][0] == "DecisionTaskStarted"
                                    for e in t["events"]):
-                inst = WorkflowInstance(defn, converter=self.converter)
+                inst = WorkflowInstance(defn, converter=self.converter, **self._suggest)
                 inst.activate(t["events"])
             result["result"] = inst.query(t["query_type"], t.get("args"))
         except Exception as exc:  # noqa: BLE001 - any query error goes back to the caller

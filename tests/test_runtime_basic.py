@@ -326,3 +326,18 @@ def test_unknown_event_type_raises() -> None:
         ev["event_id"] = i
     with pytest.raises(Exception, match="unknown history event type Bogus"):
         inst.activate(b.events)
+
+
+def test_continue_as_new_suggestion_is_computed_from_history() -> None:
+    @workflow.defn(name="Suggest")
+    class Suggest:
+        @workflow.run
+        async def run(self) -> list:
+            i = workflow.info()
+            return [i.history_length, i.continue_as_new_suggested]
+
+    b = HistoryBuilder("Suggest")
+    low = WorkflowInstance(WorkflowDefinition.of(Suggest), suggest_events=3)
+    high = WorkflowInstance(WorkflowDefinition.of(Suggest))
+    assert result_of(low.activate(b.events)[0]) == [3, True]
+    assert result_of(high.activate(b.events)[0]) == [3, False]
