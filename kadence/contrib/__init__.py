@@ -1,0 +1,1 @@
+"""Optional integrations of Kadence with other libraries (each imports its library lazily)."""
