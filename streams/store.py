@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import struct
-from bisect import bisect_left
 from typing import Iterator
 
 from rocksdict import Options, Rdict, WriteBatch
