@@ -199,7 +199,11 @@ class _Completions:
                     return
                 self._by_run[key] = outcome
             if outcome["request_id"]:
-                self._by_request.setdefault((domain, wid, outcome["request_id"]), outcome)
+                # Runs continued from a start carry its request id too: the start's own run is the
+                # chain's first (run_id == first_run_id), else the earliest seen.
+                key = (domain, wid, outcome["request_id"])
+                if key not in self._by_request or (outcome["run_id"] and outcome["run_id"] == outcome["first_run_id"]):
+                    self._by_request[key] = outcome
             self._by_workflow.setdefault((domain, wid), []).append(outcome)
             self.version += 1
             self.cond.notify_all()

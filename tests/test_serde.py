@@ -384,3 +384,68 @@ def test_murmur2_matches_librdkafka_through_the_broker(settings: Settings) -> No
     finally:
         consumer.close()
     assert stored == delivered
+
+
+# --- records written without Kadence (examples/publish_start_raw.py) -----------------------------
+
+
+def _raw_example() -> Any:
+    import importlib.util
+
+    path = schemas.SCHEMA_DIR.parent / "examples" / "publish_start_raw.py"
+    spec = importlib.util.spec_from_file_location("publish_start_raw", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_raw_example_uses_no_kadence_code() -> None:
+    import ast
+
+    tree = ast.parse((schemas.SCHEMA_DIR.parent / "examples" / "publish_start_raw.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported & {"kadence", "streams", "schemas", "processors", "history"} == set()
+    assert imported - {"__future__", "argparse", "io", "json", "time", "uuid", "pathlib", "typing"} == {
+        "confluent_kafka", "fastavro"}
+
+
+def test_raw_example_builds_the_same_schema_and_spec_bytes() -> None:
+    raw = _raw_example()
+    _, canonical, header = raw.command_schema()
+    assert canonical == schemas.standalone_schema_json("Command")
+    assert header == b"\xc3\x01" + _crc64_avro(canonical)
+    command = raw.start_command("order-1", "OrderWorkflow", "orders", [{"id": 1}], request_id="r-1")
+    data = raw.encode(command)
+    assert data[:10] == header
+    decoded = avro.io.DatumReader(avro.schema.parse(canonical)).read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+    assert decoded["workflow_id"] == "order-1" and decoded["payload"]["request_id"] == "r-1"
+    assert json.loads(decoded["payload"]["input"]["data"]) == [{"id": 1}]
+
+
+def test_raw_example_publishes_a_start_command_kadence_reads(settings: Settings) -> None:
+    from streams.topics import ensure_core_topics
+
+    ensure_core_topics(settings)
+    raw = _raw_example()
+    command = raw.start_command("raw-1", "OrderWorkflow", "orders", ["x"], request_id="req-raw")
+    raw.publish(settings.bootstrap, command, prefix=settings.prefix)
+    consumer = make_consumer(settings, settings.group(f"raw-{uuid.uuid4().hex}"))
+    consumer.subscribe([settings.commands_topic])
+    try:
+        import time
+        deadline = time.monotonic() + 30
+        msg = None
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                break
+    finally:
+        consumer.close()
+    assert msg is not None and msg.error() is None
+    assert msg.key() == b"raw-1" and msg.partition() == murmur2_partition(b"raw-1", settings.partitions)
+    record_type, decoded = serde().decode(msg.value())
+    assert record_type == "Command" and decoded["payload"][0] == "StartWorkflowExecution"
+    assert decoded["payload"][1]["request_id"] == "req-raw" and decoded["workflow_id"] == "raw-1"
