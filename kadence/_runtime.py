@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
-import asyncio.futures
 import collections
 import logging
 import random

@@ -6,7 +6,6 @@ Nothing here runs workflow code; it only describes it (so `workflow.py`, `_runti
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import inspect
 import typing
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ._names import WORKFLOW_NAME_ATTR, workflow_type_name
+from ._names import WORKFLOW_NAME_ATTR
 
 SIGNAL_ATTR = "__kadence_signal_name__"
 QUERY_ATTR = "__kadence_query_name__"
@@ -209,10 +208,6 @@ def handler_name(obj: Any, attr: str, kind: str) -> str:
     return name
 
 
-def child_type_name(obj: Any) -> str:
-    return workflow_type_name(obj)
-
-
 def return_hint_of(obj: Any) -> Any:
     """The declared return type of a workflow run method or an activity, for decoding results."""
     if isinstance(obj, str):
@@ -220,7 +215,3 @@ def return_hint_of(obj: Any) -> Any:
     if isinstance(obj, type) and WORKFLOW_NAME_ATTR in obj.__dict__:
         return WorkflowDefinition.of(obj).return_hint
     return type_hints(obj).get("return") if callable(obj) else None
-
-
-def is_dataclass_type(t: Any) -> bool:
-    return isinstance(t, type) and dataclasses.is_dataclass(t)

@@ -68,9 +68,9 @@ class ActivityDefinition:
         name = getattr(fn, ACTIVITY_NAME_ATTR, None)
         if not name:
             raise TypeError(f"{fn!r} is not decorated with @activity.defn")
-        is_method = inspect.ismethod(fn)
-        return cls(name, fn, inspect.iscoroutinefunction(fn), param_hints(fn, skip_self=False) if not is_method
-                   else param_hints(fn, skip_self=False), type_hints(fn).get("return"))
+        # (a bound method's signature already excludes self)
+        return cls(name, fn, inspect.iscoroutinefunction(fn), param_hints(fn, skip_self=False),
+                   type_hints(fn).get("return"))
 
 
 class _Context:
