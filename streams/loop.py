@@ -202,19 +202,29 @@ class ProcessorRunner:
             self._process_batch(batch)
 
     def _collect(self) -> list[Message]:
-        """Step 1: up to batch_max_records, waiting at most batch_max_wait after the first record."""
+        """Step 1: up to batch_max_records, waiting at most batch_max_wait after the first record.
+
+        `Consumer.consume(n, timeout)` blocks for the whole timeout unless n records arrive, which
+        would add its timeout to every hop of an idle engine. So: `poll` returns on the first
+        record, then `consume(n, 0)` drains only what is already queued. Under load records queue
+        up while the previous batch is processed, so batches grow by themselves.
+        """
         consumer = self._consumer
         assert consumer is not None
         limit = self.batch_max_records
-        batch = self._checked(consumer.consume(limit, 0.1))
-        if not batch or self.batch_max_wait_s <= 0:
-            return batch
+        first = consumer.poll(0.1)
+        if first is None:
+            return []
+        batch = self._checked([first] + consumer.consume(limit - 1, 0))
         deadline = time.monotonic() + self.batch_max_wait_s
         while len(batch) < limit:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            batch.extend(self._checked(consumer.consume(limit - len(batch), left)))
+            more = consumer.poll(left)
+            if more is None:
+                break
+            batch.extend(self._checked([more] + consumer.consume(limit - len(batch) - 1, 0)))
         return batch
 
     def _checked(self, msgs: list[Message]) -> list[Message]:

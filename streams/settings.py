@@ -23,8 +23,9 @@ class Settings:
     topic_configs: dict[str, str] = field(default_factory=dict)
     #: How many records one transaction may cover. Larger = fewer commits (2-4 ms each on Tansu).
     batch_max_records: int = 500
-    #: How long a batch waits for more records. Lower = lower latency, more transactions.
-    batch_max_wait_ms: int = 5
+    #: How long a batch waits for more records after its first. 0 = take what is queued: lowest
+    #: latency, and batches still grow under load (records queue while a batch is processed).
+    batch_max_wait_ms: int = 0
     #: Consumer long-poll bound. Tansu does not wake a long poll when data arrives: keep it small.
     fetch_wait_max_ms: int = 10
     #: Group session timeout. Tansu holds each JoinGroup for half of it: small = fast rebalances.

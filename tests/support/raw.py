@@ -57,13 +57,12 @@ class Raw:
     def read(self, topic: str, partitions: int | None = None) -> list[dict[str, Any]]:
         """Everything seen on `topic` so far (decoded), polling what is new."""
         consumer = self._reader(topic, partitions or self.settings.partitions)
-        while True:
-            msgs = consumer.consume(500, 0.05)
-            if not msgs:
-                break
-            for m in msgs:
+        first = consumer.poll(0.02)
+        while first is not None:
+            for m in [first] + consumer.consume(500, 0):
                 if m.error() is None:
                     self._seen[topic].append(SERDE.decode(m.value())[1])
+            first = consumer.poll(0)
         return self._seen[topic]
 
     def wait_for(self, topic: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0,
