@@ -212,7 +212,8 @@ class ProcessorRunner:
         consumer = self._consumer
         assert consumer is not None
         limit = self.batch_max_records
-        first = consumer.poll(0.1)
+        interval = self.processor.punctuate_interval_ms
+        first = consumer.poll(min(0.1, interval / 1000.0) if interval else 0.1)  # punctuation stays on time
         if first is None:
             return []
         batch = self._checked([first] + consumer.consume(limit - 1, 0))

@@ -27,7 +27,7 @@ class Settings:
     #: latency, and batches still grow under load (records queue while a batch is processed).
     batch_max_wait_ms: int = 0
     #: Consumer long-poll bound. Tansu does not wake a long poll when data arrives: keep it small.
-    fetch_wait_max_ms: int = 10
+    fetch_wait_max_ms: int = 5
     #: Group session timeout. Tansu holds each JoinGroup for half of it: small = fast rebalances.
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
