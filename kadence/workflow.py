@@ -39,7 +39,7 @@ Timeout = float | timedelta | None
 
 __all__ = [
     "defn", "run", "signal", "query", "execute_activity", "start_activity", "execute_child_workflow",
-    "start_child_workflow", "ChildWorkflowHandle", "ExternalWorkflowHandle", "get_external_workflow_handle",
+    "start_child_workflow", "ChildWorkflowStart", "ChildWorkflowHandle", "ExternalWorkflowHandle", "get_external_workflow_handle",
     "CancellationScope", "sleep", "wait_condition", "now", "random", "uuid4", "info", "continue_as_new",
     "upsert_memo", "in_workflow", "cancel_requested", "RetryPolicy", "IdReusePolicy", "ParentClosePolicy",
     "ChildWorkflowCancellationType", "WorkflowInfo", "ParentInfo",
@@ -247,7 +247,26 @@ class ChildWorkflowHandle:
                            "client.get_handle(child_id).query(...)")
 
 
-async def start_child_workflow(workflow: Any, *args: Any, id: str | None = None, domain: str | None = None,  # noqa: A002
+class ChildWorkflowStart:
+    """What `start_child_workflow` returns: the start is already decided; awaiting it waits until
+    the child has started and gives its `ChildWorkflowHandle` (or raises the start failure)."""
+
+    def __init__(self, op: ChildOp) -> None:
+        self._op = op
+
+    @property
+    def id(self) -> str:
+        return self._op.workflow_id
+
+    async def _started(self) -> ChildWorkflowHandle:
+        await await_op(self._op.started, self._op)
+        return ChildWorkflowHandle(self._op)
+
+    def __await__(self) -> Any:
+        return self._started().__await__()
+
+
+def start_child_workflow(workflow: Any, *args: Any, id: str | None = None, domain: str | None = None,  # noqa: A002
                                task_list: str | None = None, execution_timeout: Timeout = None,
                                run_timeout: Timeout = None, task_timeout: Timeout = None,
                                id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
@@ -255,8 +274,10 @@ async def start_child_workflow(workflow: Any, *args: Any, id: str | None = None,
                                parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
                                cancellation_type: ChildWorkflowCancellationType =
                                ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                               memo: dict[str, Any] | None = None) -> ChildWorkflowHandle:
-    """Start a child and return its handle once it has *started* (ChildWorkflowExecutionStarted).
+                               memo: dict[str, Any] | None = None) -> ChildWorkflowStart:
+    """Start a child: the start decision is made now (like an async call); `await` the returned
+    `ChildWorkflowStart` for the handle once the child has *started* (ChildWorkflowExecutionStarted).
+    Not awaiting it is fine: the child is started all the same (e.g. ABANDON children).
 
     Raises `kadence.failures.WorkflowAlreadyStartedError` (reason = the server's cause) when the
     start is rejected (StartChildWorkflowExecutionFailed). The id defaults to a deterministic
@@ -274,8 +295,7 @@ async def start_child_workflow(workflow: Any, *args: Any, id: str | None = None,
         "id_reuse_policy": IdReusePolicy(id_reuse_policy).value, "control": "",
     }
     op = inst._start_child(attrs, ChildWorkflowCancellationType(cancellation_type), return_hint_of(workflow))
-    await await_op(op.started, op)
-    return ChildWorkflowHandle(op)
+    return ChildWorkflowStart(op)
 
 
 async def execute_child_workflow(workflow: Any, *args: Any, **options: Any) -> Any:
