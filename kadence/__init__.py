@@ -10,10 +10,15 @@ from .client import Client, WorkflowHandle
 from .failures import (ActivityError, ApplicationError, CanceledError, ChildWorkflowError, KadenceError,
                        NondeterminismError, QueryError, TerminatedError, TimeoutError, WorkflowAlreadyStartedError,
                        WorkflowFailureError)
+from .replayer import Replayer, dump_history, load_history
 from .worker import Worker
+from .workflow import (CancellationScope, ChildWorkflowCancellationType, ChildWorkflowHandle, ExternalWorkflowHandle,
+                       IdReusePolicy, ParentClosePolicy, RetryPolicy, WorkflowInfo)
 
 __all__ = [
     "Client", "WorkflowHandle", "Worker", "activity", "workflow", "ActivityError", "ApplicationError",
     "CanceledError", "ChildWorkflowError", "KadenceError", "NondeterminismError", "QueryError", "TerminatedError",
-    "TimeoutError", "WorkflowAlreadyStartedError", "WorkflowFailureError",
+    "TimeoutError", "WorkflowAlreadyStartedError", "WorkflowFailureError", "Replayer", "dump_history", "load_history",
+    "CancellationScope", "ChildWorkflowCancellationType", "ChildWorkflowHandle", "ExternalWorkflowHandle",
+    "IdReusePolicy", "ParentClosePolicy", "RetryPolicy", "WorkflowInfo",
 ]
