@@ -16,7 +16,7 @@ from streams.settings import Settings
 from streams.topics import ensure_core_topics
 
 from .derived import ALL_MODULES, DerivedProcessor
-from .history import HistoryProcessor
+from .history import HistoryConfig, HistoryProcessor
 
 log = logging.getLogger("kadence.server")
 
@@ -79,13 +79,14 @@ class InProcessEngine:
 
     settings: Settings
     modules: Sequence[str] = tuple(ALL_MODULES)
+    config: HistoryConfig | None = None
     runners: list[ProcessorRunner] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, wait_assigned: float = 30.0) -> "InProcessEngine":
         ensure_core_topics(self.settings)
-        self.runners = [ProcessorRunner(self.settings, HistoryProcessor(self.settings)),
+        self.runners = [ProcessorRunner(self.settings, HistoryProcessor(self.settings, self.config)),
                         ProcessorRunner(self.settings, DerivedProcessor(self.settings, self.modules))]
         for runner in self.runners:
             t = threading.Thread(target=self._run, args=(runner,), name=f"kadence-{runner.processor.name}", daemon=True)
