@@ -1,0 +1,62 @@
+"""hello: one workflow = one activity.
+
+    python -m bench.hello [--workflows 500] [--concurrency 50] [--serial 50] [--set NAME=VALUE ...]
+
+Line 1 (`hello`): `workflows` runs at most `concurrency` in flight: workflows/s, p50/p99
+start-to-result latency (ms), history events per workflow. Targets (2-core machine): >= 300/s.
+Line 2 (`hello-serial`): the same workflow one at a time: p50 latency. Target: < 30 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from bench.engine import Bench, add_common_args, emit, parse_overrides, pct, r
+from bench.workflows import HelloWorkflow
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    lines = []
+    with Bench("hello", bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
+               task_lists=["bench"], profile=args.profile) as b:
+        for i in range(20):  # warm-up: group joins, caches, topic metadata
+            b.execute(HelloWorkflow.run, "warm", id=f"warm-{i}")
+        b.begin_timed()
+        elapsed, lat = b.run_closed_loop(
+            args.workflows, args.concurrency, lambda i: b.execute(HelloWorkflow.run, f"w{i}", id=f"hello-{i}"))
+        cpu = b.end_timed()
+        hist = b.history()
+        events = [len(hist.get(f"hello-{i}", [])) for i in range(args.workflows)]
+        line = b.line(workflows=args.workflows, concurrency=args.concurrency, seconds=r(elapsed, 2),
+                      workflows_per_s=r(args.workflows / elapsed), p50_ms=r(pct(lat, 50)), p99_ms=r(pct(lat, 99)),
+                      history_events_per_workflow=r(sum(events) / len(events), 1), cpu_s=cpu)
+        emit(line)
+        lines.append(line)
+
+        b.scenario = "hello-serial"
+        b.begin_timed()
+        elapsed, lat = b.run_closed_loop(
+            args.serial, 1, lambda i: b.execute(HelloWorkflow.run, f"s{i}", id=f"serial-{i}", sdk_result=args.sdk_result))
+        cpu = b.end_timed()
+        line = b.line(workflows=args.serial, concurrency=1, p50_ms=r(pct(lat, 50)), p90_ms=r(pct(lat, 90)),
+                      min_ms=r(min(lat)), sdk_result=args.sdk_result, cpu_s=cpu)
+        emit(line)
+        lines.append(line)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workflows", type=int, default=500)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--serial", type=int, default=50)
+    ap.add_argument("--sdk-result", action="store_true", help="serial runs wait with handle.result()")
+    add_common_args(ap)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
