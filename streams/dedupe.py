@@ -67,10 +67,14 @@ def header(record: InRecord, name: str) -> bytes | None:
 class IdempotentReader:
     """Reads a topic (all partitions, from the beginning) through a `Deduplicator`."""
 
-    def __init__(self, settings: Settings, topic: str, id_of: Callable[[InRecord], Hashable]) -> None:
+    def __init__(self, settings: Settings, topic: str, id_of: Callable[[InRecord], Hashable],
+                 isolation_level: str = "read_committed") -> None:
+        """`isolation_level="read_uncommitted"` also shows records of aborted transactions (audits
+        of everything a topic holds, e.g. crash tests comparing every copy of a record)."""
         self.topic = topic
         self.dedupe: Deduplicator[InRecord] = Deduplicator(id_of)
-        self._consumer = make_consumer(settings, f"{settings.prefix}reader-{uuid.uuid4().hex[:8]}")
+        self._consumer = make_consumer(settings, f"{settings.prefix}reader-{uuid.uuid4().hex[:8]}",
+                                       **{"isolation.level": isolation_level})
         self._partitions = partition_count(settings, topic)
         self._position = {p: 0 for p in range(self._partitions)}
         self._consumer.assign([TopicPartition(topic, p, 0) for p in range(self._partitions)])
