@@ -16,6 +16,38 @@ from bench.engine import Bench, add_common_args, emit, parse_overrides, pct, r
 from bench.workflows import HelloWorkflow
 
 
+def serial_hops(b: Bench, n: int, latencies: list[float]) -> dict[str, float]:
+    """Median wall time of each hop of a serial hello, from history event timestamps (taken where
+    the command was produced: client, worker) and task record timestamps (history processor)."""
+    hist = b.history()
+    tasks = {(t["workflow_id"], kind, t["scheduled_event_id"]): ts for ts, _, kind, t in b.tasks("bench")}
+    seg: dict[str, list[float]] = {k: [] for k in (
+        "client_start->decision_task", "worker_decision_1", "decision->activity_task", "worker_activity",
+        "activity_done->decision_task", "worker_decision_2", "close->client_result")}
+    for i in range(n):
+        wid = f"serial-{i}"
+        ev = {e["event_id"]: e for e in hist.get(wid, [])}
+        try:
+            start = ev[1]["timestamp"]
+            d1 = tasks[(wid, "DecisionTask", 2)]
+            a_sched = next(e for e in ev.values() if e["attributes"][0] == "ActivityTaskScheduled")
+            a_task = tasks[(wid, "ActivityTask", a_sched["event_id"])]
+            a_done = next(e for e in ev.values() if e["attributes"][0] == "ActivityTaskCompleted")
+            d2_sched = next(e for e in ev.values() if e["attributes"][0] == "DecisionTaskScheduled" and e["event_id"] > 2)
+            d2 = tasks[(wid, "DecisionTask", d2_sched["event_id"])]
+            closed = next(e for e in ev.values() if e["attributes"][0] == "WorkflowExecutionCompleted")
+        except (KeyError, StopIteration):
+            continue
+        for name, value in (("client_start->decision_task", d1 - start), ("worker_decision_1", a_sched["timestamp"] - d1),
+                            ("decision->activity_task", a_task - a_sched["timestamp"]),
+                            ("worker_activity", a_done["timestamp"] - a_task),
+                            ("activity_done->decision_task", d2 - a_done["timestamp"]),
+                            ("worker_decision_2", closed["timestamp"] - d2),
+                            ("close->client_result", start + latencies[i] - closed["timestamp"])):
+            seg[name].append(value)
+    return {k: r(pct(v, 50)) for k, v in seg.items()}
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     lines = []
     with Bench("hello", bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
@@ -39,8 +71,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         elapsed, lat = b.run_closed_loop(
             args.serial, 1, lambda i: b.execute(HelloWorkflow.run, f"s{i}", id=f"serial-{i}", sdk_result=args.sdk_result))
         cpu = b.end_timed()
+        hops = serial_hops(b, args.serial, lat)
         line = b.line(workflows=args.serial, concurrency=1, p50_ms=r(pct(lat, 50)), p90_ms=r(pct(lat, 90)),
-                      min_ms=r(min(lat)), sdk_result=args.sdk_result, cpu_s=cpu)
+                      min_ms=r(min(lat)), sdk_result=args.sdk_result, hops_p50_ms=hops, cpu_s=cpu)
         emit(line)
         lines.append(line)
     return lines
