@@ -286,6 +286,41 @@ class Bench:
                 if outcome is None:
                     outcome = comps.by_request(domain, handle.id, handle.start_request_id)
 
+    def start_many(self, workflow: Any, args_list: Sequence[Sequence[Any]], ids: Sequence[str],
+                   task_list: str = "bench") -> list[Any]:
+        """Start many workflows with one flush: the same StartWorkflowExecution commands as
+        `Client.start_workflow` (which flushes, i.e. waits for delivery, once per start)."""
+        from kadence._names import workflow_type_name
+        from kadence._runtime_defn import return_hint_of
+        from kadence.client import WorkflowHandle
+        from streams.clients import make_producer
+
+        client, conv, codec = self.client, self.client.data_converter, serde()
+        producer = make_producer(self.settings)
+        headers = codec.headers("Command")
+        handles = []
+        for args, wid in zip(args_list, ids):
+            request_id = uuid.uuid4().hex
+            start = {"workflow_type": workflow_type_name(workflow), "task_list": task_list,
+                     "input": conv.args_to_payload(args), "execution_timeout_ms": 0, "run_timeout_ms": 0,
+                     "task_timeout_ms": 10_000, "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY", "retry_policy": None,
+                     "memo": {}, "request_id": request_id, "identity": client.identity, "parent": None,
+                     "cron_schedule": ""}
+            command = {"command_id": uuid.uuid4().hex, "domain": client.domain, "workflow_id": wid, "run_id": "",
+                       "timestamp": int(time.time() * 1000), "payload": ("StartWorkflowExecution", start)}
+            while True:
+                try:
+                    producer.produce(self.settings.commands_topic, key=wid.encode(),
+                                     value=codec.encode("Command", command), headers=headers)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            handles.append(WorkflowHandle(client, wid, start_request_id=request_id,
+                                          result_type=return_hint_of(workflow)))
+        if producer.flush(60):
+            raise TimeoutError("start commands not delivered in 60 s")
+        return handles
+
     def execute(self, workflow: Any, *args: Any, id: str, task_list: str = "bench", sdk_result: bool = False,  # noqa: A002
                 timeout: float = 120.0) -> dict[str, Any]:
         handle = self.start_workflow(workflow, *args, id=id, task_list=task_list)
