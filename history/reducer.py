@@ -176,6 +176,14 @@ def _on_activity_cancel_requested(run: RunState, event: Event, a: dict[str, Any]
     return {"activities": {**run.activities, eid: replace(run.activities[eid], cancel_requested=True)}}
 
 
+def _on_activity_retrying(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+    info = run.activities.get(a["scheduled_event_id"])
+    if info is None:
+        return {}
+    retried = replace(info, attempt=a["attempt"] + 1, attempt_time=event["timestamp"] + a["backoff_ms"])
+    return {"activities": {**run.activities, info.scheduled_event_id: retried}}
+
+
 # -- timers -------------------------------------------------------------------------------------
 
 def _on_timer_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +281,7 @@ _HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]
     "ActivityTaskTimedOut": _on_activity_closed,
     "ActivityTaskCanceled": _on_activity_closed,
     "ActivityTaskCancelRequested": _on_activity_cancel_requested,
+    "ActivityTaskRetrying": _on_activity_retrying,
     "RequestCancelActivityTaskFailed": _nothing,
     "TimerStarted": _on_timer_started,
     "TimerFired": _on_timer_closed,

@@ -44,6 +44,12 @@ class ActivityInfo:
     scheduled_time: int
     attempt: int = 1
     cancel_requested: bool = False
+    #: When the current attempt is (or was) dispatched: scheduled_time, or after a retry's backoff.
+    attempt_time: int = 0
+
+    @property
+    def dispatch_time(self) -> int:
+        return self.attempt_time or self.scheduled_time
 
 
 @dataclass(slots=True, frozen=True)

@@ -74,7 +74,8 @@ def test_parent_close_terminates_child(raw: Raw) -> None:
     assert parent["status"] == "COMPLETED"
     child = raw.outcome("p2-child")
     assert child["status"] == "TERMINATED" and "TERMINATE" in child["reason"]
-    assert "WorkflowExecutionTerminated" in raw.event_types("p2-child")
+    raw.wait_for(raw.settings.history_topic, lambda t: t["workflow_id"] == "p2-child" and any(
+        e["attributes"][0] == "WorkflowExecutionTerminated" for e in t["events"]))
     assert "WorkflowExecutionTerminated" not in raw.event_types("p2-abandoned")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from history import ExecutionState, RunState
+from history import ActivityInfo, ExecutionState, RunState
 from streams.processing import Context, OutRecord
 from streams.serde import serde
 from streams.settings import Settings
@@ -25,6 +25,21 @@ _TIME = struct.Struct(">Q")
 def _key(fire_at: int, kind: str, event: dict[str, Any], event_id: int, attempt: int) -> bytes:
     return (b"t" + _TIME.pack(max(fire_at, 0)) + b"/" +
             f"{kind}\x00{event['domain']}\x00{event['workflow_id']}\x00{event['run_id']}\x00{event_id}\x00{attempt}".encode())
+
+
+_ACTIVITY_EVENTS = frozenset({"ActivityTaskScheduled", "ActivityTaskRetrying", "ActivityTaskCompleted",
+                              "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled"})
+
+
+def _attempt_entries(info: ActivityInfo, delayed_dispatch: bool = True) -> list[tuple[int, str, int, int]]:
+    """(fire time, kind, event id, attempt) of the index entries of an activity's current attempt:
+    its start-to-close deadline, and (after a retry with backoff) the dispatch of the attempt.
+    Removing an entry that already fired is harmless, so removal lists both."""
+    entries = [(info.dispatch_time + info.scheduled["start_to_close_timeout_ms"], "activity_timeout",
+                info.scheduled_event_id, info.attempt)]
+    if info.attempt > 1 and delayed_dispatch:
+        entries.append((info.dispatch_time, "activity_retry", info.scheduled_event_id, info.attempt))
+    return entries
 
 
 class TimersModule:
@@ -50,14 +65,25 @@ class TimersModule:
             if event_type == "DecisionTaskFailed" and run is not None:
                 backoff = min(100 * 2 ** min(run.decision_attempt, 10), 10_000)
                 self._add(out, ts + backoff, "decision_retry", event, 0, run.decision_attempt)
-        elif event_type == "ActivityTaskScheduled":
-            self._add(out, ts + a["start_to_close_timeout_ms"], "activity_timeout", event, event["event_id"], 1)
-        elif event_type in ("ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled") \
-                and before is not None:
-            info = before.activities.get(a["scheduled_event_id"])
-            if info is not None:
-                self._remove(out, info.scheduled_time + info.scheduled["start_to_close_timeout_ms"], "activity_timeout",
-                             event, info.scheduled_event_id, info.attempt)
+        elif event_type in _ACTIVITY_EVENTS:
+            scheduled = a["scheduled_event_id"] if event_type != "ActivityTaskScheduled" else event["event_id"]
+            old = before.activities.get(scheduled) if before is not None else None
+            new = run.activities.get(scheduled) if run is not None else None
+            if old is not None:
+                for entry in _attempt_entries(old):
+                    self._remove(out, *entry[:2], event, *entry[2:])
+            if new is not None and event_type in ("ActivityTaskScheduled", "ActivityTaskRetrying"):
+                delayed = event_type == "ActivityTaskRetrying" and a["backoff_ms"] > 0
+                for entry in _attempt_entries(new, delayed_dispatch=delayed):
+                    self._add(out, *entry[:2], event, *entry[2:])
+            s2close = (new or old).scheduled["schedule_to_close_timeout_ms"] if (new or old) else 0
+            if s2close and event_type == "ActivityTaskScheduled":
+                self._add(out, ts + s2close, "activity_schedule_to_close", event, scheduled, 0)
+            elif s2close and new is None and old is not None:
+                self._remove(out, old.scheduled_time + s2close, "activity_schedule_to_close", event, scheduled, 0)
+        elif event_type == "WorkflowExecutionContinuedAsNew" and a["backoff_ms"]:
+            next_run = {**event, "run_id": a["new_execution_run_id"]}
+            self._add(out, ts + a["backoff_ms"], "workflow_backoff", next_run, 1, 0)
         elif event_type == "WorkflowExecutionStarted" and run is not None:
             if run.execution_deadline_ms:
                 self._add(out, run.execution_deadline_ms, "workflow_timeout", event, 1, 0)
@@ -70,8 +96,12 @@ class TimersModule:
         for timer in run.timers.values():
             self._remove(out, timer.fire_at_ms, "timer", event, timer.started_event_id, 0)
         for info in run.activities.values():
-            self._remove(out, info.scheduled_time + info.scheduled["start_to_close_timeout_ms"], "activity_timeout",
-                         event, info.scheduled_event_id, info.attempt)
+            for entry in _attempt_entries(info):
+                self._remove(out, *entry[:2], event, *entry[2:])
+            s2close = info.scheduled["schedule_to_close_timeout_ms"]
+            if s2close:
+                self._remove(out, info.scheduled_time + s2close, "activity_schedule_to_close", event,
+                             info.scheduled_event_id, 0)
         if run.execution_deadline_ms:
             self._remove(out, run.execution_deadline_ms, "workflow_timeout", event, 1, 0)
         if run.run_timeout_ms:

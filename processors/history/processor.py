@@ -26,6 +26,7 @@ from streams.topics import ensure_topics, task_topic
 
 from .config import HistoryConfig
 from .handlers import HANDLERS, HandlerEnv
+from .liveness import AttemptKey, LivenessTracker
 from ..store import ExecutionStore
 from .tasks import activity_task, decision_task, query_task
 from .transition import Transition
@@ -35,6 +36,8 @@ log = logging.getLogger("kadence.history")
 
 class HistoryProcessor(Processor):
     name = "history"
+    #: Heartbeat / schedule-to-start deadlines are checked this often (they are seconds-scale).
+    punctuate_interval_ms = 50
 
     def __init__(self, settings: Settings, config: HistoryConfig | None = None) -> None:
         self.settings = settings
@@ -45,6 +48,7 @@ class HistoryProcessor(Processor):
         self.store = ExecutionStore()
         self.serde = serde()
         self._task_topics: set[str] = set()
+        self.liveness = LivenessTracker()
         self._partitions = settings.partitions
         self._headers = {t: tuple(self.serde.headers(t)) for t in ("HistoryTransition", "Task", "Command",
                                                                    "WorkflowOutcome", "QueryResult")}
@@ -87,6 +91,8 @@ class HistoryProcessor(Processor):
 
     def _write(self, tr: Transition, record: InRecord, ctx: Context) -> None:
         key = tr.workflow_id.encode()
+        if tr.heartbeat is not None:
+            self._note_heartbeat(tr, ctx)
         if tr.events:
             assert tr.state is not None
             self.store.save(ctx.state, tr.state)
@@ -127,6 +133,7 @@ class HistoryProcessor(Processor):
             task = activity_task(state, run, dispatch[2]) if run.is_open else None
             if task is not None:
                 self._emit_task(tr.workflow_id, task["task"][1]["task_list"], task, ctx)
+                self._arm_liveness(state.domain, state.workflow_id, run, dispatch[2], ctx)
         elif kind == "query":
             events = self.store.events(ctx.state, run_id, 0)
             self._emit_task(tr.workflow_id, run.task_list, query_task(state, run, dispatch[2], events), ctx)
@@ -137,6 +144,39 @@ class HistoryProcessor(Processor):
             ensure_topics(self.settings, [task_topic(self.settings, task_list)])
             self._task_topics.add(topic)
         ctx.emit(OutRecord(topic, workflow_id.encode(), self.serde.encode("Task", task), self._headers["Task"]))
+
+    # -- liveness (heartbeat, schedule-to-start) ------------------------------------------------------
+    def _arm_liveness(self, domain: str, workflow_id: str, run: Any, scheduled_event_id: int, ctx: Context) -> None:
+        info = run.activities[scheduled_event_id]
+        key = AttemptKey(domain, workflow_id, run.run_id, scheduled_event_id, info.attempt)
+        heartbeat = info.scheduled["heartbeat_timeout_ms"]
+        if heartbeat:
+            self.liveness.arm(ctx.partition, "heartbeat_timeout", key, max(ctx.now_ms, info.dispatch_time) + heartbeat)
+        to_start = info.scheduled["schedule_to_start_timeout_ms"]
+        if to_start:
+            self.liveness.arm(ctx.partition, "schedule_to_start_timeout", key, max(ctx.now_ms, info.dispatch_time) + to_start)
+
+    def _note_heartbeat(self, tr: Transition, ctx: Context) -> None:
+        run = tr.run
+        assert run is not None and tr.heartbeat is not None
+        info = run.activities.get(tr.heartbeat[0])
+        if info is not None:
+            key = AttemptKey(tr.domain, tr.workflow_id, run.run_id, info.scheduled_event_id, info.attempt)
+            self.liveness.heartbeat(ctx.partition, key, ctx.now_ms, info.scheduled["heartbeat_timeout_ms"])
+
+    def punctuate(self, partition: int, ctx: Context) -> None:
+        for kind, key in self.liveness.due(partition, ctx.now_ms):
+            state = self.store.load(ctx.state, key.domain, key.workflow_id)
+            run = state.run(key.run_id) if state is not None else None
+            info = run.activities.get(key.scheduled_event_id) if run is not None and run.is_open else None
+            if info is None or info.attempt != key.attempt:
+                continue  # the attempt finished meanwhile
+            command = {"command_id": f"fire:{kind}:{key.run_id}:{key.scheduled_event_id}:{key.attempt}",
+                       "domain": key.domain, "workflow_id": key.workflow_id, "run_id": key.run_id,
+                       "timestamp": ctx.now_ms, "payload": ("FireTimer", {
+                           "kind": kind, "event_id": key.scheduled_event_id, "attempt": key.attempt, "timer_id": ""})}
+            ctx.emit(OutRecord(self.input_topic, key.workflow_id.encode(), self.serde.encode("Command", command),
+                               self._headers["Command"], None, ctx.now_ms))
 
     # -- restore and re-dispatch -------------------------------------------------------------------
     def restore(self, record: InRecord, ctx: Context) -> int | None:
@@ -166,8 +206,9 @@ class HistoryProcessor(Processor):
             tr = Transition(domain, workflow_id, "redispatch", ctx.now_ms, state)
             if run.decision is not None and run.decision.started_event_id:
                 tr.dispatches.append(("decision", run.run_id, True))
-            for scheduled_event_id in run.activities:
-                tr.dispatches.append(("activity", run.run_id, scheduled_event_id))
+            for scheduled_event_id, info in run.activities.items():
+                if info.dispatch_time <= ctx.now_ms:  # a retry still in its backoff is dispatched by its timer
+                    tr.dispatches.append(("activity", run.run_id, scheduled_event_id))
             for dispatch in tr.dispatches:
                 self._dispatch(tr, dispatch, ctx)
             redispatched += len(tr.dispatches)
@@ -175,3 +216,4 @@ class HistoryProcessor(Processor):
 
     def on_revoked(self, partition: int) -> None:
         self.store.clear_cache()
+        self.liveness.forget(partition)

@@ -39,7 +39,7 @@ def activity_task(state: ExecutionState, run: RunState, scheduled_event_id: int)
         "task_list": info.task_list, "input": a["input"], "scheduled_event_id": scheduled_event_id,
         "attempt": info.attempt, "scheduled_time": info.scheduled_time,
         "start_to_close_timeout_ms": a["start_to_close_timeout_ms"], "heartbeat_timeout_ms": a["heartbeat_timeout_ms"],
-        "heartbeat_details": None,
+        "heartbeat_details": None, "schedule_to_start_timeout_ms": a["schedule_to_start_timeout_ms"],
     })}
 
 

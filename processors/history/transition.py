@@ -25,6 +25,8 @@ class Transition:
     dispatches: list[tuple[Any, ...]] = field(default_factory=list)
     #: Records to other topics: ("command", Command record) | ("outcome", WorkflowOutcome) | ("query_result", ...)
     replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: (scheduled event id, attempt) of an activity that heartbeated (soft state, not history).
+    heartbeat: tuple[int, int] | None = None
 
     @property
     def run(self) -> RunState | None:

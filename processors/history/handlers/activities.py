@@ -1,10 +1,11 @@
-"""Activity task results from workers: record the attempt's outcome, or drop it as stale."""
+"""Activity task results from workers: record the attempt's outcome (or its retry), or drop it as stale."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from history import ActivityInfo
+from history.retry import retry_delay_ms, timeout_failure
 
 from ..transition import Transition
 from .common import HandlerEnv, open_run, payload_too_large, stale, token_of
@@ -23,10 +24,37 @@ def _pending(tr: Transition, a: dict[str, Any]) -> ActivityInfo | None:
     return info
 
 
-def _started(tr: Transition, info: ActivityInfo, identity: str) -> int:
+def _started(tr: Transition, info: ActivityInfo, identity: str, last_failure: dict[str, Any] | None = None) -> int:
     event = tr.add("ActivityTaskStarted", {"scheduled_event_id": info.scheduled_event_id, "identity": identity,
-                                           "request_id": "", "attempt": info.attempt, "last_failure": None})
+                                           "request_id": "", "attempt": info.attempt, "last_failure": last_failure})
     return event["event_id"]
+
+
+def retry_or_close(tr: Transition, info: ActivityInfo, failure: dict[str, Any], identity: str,
+                   timeout_type: str = "") -> None:
+    """The attempt failed (or timed out): retry per the activity's retry policy, or record the final
+    outcome. A retry is recorded as ActivityTaskRetrying (the workflow is not woken); the next
+    attempt is dispatched now, or by the timers processor after the backoff."""
+    s2close = info.scheduled["schedule_to_close_timeout_ms"]
+    delay = retry_delay_ms(info.scheduled["retry_policy"], info.attempt, failure, tr.now_ms,
+                           info.scheduled_time + s2close if s2close else 0)
+    if delay is not None:
+        run = tr.run
+        assert run is not None
+        tr.add("ActivityTaskRetrying", {"scheduled_event_id": info.scheduled_event_id, "attempt": info.attempt,
+                                        "failure": failure, "timeout_type": timeout_type, "backoff_ms": delay,
+                                        "identity": identity})
+        if delay == 0:
+            tr.dispatches.append(("activity", run.run_id, info.scheduled_event_id))
+        return
+    started = _started(tr, info, identity)
+    if timeout_type:
+        tr.add("ActivityTaskTimedOut", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
+                                        "timeout_type": timeout_type, "last_failure": failure})
+    else:
+        tr.add("ActivityTaskFailed", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
+                                      "failure": failure, "identity": identity})
+    tr.schedule_decision_if_needed()
 
 
 def handle_activity_completed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
@@ -34,26 +62,20 @@ def handle_activity_completed(tr: Transition, cmd: dict[str, Any], a: dict[str, 
     if info is None:
         return
     too_large = payload_too_large(env, a["result"])
-    started = _started(tr, info, a["identity"])
     if too_large:
-        tr.add("ActivityTaskFailed", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                      "identity": a["identity"], "failure": {
-                                          "type": "PayloadTooLarge", "message": f"activity result rejected: {too_large}",
-                                          "stack": "", "non_retryable": True, "details": None, "cause": None}})
-    else:
-        tr.add("ActivityTaskCompleted", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                         "result": a["result"], "identity": a["identity"]})
+        retry_or_close(tr, info, {"type": "PayloadTooLarge", "message": f"activity result rejected: {too_large}",
+                                  "stack": "", "non_retryable": True, "details": None, "cause": None}, a["identity"])
+        return
+    started = _started(tr, info, a["identity"])
+    tr.add("ActivityTaskCompleted", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
+                                     "result": a["result"], "identity": a["identity"]})
     tr.schedule_decision_if_needed()
 
 
 def handle_activity_failed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
     info = _pending(tr, a)
-    if info is None:
-        return
-    started = _started(tr, info, a["identity"])
-    tr.add("ActivityTaskFailed", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                  "failure": a["failure"], "identity": a["identity"]})
-    tr.schedule_decision_if_needed()
+    if info is not None:
+        retry_or_close(tr, info, a["failure"], a["identity"])
 
 
 def handle_activity_canceled(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
@@ -67,5 +89,18 @@ def handle_activity_canceled(tr: Transition, cmd: dict[str, Any], a: dict[str, A
 
 
 def handle_heartbeat(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
-    """Heartbeats record nothing in history; a heartbeat for a stale attempt is dropped."""
-    _pending(tr, a)
+    """Heartbeats record nothing in history (the processor's liveness tracker notes them)."""
+    info = _pending(tr, a)
+    if info is not None:
+        tr.heartbeat = (info.scheduled_event_id, info.attempt)
+
+
+def activity_timed_out(tr: Transition, info: ActivityInfo, timeout_type: str, retryable: bool = True) -> None:
+    failure = timeout_failure("activity", timeout_type, f"{info.activity_type} (attempt {info.attempt})")
+    if retryable:
+        retry_or_close(tr, info, failure, "", timeout_type)
+        return
+    started = _started(tr, info, "")
+    tr.add("ActivityTaskTimedOut", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
+                                    "timeout_type": timeout_type, "last_failure": failure})
+    tr.schedule_decision_if_needed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from history import RunState, derive_run_id
+from history.retry import retry_delay_ms
 
 from ..transition import Transition
 from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of
@@ -191,6 +192,13 @@ def _complete(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> N
 
 
 def _fail(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    run = tr.run
+    assert run is not None
+    delay = retry_delay_ms(run.retry_policy, run.attempt, a["failure"], tr.now_ms, run.execution_deadline_ms)
+    if delay is not None:  # a retry is a new run of the same id; the parent still sees one execution
+        continue_as_new(tr, {"backoff_ms": delay}, dtc, initiator="RETRY_POLICY", failure=a["failure"],
+                        attempt=run.attempt + 1)
+        return
     tr.add("WorkflowExecutionFailed", {"failure": a["failure"], "decision_task_completed_event_id": dtc})
 
 
@@ -224,7 +232,9 @@ def continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, *, initiator: s
                                         "parent": run.parent, "attempt": attempt,
                                         "execution_deadline_ms": run.execution_deadline_ms, "initiator": initiator,
                                         "continued_failure": failure, "last_completion_result": None}, run_id=new_run_id)
-    tr.schedule_decision(full_history=True)
+    if not a.get("backoff_ms"):
+        tr.schedule_decision(full_history=True)
+    # else: the timers processor schedules the first decision task when the backoff is over
 
 
 _DECISIONS: dict[str, Callable[[Transition, dict[str, Any], int, HandlerEnv], None]] = {

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from history import ActivityInfo
+
 from ..transition import Transition
+from .activities import activity_timed_out
 from .common import HandlerEnv, open_run, stale
 
 
@@ -35,14 +38,36 @@ def _decision_timeout(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], en
     tr.schedule_decision(full_history=True)  # another worker (or the restarted one) gets attempt + 1
 
 
-def _activity_timeout(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def _pending_attempt(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], what: str) -> ActivityInfo | None:
     run = open_run(tr, cmd["run_id"])
     info = run.activities.get(a["event_id"]) if run is not None else None
-    if info is None or info.attempt != a["attempt"]:
-        return stale(tr, "activity timeout", "the activity attempt is no longer pending")
-    tr.add("ActivityTaskTimedOut", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": 0,
-                                    "timeout_type": "START_TO_CLOSE", "last_failure": None})
-    tr.schedule_decision_if_needed()
+    if info is None or (a["attempt"] and info.attempt != a["attempt"]):
+        stale(tr, what, "the activity attempt is no longer pending")
+        return None
+    return info
+
+
+def _activity_timeout(timeout_type: str, retryable: bool) -> Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]:
+    def fire(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+        info = _pending_attempt(tr, cmd, a, f"activity {timeout_type} timeout")
+        if info is not None:
+            activity_timed_out(tr, info, timeout_type, retryable)
+    return fire
+
+
+def _activity_retry(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    """The backoff of a retry is over: dispatch the next attempt (nothing is recorded)."""
+    info = _pending_attempt(tr, cmd, a, "activity retry")
+    if info is not None:
+        tr.dispatches.append(("activity", cmd["run_id"], info.scheduled_event_id))
+
+
+def _workflow_backoff(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+    """A retried (or delayed continue-as-new) run's first decision task is due."""
+    run = open_run(tr, cmd["run_id"])
+    if run is None or run.decision is not None or run.last_completed_started_event_id:
+        return stale(tr, "workflow backoff", "the run already has its first decision task")
+    tr.schedule_decision(full_history=True)
 
 
 def _workflow_timeout(timeout_type: str) -> Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]:
@@ -58,7 +83,12 @@ FIRE_KINDS: dict[str, Callable[[Transition, dict[str, Any], dict[str, Any], Hand
     "timer": _user_timer,
     "decision_retry": _decision_retry,
     "decision_timeout": _decision_timeout,
-    "activity_timeout": _activity_timeout,
+    "activity_timeout": _activity_timeout("START_TO_CLOSE", retryable=True),
+    "heartbeat_timeout": _activity_timeout("HEARTBEAT", retryable=True),
+    "activity_schedule_to_close": _activity_timeout("SCHEDULE_TO_CLOSE", retryable=False),
+    "schedule_to_start_timeout": _activity_timeout("SCHEDULE_TO_START", retryable=False),
+    "activity_retry": _activity_retry,
+    "workflow_backoff": _workflow_backoff,
     "workflow_timeout": _workflow_timeout("EXECUTION"),
     "run_timeout": _workflow_timeout("RUN"),
 }
