@@ -14,6 +14,7 @@ read back to prove nothing was lost, doubled or changed.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -116,11 +117,14 @@ class Component:
         self.kills += 1
         self.kill_times.append(time.monotonic())
 
-    def restart(self, busy_within: float = 0.0) -> "Component":
-        """Kill (first waiting up to `busy_within` s for a moment it burns CPU, see `wait_busy`),
-        then start the same slot again (call wait_assigned to know it took over)."""
+    def restart(self, busy_within: float = 0.0, jitter: float = 0.03) -> "Component":
+        """Kill (first waiting up to `busy_within` s for a moment it burns CPU, see `wait_busy`,
+        then a random 0-`jitter` s more, so the kill lands anywhere in the batch: processing, or
+        waiting for the broker inside the transaction), then start the same slot again (call
+        wait_assigned to know it took over)."""
         if busy_within > 0:
             self.busy_kills += self.wait_busy(busy_within)
+            time.sleep(random.uniform(0.0, jitter))
         self.kill()
         return self.start()
 
