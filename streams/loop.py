@@ -76,6 +76,8 @@ log = logging.getLogger("streams.loop")
 RETRY_SECONDS = 60.0
 #: A restore commits its progress (state + both checkpoints) every this many records.
 RESTORE_COMMIT_EVERY = 20_000
+#: A restore that reads nothing for this long while short of the end offset fences the slot again.
+RESTORE_STUCK_SECONDS = 10.0
 
 
 class LoopFatalError(RuntimeError):
@@ -517,12 +519,23 @@ class ProcessorRunner:
                     position = max(position, consumer.position([tp])[0].offset)
                 if msgs:
                     waited_since = time.monotonic()
-                elif time.monotonic() - waited_since > 30:
-                    log.warning("%s: restore of %s[%d] stuck at @%d (end %s): an open transaction?",
-                                self.transactional_id, topic, p, position, end)
+                elif time.monotonic() - waited_since > RESTORE_STUCK_SECONDS:
+                    log.warning("%s: restore of %s[%d] stuck at @%d (end %s): an open transaction? "
+                                "fencing this slot again", self.transactional_id, topic, p, position, end)
+                    self._refence()
                     waited_since = time.monotonic()
         finally:
             consumer.close()
+
+    def _refence(self) -> None:
+        """A new producer of this slot's transactional id, `init_transactions` again: aborts a
+        transaction of a dead instance that is still open (on Tansu a kill can leave one open
+        past our first `init_transactions`, e.g. when the dead instance's last produce reached
+        the loaded broker after it; it blocks read_committed readers, this restore among them).
+        Only called while no transaction of ours is open (restore runs before any batch)."""
+        self._producer = make_producer(self.settings, **{"transactional.id": self.transactional_id,
+                                                         "transaction.timeout.ms": 60_000})
+        _retry(self._producer.init_transactions, 30.0)
 
     def _call_on_assigned(self, p: int) -> None:
         ctx = self._ctxs.get(p)
