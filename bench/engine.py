@@ -201,7 +201,7 @@ class Bench:
 
     # workers' decision statistics (decision_stats=True)
     def worker_decision_stats(self) -> list[list[float]]:
-        """[(wall ms, worker CPU ms, events applied), ...] per decision task, in order. Stops the worker."""
+        """[(wall ms, worker CPU ms, events applied, workflow id), ...] per decision task, in order. Stops the worker."""
         if self.thread_workers:
             stats = list(_DECISIONS)
             return stats
@@ -477,7 +477,7 @@ def _instrument_decisions() -> None:
         w0, c0 = time.perf_counter(), time.thread_time()
         original(self, t, tp, offset)
         _DECISIONS.append([r((time.perf_counter() - w0) * 1000, 3), r((time.thread_time() - c0) * 1000, 3),
-                           len(t["events"])])
+                           len(t["events"]), t["workflow_id"]])
 
     timed._bench = True  # type: ignore[attr-defined]
     Worker._on_decision_task = timed  # type: ignore[method-assign]
