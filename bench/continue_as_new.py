@@ -10,7 +10,8 @@ on the worker's poll thread) for the first and last 1000 decisions; the engine's
 iteration (between consecutive ActivityTaskScheduled events) likewise. Flat = cost does not grow
 with history. The engine terminates a run past 51,200 events (processors/history/config.py
 hard_history_events) and each iteration is 6 events, so 10,000 iterations cannot complete: 8,000
-is the most that fits; the default is lower to keep the scenario near 2 minutes.
+is the most that fits. The default is 1,000: on the embedded broker the round trip grows with the
+batches stored in the one partition the run uses (2,000 took ~10 minutes), see bench/README.md.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--per-run", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--loop", type=int, default=5000, help="activities of the long loop (0: skip; max 8000)")
+    ap.add_argument("--loop", type=int, default=1000, help="activities of the long loop (0: skip; max 8000)")
     add_common_args(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level)

@@ -1,0 +1,48 @@
+"""`python -m bench`: every engine scenario, one JSON line each (logs and profiles on stderr).
+
+    python -m bench [--only hello,order,fanout,timers,continue_as_new] [--set NAME=VALUE ...]
+                    [--workers process|thread] [--profile DIR] [--bootstrap HOST:PORT]
+
+Each scenario gets a fresh embedded broker (unless --bootstrap) and fresh engine processes.
+`python -m bench.loop` (the processing loop vs the raw broker) is separate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+
+from bench import continue_as_new, fanout, hello, order, timers
+from bench.engine import add_common_args
+
+SCENARIOS = {"hello": hello, "order": order, "fanout": fanout, "timers": timers, "continue_as_new": continue_as_new}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    add_common_args(ap)
+    args, rest = ap.parse_known_args(argv)
+    logging.basicConfig(level=args.log_level)
+    common = ["--workers", args.workers, "--log-level", args.log_level]
+    for item in args.set:
+        common += ["--set", item]
+    if args.bootstrap:
+        common += ["--bootstrap", args.bootstrap]
+    if args.profile:
+        common += ["--profile", args.profile]
+    failed = 0
+    for name in args.only.split(","):
+        module = SCENARIOS[name]
+        try:
+            module.main(common + rest)
+        except Exception:  # noqa: BLE001 - one failing scenario must not hide the others' figures
+            failed += 1
+            print(f"scenario {name} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
