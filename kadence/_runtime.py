@@ -442,6 +442,8 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     _apply_ActivityTaskScheduled = _apply_nothing
     _apply_ActivityTaskStarted = _apply_nothing
     _apply_ActivityTaskCancelRequested = _apply_nothing
+    #: A failed attempt that the retry policy retries: the workflow sees only the final outcome.
+    _apply_ActivityTaskRetrying = _apply_nothing
     _apply_RequestCancelActivityTaskFailed = _apply_nothing
     _apply_TimerStarted = _apply_nothing
     _apply_TimerCanceled = _apply_nothing

@@ -441,6 +441,8 @@ class Worker:
                           {"task_token": task["task_token"], "details": self.converter.args_to_payload(details)},
                           f"heartbeat/{state['n']}", None, 0)
 
+        if task.get("schedule_to_start_timeout_ms"):
+            heartbeat(())  # tells the server the attempt started (its schedule-to-start deadline is met)
         return _activity._Context(info, heartbeat)
 
     def _run_sync(self, defn: _activity.ActivityDefinition | None, task: dict[str, Any], tp: TP, offset: int) -> None:
