@@ -9,10 +9,10 @@ the SDK to import `processors`; this neutral package is where both may import it
 from .ids import derive_run_id, task_token, parse_task_token, TaskToken
 from .reducer import UnknownEventError, apply, fold, fold_transition
 from .state import (ActivityInfo, ChildInfo, DecisionInfo, ExecutionState, RunState, TimerInfo,
-                    CLOSED_STATUSES, DECISION_TRIGGERING_EVENTS)
+                    CLOSE_EVENTS, CLOSED_STATUSES, DECISION_TRIGGERING_EVENTS)
 
 __all__ = [
     "apply", "fold", "fold_transition", "UnknownEventError", "ExecutionState", "RunState", "ActivityInfo",
-    "ChildInfo", "DecisionInfo", "TimerInfo", "CLOSED_STATUSES", "DECISION_TRIGGERING_EVENTS",
+    "ChildInfo", "DecisionInfo", "TimerInfo", "CLOSE_EVENTS", "CLOSED_STATUSES", "DECISION_TRIGGERING_EVENTS",
     "derive_run_id", "task_token", "parse_task_token", "TaskToken",
 ]

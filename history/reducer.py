@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Iterable
 
-from .state import (DECISION_TRIGGERING_EVENTS, ActivityInfo, ChildInfo, DecisionInfo, ExecutionState,
+from .state import (CLOSE_EVENTS, DECISION_TRIGGERING_EVENTS, ActivityInfo, ChildInfo, DecisionInfo, ExecutionState,
                     RunState, TimerInfo)
 from .ids import derive_run_id
 
@@ -263,12 +263,7 @@ def _nothing(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
 
 
 _HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]] = {
-    "WorkflowExecutionCompleted": _close("COMPLETED"),
-    "WorkflowExecutionFailed": _close("FAILED"),
-    "WorkflowExecutionTimedOut": _close("TIMED_OUT"),
-    "WorkflowExecutionCanceled": _close("CANCELED"),
-    "WorkflowExecutionTerminated": _close("TERMINATED"),
-    "WorkflowExecutionContinuedAsNew": _close("CONTINUED_AS_NEW"),
+    **{event_type: _close(status) for event_type, status in CLOSE_EVENTS.items()},
     "DecisionTaskScheduled": _on_decision_scheduled,
     "DecisionTaskStarted": _on_decision_started,
     "DecisionTaskCompleted": _on_decision_completed,

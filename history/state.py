@@ -11,6 +11,13 @@ from typing import Any
 
 CLOSED_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT"})
 
+#: The events that close a run, and the status each gives it.
+CLOSE_EVENTS = {
+    "WorkflowExecutionCompleted": "COMPLETED", "WorkflowExecutionFailed": "FAILED",
+    "WorkflowExecutionCanceled": "CANCELED", "WorkflowExecutionTerminated": "TERMINATED",
+    "WorkflowExecutionTimedOut": "TIMED_OUT", "WorkflowExecutionContinuedAsNew": "CONTINUED_AS_NEW",
+}
+
 #: Events that the workflow code must see: one arriving makes a new decision task necessary.
 DECISION_TRIGGERING_EVENTS = frozenset({
     "ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled",

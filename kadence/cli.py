@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from streams.settings import Settings
 
-COMPONENTS = ("history", "derived", "children", "signals", "cancellations", "completions", "timers")
+COMPONENTS = ("history", "derived", "children", "signals", "cancellations", "timers")
 
 
 def build_parser() -> argparse.ArgumentParser:

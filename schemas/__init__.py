@@ -22,7 +22,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent
 #: Files in dependency order: each may name types defined by the files before it.
 SCHEMA_FILES = (
     "common.avsc", "events.avsc", "history.avsc", "decisions.avsc",
-    "commands.avsc", "tasks.avsc", "outcomes.avsc", "dead_letter.avsc",
+    "commands.avsc", "tasks.avsc", "outcomes.avsc", "transition.avsc", "dead_letter.avsc",
 )
 #: Record types that are values of a topic, or stored on their own.
 TOP_LEVEL_TYPES = (

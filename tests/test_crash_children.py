@@ -2,7 +2,7 @@
 
 100 parents each start 3 children, signal the first one (ChildWorkflowHandle.signal) and wait for
 the three results. The engine runs as 5 OS processes: history, and the derived modules children,
-signals, cancellations, completions+timers (KADENCE_DERIVED_MODULES), each its own consumer
+signals, cancellations, timers (KADENCE_DERIVED_MODULES), each its own consumer
 group and store. A random one of them is SIGKILLed and restarted (same slot) at least 5 times
 while the parents run (every component at least once, history twice). At the end, through the
 idempotent view of history (dedupe by (run_id, event_id)):
@@ -39,7 +39,7 @@ PARENTS = 100
 CHILDREN = 3
 TASK_LIST = "crash-children"
 DERIVED = {"children": ["children"], "signals": ["signals"], "cancellations": ["cancellations"],
-           "completions-timers": ["completions", "timers"]}
+           "timers": ["timers"]}
 
 
 @activity.defn

@@ -63,8 +63,7 @@ def test_history_processor_sigkills_lose_nothing(settings: Settings, tmp_path: P
     rng = random.Random(20240611)
     began = time.monotonic()
     history = Component("history", settings, tmp_path, batch_max_records=20)
-    derived = Component("derived", settings, tmp_path, modules=["children", "signals", "cancellations",
-                                                                "completions", "timers"])
+    derived = Component("derived", settings, tmp_path, modules=["children", "signals", "cancellations", "timers"])
     engine = Engine({"history": history, "derived": derived})
     client = Client(settings)
     worker = None

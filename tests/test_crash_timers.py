@@ -1,7 +1,7 @@
 """Durable timers survive SIGKILLs of the process that fires them.
 
 500 workflows each `await workflow.sleep(random 0.5-3 s)`. The engine runs as 3 OS processes:
-history; the derived modules children, signals, cancellations, completions; and the timers module
+history; the derived modules children, signals, cancellations; and the timers module
 alone (KADENCE_DERIVED_MODULES=timers). While timers are pending the timers process is SIGKILLed
 and restarted (same slot) twice. At the end, through the idempotent view of history: exactly one
 TimerFired per TimerStarted (none lost, none doubled), every workflow completed with its result,
@@ -77,8 +77,7 @@ def test_timers_fire_exactly_once_across_sigkills(settings: Settings, tmp_path: 
     timers = Component("timers", settings, tmp_path, modules=["timers"])
     engine = Engine({
         "history": Component("history", settings, tmp_path),
-        "derived": Component("derived", settings, tmp_path, modules=["children", "signals", "cancellations",
-                                                                     "completions"]),
+        "derived": Component("derived", settings, tmp_path, modules=["children", "signals", "cancellations"]),
         "timers": timers})
     client = Client(settings)
     worker = None

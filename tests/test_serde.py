@@ -219,7 +219,7 @@ def test_every_event_type_round_trips_inside_a_transition() -> None:
     events = [r for _, t, r, _ in SAMPLES if t == "HistoryEvent"]
     assert {e["attributes"][0] for e in events} == set(schemas.event_types())
     transition = {"domain": "d", "workflow_id": "w/with/slash", "command_id": "c", "source_partition": 3,
-                  "source_offset": 99, "events": events}
+                  "source_offset": 99, "events": events, "replies": [], "outcomes": []}
     assert codec.decode(codec.encode("HistoryTransition", transition)) == ("HistoryTransition", transition)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from history import ExecutionState, RunState
+from history import CLOSE_EVENTS, ExecutionState, RunState  # noqa: F401 - re-exported for the modules
 from streams.processing import Context, OutRecord
 from streams.serde import serde
 from streams.settings import Settings
@@ -25,10 +25,6 @@ class Emitter:
         self.ctx.emit(OutRecord(self.settings.commands_topic, workflow_id.encode(), self._serde.encode("Command", record),
                                 tuple(self._serde.headers("Command")), None, timestamp))
 
-    def outcome(self, record: dict[str, Any]) -> None:
-        self.ctx.emit(OutRecord(self.settings.completions_topic, record["workflow_id"].encode(),
-                                self._serde.encode("WorkflowOutcome", record), tuple(self._serde.headers("WorkflowOutcome")),
-                                None, record["timestamp"]))
 
 
 class Module(Protocol):
@@ -37,10 +33,3 @@ class Module(Protocol):
     def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
         """React to one new event. `before` is the event's run before it (None for a run's first event)."""
         ...
-
-
-CLOSE_EVENTS = {
-    "WorkflowExecutionCompleted": "COMPLETED", "WorkflowExecutionFailed": "FAILED",
-    "WorkflowExecutionCanceled": "CANCELED", "WorkflowExecutionTerminated": "TERMINATED",
-    "WorkflowExecutionTimedOut": "TIMED_OUT", "WorkflowExecutionContinuedAsNew": "CONTINUED_AS_NEW",
-}

@@ -16,7 +16,6 @@ from ..store import ExecutionStore
 from .base import Emitter, Module
 from .cancellations import CancellationsModule
 from .children import ChildrenModule
-from .completions import CompletionsModule
 from .signals import SignalsModule
 from .timers import TimersModule, fire_due
 
@@ -24,7 +23,7 @@ log = logging.getLogger("kadence.derived")
 
 ALL_MODULES: dict[str, type] = {
     "children": ChildrenModule, "signals": SignalsModule, "cancellations": CancellationsModule,
-    "completions": CompletionsModule, "timers": TimersModule,
+    "timers": TimersModule,
 }
 
 

@@ -49,6 +49,8 @@ class HistoryProcessor(Processor):
         self.serde = serde()
         self._task_topics: set[str] = set()
         self.liveness = LivenessTracker()
+        #: partition -> source offset -> (replies, outcomes, timestamp) seen while restoring
+        self._restored_sends: dict[int, dict[int, tuple[list[Any], list[Any], int]]] = {}
         self._partitions = settings.partitions
         self._headers = {t: tuple(self.serde.headers(t)) for t in ("HistoryTransition", "Task", "Command",
                                                                    "WorkflowOutcome", "QueryResult")}
@@ -93,27 +95,36 @@ class HistoryProcessor(Processor):
         key = tr.workflow_id.encode()
         if tr.heartbeat is not None:
             self._note_heartbeat(tr, ctx)
+        replies = [rec for kind, rec in tr.replies if kind == "command"]
+        outcomes = [rec for kind, rec in tr.replies if kind == "outcome"]
         if tr.events:
             assert tr.state is not None
             self.store.save(ctx.state, tr.state)
             self.store.put_events(ctx.state, tr.events)
+        if tr.events or replies or outcomes:
+            # Replies and outcomes travel in the transition too: a restore re-sends those of an
+            # interrupted transaction whose history record leaked but whose replies did not.
             transition = {"domain": tr.domain, "workflow_id": tr.workflow_id, "command_id": tr.command_id,
-                          "source_partition": record.partition, "source_offset": record.offset, "events": tr.events}
+                          "source_partition": record.partition, "source_offset": record.offset, "events": tr.events,
+                          "replies": replies, "outcomes": outcomes}
             ctx.emit(OutRecord(self.changelog_topic, key, self.serde.encode("HistoryTransition", transition),
                                self._headers["HistoryTransition"], ctx.partition, tr.now_ms))
         for dispatch in tr.dispatches:
             self._dispatch(tr, dispatch, ctx)
+        self._send(replies, outcomes, ctx, tr.now_ms)
         for kind, rec in tr.replies:
-            if kind == "command":
-                ctx.emit(OutRecord(self.settings.commands_topic, rec["workflow_id"].encode(),
-                                   self.serde.encode("Command", rec), self._headers["Command"]))
-            elif kind == "outcome":
-                ctx.emit(OutRecord(self.settings.completions_topic, key, self.serde.encode("WorkflowOutcome", rec),
-                                   self._headers["WorkflowOutcome"]))
-            else:  # query_result
+            if kind == "query_result":
                 topic = rec.pop("_topic")
                 ctx.emit(OutRecord(topic, rec["query_id"].encode(), self.serde.encode("QueryResult", rec),
-                                   self._headers["QueryResult"]))
+                                   self._headers["QueryResult"], None, tr.now_ms))
+
+    def _send(self, replies: list[dict[str, Any]], outcomes: list[dict[str, Any]], ctx: Context, now_ms: int) -> None:
+        for rec in replies:
+            ctx.emit(OutRecord(self.settings.commands_topic, rec["workflow_id"].encode(),
+                               self.serde.encode("Command", rec), self._headers["Command"], None, now_ms))
+        for rec in outcomes:
+            ctx.emit(OutRecord(self.settings.completions_topic, rec["workflow_id"].encode(),
+                               self.serde.encode("WorkflowOutcome", rec), self._headers["WorkflowOutcome"], None, now_ms))
 
     def _dispatch(self, tr: Transition, dispatch: tuple[Any, ...], ctx: Context) -> None:
         state = tr.state
@@ -186,6 +197,9 @@ class HistoryProcessor(Processor):
             log.error("%s[%d]@%d: unreadable history record skipped in restore: %s",
                       record.topic, record.partition, record.offset, exc)
             return None
+        if transition["replies"] or transition["outcomes"]:
+            self._restored_sends.setdefault(record.partition, {})[transition["source_offset"]] = (
+                transition["replies"], transition["outcomes"], record.timestamp_ms)
         state = self.store.load(ctx.state, transition["domain"], transition["workflow_id"])
         if state is not None and all(already_applied(state, e) for e in transition["events"]):
             return transition["source_offset"]  # a duplicate (or a leaked aborted copy): nothing new
@@ -197,6 +211,7 @@ class HistoryProcessor(Processor):
         return transition["source_offset"] if transition["source_partition"] == record.partition else None
 
     def on_assigned(self, partition: int, ctx: Context) -> None:
+        self._resend_restored_tail(partition, ctx)
         redispatched = 0
         for domain, workflow_id in list(self.store.open_workflows(ctx.state)):
             state = self.store.load(ctx.state, domain, workflow_id)
@@ -213,6 +228,22 @@ class HistoryProcessor(Processor):
                 self._dispatch(tr, dispatch, ctx)
             redispatched += len(tr.dispatches)
         log.info("history partition %d restored; re-dispatched %d pending tasks", partition, redispatched)
+
+    def _resend_restored_tail(self, partition: int, ctx: Context) -> None:
+        """Re-send the replies and outcomes of the last batch's worth of restored transitions.
+
+        A transaction cut short on a broker that shows aborted records may leave a transition in
+        history without the replies it sent (records of one transaction reach different partitions
+        independently); input then resumes after it. Re-sending is safe: replies carry
+        deterministic command ids that their targets de-duplicate, outcomes are keyed by run.
+        """
+        sends = self._restored_sends.pop(partition, {})
+        if not sends:
+            return
+        newest = max(sends)
+        for offset, (replies, outcomes, timestamp) in sorted(sends.items()):
+            if offset > newest - self.settings.batch_max_records:
+                self._send(replies, outcomes, ctx, timestamp)
 
     def on_revoked(self, partition: int) -> None:
         self.store.clear_cache()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from history import ExecutionState, RunState, apply
+from history import CLOSE_EVENTS, ExecutionState, RunState, apply
 
 
 @dataclass(slots=True)
@@ -45,8 +45,11 @@ class Transition:
                  "workflow_id": self.workflow_id, "run_id": run_id, "attributes": (event_type, attrs)}
         if self.state is None:
             self.state = ExecutionState(self.domain, self.workflow_id)
+        before = self.run
         self.state = apply(self.state, event)
         self.events.append(event)
+        if event_type in CLOSE_EVENTS and before is not None:
+            self.outcome(outcome_of_close(event, before))
         return event
 
     def schedule_decision(self, full_history: bool = False) -> None:
@@ -69,3 +72,14 @@ class Transition:
 
     def outcome(self, record: dict[str, Any]) -> None:
         self.replies.append(("outcome", record))
+
+
+def outcome_of_close(event: dict[str, Any], run: RunState) -> dict[str, Any]:
+    """The WorkflowOutcome clients read for a run's close event (written in the close's transaction)."""
+    event_type, a = event["attributes"]
+    return {
+        "domain": event["domain"], "workflow_id": event["workflow_id"], "run_id": event["run_id"],
+        "first_run_id": run.first_run_id, "request_id": run.request_id, "status": CLOSE_EVENTS[event_type],
+        "result": a.get("result"), "failure": a.get("failure"), "new_run_id": a.get("new_execution_run_id", ""),
+        "reason": a.get("reason", "") or a.get("timeout_type", ""), "close_event_id": event["event_id"],
+        "timestamp": event["timestamp"], "workflow_type": run.workflow_type, "parent": run.parent}
