@@ -7,6 +7,7 @@ Nothing here runs workflow code; it only describes it (so `workflow.py`, `_runti
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Sequence
@@ -122,8 +123,10 @@ class WorkflowInfo:
     continued_run_id: str | None = None
 
 
+@functools.lru_cache(maxsize=4096)
 def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
-    """Resolved annotations, or {} when they cannot be resolved (local classes, bad forward refs)."""
+    """Resolved annotations, or {} when they cannot be resolved (local classes, bad forward refs).
+    Cached: resolving them costs more than a whole decision (read-only to callers)."""
     try:
         return typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - hints only refine decoding; plain JSON values still work

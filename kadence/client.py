@@ -582,7 +582,9 @@ class WorkflowHandle:
             return self.run_id
         client = self.client
         completions = client._completions
-        next_scan = 0.0
+        # A start this handle made usually closes before anyone needs its open run: wait on the
+        # completions index first and scan the history partition (a whole-partition read) later.
+        next_scan = time.monotonic() + 2.0 if self.start_request_id else 0.0
         scan_every = 1.0
         while True:
             with completions.cond:

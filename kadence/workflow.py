@@ -334,10 +334,12 @@ def get_external_workflow_handle(workflow_id: str, run_id: str | None = None,
 # -- continue as new ----------------------------------------------------------------------------
 def continue_as_new(*args: Any, workflow: Any = None, task_list: str | None = None, run_timeout: Timeout = None,
                     task_timeout: Timeout = None, memo: dict[str, Any] | None = None,
-                    retry_policy: RetryPolicy | None = None) -> Any:
+                    retry_policy: RetryPolicy | None = None, keep_children: bool = False) -> Any:
     """End this run and start a new one of the same id with `args` (never returns).
 
-    Empty/zero options inherit from the current run. Raises an internal BaseException: do not catch it.
+    Empty/zero options inherit from the current run. Open children get their parent close policy
+    applied (as in Temporal) unless `keep_children=True`: then they keep running and the next run can
+    address them by id (`get_external_workflow_handle`). Raises an internal BaseException: do not catch it.
     """
     inst = _runtime.current()
     conv = inst.converter
@@ -346,5 +348,6 @@ def continue_as_new(*args: Any, workflow: Any = None, task_list: str | None = No
         "task_list": task_list or "", "input": conv.args_to_payload(args), "run_timeout_ms": to_ms(run_timeout),
         "task_timeout_ms": to_ms(task_timeout), "retry_policy": retry_record(retry_policy),
         "memo": {k: conv.to_payload(v) for k, v in memo.items()} if memo is not None else None, "backoff_ms": 0,
+        "keep_children": keep_children,
     }
     raise _runtime.ContinueAsNewError(decision)

@@ -611,6 +611,8 @@ def spawn(module: str, settings: Settings, slot: int = 0, *, batch_max_records: 
         cmd += ["--batch-max-records", str(batch_max_records)]
     if batch_max_wait_ms is not None:
         cmd += ["--batch-max-wait-ms", str(batch_max_wait_ms)]
+    # Every other setting (fetch wait, linger, batch sizes...) travels as KADENCE_* variables.
+    popen["env"] = {**(popen.get("env") or os.environ), **settings.to_env()}
     return subprocess.Popen(cmd, **popen)
 
 

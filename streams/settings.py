@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -38,18 +38,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":
-        """Settings from KADENCE_* environment variables, then explicit overrides."""
+        """Settings from KADENCE_<FIELD> environment variables (e.g. KADENCE_BOOTSTRAP,
+        KADENCE_FETCH_WAIT_MAX_MS), then explicit overrides."""
         env: dict[str, Any] = {}
-        if "KADENCE_BOOTSTRAP" in os.environ:
-            env["bootstrap"] = os.environ["KADENCE_BOOTSTRAP"]
-        if "KADENCE_PREFIX" in os.environ:
-            env["prefix"] = os.environ["KADENCE_PREFIX"]
-        if "KADENCE_PARTITIONS" in os.environ:
-            env["partitions"] = int(os.environ["KADENCE_PARTITIONS"])
-        if "KADENCE_STATE_DIR" in os.environ:
-            env["state_dir"] = os.environ["KADENCE_STATE_DIR"]
+        for f in fields(cls):
+            raw = os.environ.get(f"KADENCE_{f.name.upper()}")
+            if raw is not None and f.type in ("int", "str"):
+                env[f.name] = int(raw) if f.type == "int" else raw
         env.update(overrides)
         return cls(**env)
+
+    def to_env(self) -> dict[str, str]:
+        """The KADENCE_* variables that make `from_env` rebuild these settings in another process."""
+        return {f"KADENCE_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self) if f.type in ("int", "str")}
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)

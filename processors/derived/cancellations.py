@@ -21,7 +21,8 @@ class CancellationsModule:
         event_type, a = event["attributes"]
         if event_type == "RequestCancelExternalWorkflowExecutionInitiated":
             self._request_cancel(event, a, state, out)
-        elif event_type in CLOSE_EVENTS and before is not None:
+        elif event_type in CLOSE_EVENTS and before is not None and not a.get("keep_children"):
+            # keep_children: a run that continues as new leaves its children to the next run.
             self._apply_parent_close_policies(event, before, out)
 
     @staticmethod

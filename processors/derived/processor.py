@@ -51,6 +51,8 @@ class DerivedProcessor(Processor):
         self.punctuate_interval_ms = timer_interval_ms if "timers" in modules else None
         self.store = ExecutionStore()
         self.serde = serde()
+        self._timers = next((m for m in self.modules if isinstance(m, TimersModule)), None)
+        self._scanned: set[int] = set()
 
     def process(self, record: InRecord, ctx: Context) -> None:
         self._fold(record, ctx)
@@ -83,7 +85,22 @@ class DerivedProcessor(Processor):
             self.store.save(ctx.state, state)
 
     def punctuate(self, partition: int, ctx: Context) -> None:
-        fire_due(self.settings, ctx, int(time.time() * 1000))
+        timers = self._timers
+        if timers is None:
+            return
+        now = int(time.time() * 1000)
+        if partition in self._scanned:
+            due_from = timers.due_from.get(partition, 2**62)
+            if due_from > now:
+                return
+        else:  # first scan since assignment: entries stored before are unknown to due_from
+            due_from = 0
+            self._scanned.add(partition)
+        _, following = fire_due(self.settings, ctx, now, due_from)
+        timers.due_from[partition] = following if following is not None else 2**62
 
     def on_revoked(self, partition: int) -> None:
         self.store.clear_cache()
+        if self._timers is not None:
+            self._timers.due_from.pop(partition, None)
+            self._scanned.discard(partition)  # rescan from the start after the next assignment

@@ -43,7 +43,14 @@ def _attempt_entries(info: ActivityInfo, delayed_dispatch: bool = True) -> list[
 
 
 class TimersModule:
+    """Keeps, per partition, the earliest fire time added since the last scan (`due_from`), so the
+    periodic scan of the index runs only when something may be due, and starts there rather than
+    at time zero (where the tombstones of every finished timeout lie)."""
+
     name = "timers"
+
+    def __init__(self) -> None:
+        self.due_from: dict[int, int] = {}
 
     def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
         event_type, a = event["attributes"]
@@ -107,9 +114,10 @@ class TimersModule:
         if run.run_timeout_ms:
             self._remove(out, run.start_time + run.run_timeout_ms, "run_timeout", event, 1, 0)
 
-    @staticmethod
-    def _add(out: Emitter, fire_at: int, kind: str, event: dict[str, Any], event_id: int, attempt: int,
+    def _add(self, out: Emitter, fire_at: int, kind: str, event: dict[str, Any], event_id: int, attempt: int,
              timer_id: str = "") -> None:
+        partition = out.ctx.partition
+        self.due_from[partition] = min(self.due_from.get(partition, fire_at), fire_at)
         command = {"command_id": f"fire:{kind}:{event['run_id']}:{event_id}:{attempt}", "domain": event["domain"],
                    "workflow_id": event["workflow_id"], "run_id": event["run_id"], "timestamp": fire_at,
                    "payload": ("FireTimer", {"kind": kind, "event_id": event_id, "attempt": attempt, "timer_id": timer_id})}
@@ -120,17 +128,19 @@ class TimersModule:
         out.ctx.state.delete(_key(fire_at, kind, event, event_id, attempt))
 
 
-def fire_due(settings: Settings, ctx: Context, now_ms: int, limit: int = 5000) -> int:
-    """Produce every index entry due by `now_ms` (oldest first) and remove it. Returns how many."""
-    due = []
-    for key, value in ctx.state.items(b"t", b"t" + _TIME.pack(now_ms + 1)):
-        due.append((key, value))
-        if len(due) >= limit:
-            break
-    headers = tuple(serde().headers("Command"))
-    for key, value in due:
-        workflow_id = key[10:].split(b"\x00")[2]
+def fire_due(settings: Settings, ctx: Context, now_ms: int, from_ms: int = 0, limit: int = 5000) -> tuple[int, int | None]:
+    """Produce every index entry due by `now_ms` (oldest first, none before `from_ms`) and remove it.
+    Returns (how many fired, the fire time of the next entry or None)."""
+    due, following = [], None
+    for key, value in ctx.state.items(b"t" + _TIME.pack(max(from_ms, 0)), b"u"):
         fire_at = _TIME.unpack(key[1:9])[0]
+        if fire_at > now_ms or len(due) >= limit:
+            following = fire_at
+            break
+        due.append((key, value, fire_at))
+    headers = tuple(serde().headers("Command"))
+    for key, value, fire_at in due:
+        workflow_id = key[10:].split(b"\x00")[2]
         ctx.emit(OutRecord(settings.commands_topic, workflow_id, value, headers, None, fire_at))
         ctx.state.delete(key)
-    return len(due)
+    return len(due), following

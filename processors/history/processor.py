@@ -101,6 +101,7 @@ class HistoryProcessor(Processor):
             assert tr.state is not None
             self.store.save(ctx.state, tr.state)
             self.store.put_events(ctx.state, tr.events)
+            self._drop_continued_runs(ctx, tr.events)
         if tr.events or replies or outcomes:
             # Replies and outcomes travel in the transition too: a restore re-sends those of an
             # interrupted transaction whose history record leaked but whose replies did not.
@@ -156,6 +157,13 @@ class HistoryProcessor(Processor):
             self._task_topics.add(topic)
         ctx.emit(OutRecord(topic, workflow_id.encode(), self.serde.encode("Task", task), self._headers["Task"]))
 
+    def _drop_continued_runs(self, ctx: Context, events: list[dict[str, Any]]) -> None:
+        """A run that continued as new is never addressed again (queries, tasks go to the new run):
+        its stored events go (the history topic keeps them), so long chains do not grow the store."""
+        for event in events:
+            if event["attributes"][0] == "WorkflowExecutionContinuedAsNew":
+                self.store.drop_events(ctx.state, event["run_id"])
+
     # -- liveness (heartbeat, schedule-to-start) ------------------------------------------------------
     def _arm_liveness(self, domain: str, workflow_id: str, run: Any, scheduled_event_id: int, ctx: Context) -> None:
         info = run.activities[scheduled_event_id]
@@ -208,6 +216,7 @@ class HistoryProcessor(Processor):
             assert state is not None
             self.store.save(ctx.state, state)
             self.store.put_events(ctx.state, fresh)
+            self._drop_continued_runs(ctx, fresh)
         return transition["source_offset"] if transition["source_partition"] == record.partition else None
 
     def on_assigned(self, partition: int, ctx: Context) -> None:

@@ -226,7 +226,8 @@ def continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, *, initiator: s
     }
     tr.add("WorkflowExecutionContinuedAsNew", {"new_execution_run_id": new_run_id, **next_run,
                                                "decision_task_completed_event_id": dtc, "initiator": initiator,
-                                               "failure": failure, "backoff_ms": a.get("backoff_ms", 0)})
+                                               "failure": failure, "backoff_ms": a.get("backoff_ms", 0),
+                                               "keep_children": a.get("keep_children", False)})
     tr.add("WorkflowExecutionStarted", {**next_run, "request_id": run.request_id, "identity": "",
                                         "first_run_id": run.first_run_id, "continued_execution_run_id": run.run_id,
                                         "parent": run.parent, "attempt": attempt,
