@@ -55,3 +55,12 @@ def test_detached_child_outlives_parent(client, worker) -> None:
     assert parent[-2:] == ["StartChildWorkflowExecutionInitiated", "WorkflowExecutionCompleted"]
     child = types_of(client, "su-reminder")
     assert child[-1] == "WorkflowExecutionCompleted" and "WorkflowExecutionTerminated" not in child
+
+
+def test_long_running_sample(client, worker) -> None:
+    from examples import long_running
+
+    worker(long_running.TASK_LIST, long_running.WORKFLOWS, long_running.ACTIVITIES)
+    assert long_running.run_sample(client, "lr", batches=25) == {"batches_done": 25, "total": sum(10 * b for b in range(1, 26))}
+    runs = {e["run_id"] for e in client.get_handle("lr").history()}
+    assert len(runs) == 3

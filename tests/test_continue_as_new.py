@@ -1,0 +1,239 @@
+"""Continue-as-new and history limits (issue 6), end to end through the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from examples import long_running
+from kadence import Client, Worker, activity, workflow
+from kadence.failures import ActivityError, WorkflowAlreadyStartedError, WorkflowFailureError
+from processors.history import HistoryConfig
+from processors.server import InProcessEngine
+
+
+@activity.defn
+def tick(n: int) -> int:
+    return n
+
+
+@activity.defn
+def big_result(size: int) -> str:
+    return "x" * size
+
+
+@workflow.defn
+class SignalCarrier:
+    """Continues as new as soon as a run has seen a new signal, carrying every value so far: signals
+    keep arriving while continue-as-new decisions are in flight."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    @workflow.signal
+    def add(self, value: int) -> None:
+        self.values.append(value)
+
+    @workflow.run
+    async def run(self, expected: int, carried: list[int], runs: int = 0) -> dict:
+        await workflow.wait_condition(lambda: bool(self.values) or len(carried) >= expected)
+        values = carried + self.values
+        if len(values) >= expected:
+            return {"values": values, "runs": runs + 1}
+        workflow.continue_as_new(expected, values, runs + 1)
+
+
+@workflow.defn
+class ChainChild:
+    @workflow.run
+    async def run(self, remaining: int) -> str:
+        if remaining > 0:
+            workflow.continue_as_new(remaining - 1)
+        return f"final run {workflow.info().run_id}"
+
+
+@workflow.defn
+class ChainParent:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_child_workflow(ChainChild.run, 4, id=f"{workflow.info().workflow_id}-child")
+
+
+@workflow.defn
+class Forever:
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "finished"
+
+
+@workflow.defn
+class ContinuingParent:
+    @workflow.run
+    async def run(self, keep_children: bool, generation: int = 0) -> str:
+        child_id = f"{workflow.info().workflow_id}-child"
+        if generation == 0:
+            await workflow.start_child_workflow(Forever.run, id=child_id)
+            workflow.continue_as_new(keep_children, 1, keep_children=keep_children)
+        if keep_children:  # the next run addresses the child by id
+            await workflow.get_external_workflow_handle(child_id).signal(Forever.finish)
+            return "signalled the kept child"
+        return "second run"
+
+
+@workflow.defn
+class UntilSuggested:
+    @workflow.run
+    async def run(self) -> dict:
+        n = 0
+        while not workflow.info().continue_as_new_suggested:
+            n += 1
+            await workflow.execute_activity(tick, n, start_to_close_timeout=10)
+        return {"activities": n, "history_length": workflow.info().history_length}
+
+
+@workflow.defn
+class Endless:
+    @workflow.run
+    async def run(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            await workflow.execute_activity(tick, n, start_to_close_timeout=10)
+
+
+@workflow.defn
+class BigResult:
+    @workflow.run
+    async def run(self, size: int) -> str:
+        try:
+            return await workflow.execute_activity(big_result, size, start_to_close_timeout=10)
+        except ActivityError as err:
+            return f"rejected: {err.cause}"
+
+
+ALL = [SignalCarrier, ChainChild, ChainParent, Forever, ContinuingParent, UntilSuggested, Endless, BigResult]
+
+
+def runs_of(client, workflow_id: str) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = defaultdict(list)
+    for e in client.get_handle(workflow_id).history():
+        runs[e["run_id"]].append(e)
+    return dict(runs)
+
+
+def test_counter_continues_as_new_every_10_batches(client, worker) -> None:
+    worker(long_running.TASK_LIST, long_running.WORKFLOWS, long_running.ACTIVITIES)
+    t0 = time.monotonic()
+    result = long_running.run_sample(client, "counter", batches=200)
+    print(f"200 batches in 20 runs: {time.monotonic() - t0:.2f}s")
+    assert result == {"batches_done": 200, "total": sum(10 * b for b in range(1, 201))}
+    runs = runs_of(client, "counter")
+    assert len(runs) == 20
+    ordered = sorted(runs.values(), key=lambda evs: evs[0]["timestamp"])
+    first_run_id = ordered[0][0]["run_id"]
+    previous = None
+    for i, events in enumerate(ordered):
+        started = events[0]["attributes"]
+        assert events[0]["event_id"] == 1 and started[0] == "WorkflowExecutionStarted"  # each history starts fresh
+        assert started[1]["first_run_id"] == first_run_id
+        assert started[1]["continued_execution_run_id"] == previous
+        assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
+        closing = events[-1]["attributes"][0]
+        assert closing == ("WorkflowExecutionCompleted" if i == 19 else "WorkflowExecutionContinuedAsNew")
+        previous = events[0]["run_id"]
+    assert client.get_handle("counter").describe()  # the chain is visible to describe
+
+
+def test_signals_during_continue_as_new_are_handled_exactly_once(client, worker) -> None:
+    worker("default", ALL, [tick, big_result])
+    handle = client.start_workflow(SignalCarrier.run, 12, [], id="carrier", task_list="default")
+
+    def send() -> None:
+        for value in range(12):
+            handle.signal(SignalCarrier.add, value)
+            time.sleep(0.01 if value % 3 else 0.15)  # bursts (refused continue-as-new) and gaps (new runs)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    result = handle.result(timeout=60)
+    sender.join()
+    assert sorted(result["values"]) == list(range(12))  # each signal exactly once, none lost
+    signaled = [e for e in client.get_handle("carrier").history() if e["attributes"][0] == "WorkflowExecutionSignaled"]
+    assert len(signaled) == 12 and result["runs"] > 1
+    refused = [e["attributes"][1]["cause"] for e in client.get_handle("carrier").history()
+               if e["attributes"][0] == "DecisionTaskFailed"]
+    assert set(refused) <= {"UNHANDLED_DECISION"}
+    print(f"{result['runs']} runs; refused close decisions: "
+          f"{sum(1 for e in client.get_handle('carrier').history() if e['attributes'][0] == 'DecisionTaskFailed')}")
+
+
+def test_a_child_chain_of_five_runs_reports_once(client, worker) -> None:
+    worker("default", ALL, [tick])
+    result = client.execute_workflow(ChainParent.run, id="chain", task_list="default")
+    child_runs = runs_of(client, "chain-child")
+    assert len(child_runs) == 5
+    final = [evs for evs in child_runs.values() if evs[-1]["attributes"][0] == "WorkflowExecutionCompleted"]
+    assert result == f"final run {final[0][0]['run_id']}"
+    parent = [e["attributes"][0] for e in client.get_handle("chain").history()]
+    assert parent.count("ChildWorkflowExecutionStarted") == 1 and parent.count("ChildWorkflowExecutionCompleted") == 1
+
+
+@pytest.mark.parametrize("keep_children", [False, True])
+def test_parent_continue_as_new_and_its_children(client, worker, keep_children: bool) -> None:
+    worker("default", ALL, [tick])
+    wid = f"cparent-{keep_children}"
+    result = client.execute_workflow(ContinuingParent.run, keep_children, id=wid, task_list="default")
+    child = [e["attributes"][0] for e in client.get_handle(f"{wid}-child").history()]
+    if keep_children:
+        assert result == "signalled the kept child"
+        assert client.get_handle(f"{wid}-child").result(timeout=30) == "finished"
+        assert "WorkflowExecutionTerminated" not in child
+    else:
+        assert result == "second run"
+        deadline = time.monotonic() + 20
+        while "WorkflowExecutionTerminated" not in child and time.monotonic() < deadline:
+            time.sleep(0.1)
+            child = [e["attributes"][0] for e in client.get_handle(f"{wid}-child").history()]
+        assert child[-1] == "WorkflowExecutionTerminated"  # TERMINATE applied at the parent's continue-as-new
+
+
+def test_continue_as_new_suggested_flips_at_the_lowered_threshold(settings) -> None:
+    config = HistoryConfig(suggest_continue_as_new_events=40)
+    with InProcessEngine(settings, config=config), Client(settings) as client, \
+            Worker(client, "default", ALL, [tick], suggest_continue_as_new_events=40):
+        result = client.execute_workflow(UntilSuggested.run, id="suggest", task_list="default")
+    assert 40 <= result["history_length"] < 46  # each activity adds 6 events
+    assert result["activities"] == 7  # history length 3 + 6n reaches 40 at n = 7
+
+
+def test_hard_history_limit_terminates_the_run(settings) -> None:
+    config = HistoryConfig(hard_history_events=60, warn_history_events=30)
+    with InProcessEngine(settings, config=config), Client(settings) as client, Worker(client, "default", ALL, [tick]):
+        handle = client.start_workflow(Endless.run, id="endless", task_list="default")
+        with pytest.raises(WorkflowFailureError) as err:
+            handle.result(timeout=60)
+    assert err.value.status == "TERMINATED"
+    assert "history limit exceeded" in str(err.value) and "continue-as-new" in str(err.value)
+
+
+def test_oversize_payloads_are_rejected_with_a_clear_error(settings) -> None:
+    config = HistoryConfig(max_payload_bytes=10_000, warn_payload_bytes=5_000)
+    with InProcessEngine(settings, config=config), Client(settings) as client, \
+            Worker(client, "default", ALL, [tick, big_result]):
+        with pytest.raises(WorkflowAlreadyStartedError) as err:
+            client.execute_workflow(BigResult.run, 10, "y" * 20_000, id="big-input", task_list="default")
+        assert "exceeds the limit of 10000 bytes" in err.value.reason
+        result = client.execute_workflow(BigResult.run, 20_000, id="big-result", task_list="default")
+        assert result.startswith("rejected: PayloadTooLarge") and "exceeds the limit" in result
