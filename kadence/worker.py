@@ -27,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
@@ -141,7 +140,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._producer: Any = None
         self._consumer: Any = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._activity_threads = 0
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._aloop_thread: threading.Thread | None = None
         self._active = 0
@@ -162,7 +161,6 @@ class Worker:
         self._producer = make_producer(self.settings, **{"client.id": f"worker-{self.identity}"})
         self._consumer = make_consumer(self.settings, self.settings.group("worker." + self.task_list))
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self._pool = ThreadPoolExecutor(max_workers=self.max_concurrent_activities, thread_name_prefix="kadence-act")
         if any(a.is_async for a in self.activities.values()):
             self._aloop = asyncio.new_event_loop()
             self._aloop_thread = threading.Thread(target=self._aloop.run_forever, name="kadence-act-loop", daemon=True)
@@ -191,8 +189,6 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - leaving the group must still happen
             log.warning("worker %s: final commit failed: %s", self.task_list, exc)
         self._consumer.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._aloop is not None:
             self._aloop.call_soon_threadsafe(self._aloop.stop)
         self._thread = None
@@ -407,8 +403,12 @@ class Worker:
             if defn is not None and defn.is_async and self._aloop is not None:
                 asyncio.run_coroutine_threadsafe(self._run_async(defn, task, tp, offset), self._aloop)
             else:
-                assert self._pool is not None
-                self._pool.submit(self._run_sync, defn, task, tp, offset)
+                # One daemon thread per running sync activity (bounded by max_concurrent_activities):
+                # a wedged activity must never keep the worker's process from exiting, which the
+                # non-daemon threads of a ThreadPoolExecutor would (they are joined at exit).
+                self._activity_threads += 1
+                threading.Thread(target=self._run_sync, args=(defn, task, tp, offset), daemon=True,
+                                 name=f"kadence-act-{self._activity_threads}").start()
         self._pause_if_full()
 
     def _pause_if_full(self) -> None:

@@ -83,7 +83,7 @@ def test_activity_start_to_close_timeout_then_success_on_retry(served, tmp_path)
 
 
 def test_heartbeat_timeout_after_worker_sigkill(client, worker, settings, tmp_path) -> None:
-    doomed = start_worker_process(settings, tmp_path)
+    doomed = start_worker_process(settings, tmp_path, KADENCE_TEST_DOOMED="1")
     try:
         handle = client.start_workflow(tw.HeartbeatWorkflow.run, str(tmp_path), id="hb", task_list=tw.TASK_LIST)
         wait_until(lambda: (tmp_path / "started").exists(), 60, "the first attempt to start on the doomed worker")
@@ -96,8 +96,9 @@ def test_heartbeat_timeout_after_worker_sigkill(client, worker, settings, tmp_pa
             doomed.kill()
     assert result.startswith("finished on attempt") and result.endswith(f"by pid {os.getpid()}")  # the 2nd worker
     retrying = [e["attributes"][1] for e in events(client, "hb") if e["attributes"][0] == "ActivityTaskRetrying"]
-    assert retrying and {r["timeout_type"] for r in retrying} == {"HEARTBEAT"}
-    assert retrying[0]["attempt"] == 1  # the attempt on the killed worker timed out by heartbeat
+    assert retrying and retrying[0]["timeout_type"] == "HEARTBEAT" and retrying[0]["attempt"] == 1
+    # (a redelivered stale attempt may finish first on the successor: its result is the one recorded
+    # only if its attempt is current; otherwise it is dropped as stale)
 
 
 def test_child_execution_timeout_reaches_the_parent(served) -> None:
