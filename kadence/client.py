@@ -584,7 +584,7 @@ class WorkflowHandle:
         completions = client._completions
         # A start this handle made usually closes before anyone needs its open run: wait on the
         # completions index first and scan the history partition (a whole-partition read) later.
-        next_scan = time.monotonic() + 2.0 if self.start_request_id else 0.0
+        next_scan = time.monotonic() + 0.5 if self.start_request_id else 0.0
         scan_every = 1.0
         while True:
             with completions.cond:

@@ -57,6 +57,29 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
+def dedicated_bootstrap(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh embedded broker for this test alone when the session runs on the embedded one.
+
+    Crash tests restart transactional processes many times; Tansu's producer metadata only grows
+    (tansu.md: every new producer id slows later transactional writes), so after a hundred tests on
+    one broker their restarts crawl. A real Kafka (--kafka=HOST:PORT) is shared as usual."""
+    choice = request.config.getoption("--kafka") or os.environ.get("KADENCE_BOOTSTRAP") or "embedded"
+    if choice != "embedded":
+        yield kafka_bootstrap
+        return
+    from streams.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def dedicated_settings(dedicated_bootstrap: str, state_dir: Path) -> Settings:
+    return Settings(bootstrap=dedicated_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=str(state_dir),
+                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500)
+
+
+@pytest.fixture
 def state_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="kadence-state-"))
     yield path

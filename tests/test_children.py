@@ -304,3 +304,91 @@ def test_pending_children_limit_fails_the_decision_with_a_clear_cause(settings) 
         assert "more than 5 pending child workflows" in failed[0]["failure"]["message"]
         assert "StartChildWorkflowExecutionInitiated" not in [e["attributes"][0] for e in handle.history()]
         handle.terminate("limit test over")
+
+
+@workflow.defn
+class HoppingChild:
+    """Continues as new twice, then waits (so its current run is not its first)."""
+
+    def __init__(self) -> None:
+        self.released = False
+
+    @workflow.signal
+    def release(self) -> None:
+        self.released = True
+
+    @workflow.run
+    async def run(self, hops: int) -> str:
+        if hops > 0:
+            workflow.continue_as_new(hops - 1)
+        await workflow.wait_condition(lambda: self.released)
+        return "released"
+
+
+@workflow.defn
+class ParentOfHopper:
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.start_child_workflow(HoppingChild.run, 2, id=f"{workflow.info().workflow_id}-c")
+        await workflow.sleep(1.0)  # let the child continue as new twice
+        return "parent done"
+
+
+@workflow.defn
+class ParentOfShortChild:
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.go = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.execute_child_workflow(Echo.run, "quick", id=f"{workflow.info().workflow_id}-c")
+        # Keep a second child pending under TERMINATE, whose id the test then hands to a stranger.
+        workflow.start_child_workflow(Waiter.run, id=f"{workflow.info().workflow_id}-pending")
+        await workflow.wait_condition(lambda: self.go)
+        return "parent done"
+
+
+def test_parent_close_policy_reaches_a_child_that_continued_as_new(client, worker) -> None:
+    worker("default", ALL + [HoppingChild, ParentOfHopper], [note])
+    assert client.execute_workflow(ParentOfHopper.run, id="hop", task_list="default") == "parent done"
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        events = client.get_handle("hop-c").history()
+        if events[-1]["attributes"][0] == "WorkflowExecutionTerminated":
+            break
+        time.sleep(0.1)
+    runs = {e["run_id"] for e in events}
+    assert len(runs) == 3 and events[-1]["attributes"][0] == "WorkflowExecutionTerminated"
+    assert events[-1]["run_id"] != events[0]["run_id"]  # the third run was reached through the first run id
+
+
+def test_parent_close_policy_never_touches_an_unrelated_workflow_reusing_the_id(client, worker) -> None:
+    worker("default", ALL + [ParentOfShortChild], [note])
+    parent = client.start_workflow(ParentOfShortChild.run, id="owner", task_list="default")
+    import time
+
+    deadline = time.monotonic() + 20
+    while "owner-pending" not in {e["workflow_id"] for e in client.get_handle("owner-pending").history()}:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    client.get_handle("owner-pending").terminate("make room for a stranger")
+    stranger = client.start_workflow(Waiter.run, id="owner-pending", task_list="default",
+                                     id_reuse_policy="ALLOW_DUPLICATE")
+    deadline = time.monotonic() + 20
+    while len({e["run_id"] for e in client.get_handle("owner-pending").history()}) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    parent.signal(ParentOfShortChild.finish)
+    assert parent.result(timeout=30) == "parent done"
+    time.sleep(1.0)  # the parent close policy has had time to act
+    events = client.get_handle("owner-pending").history()
+    latest_run = events[-1]["run_id"]
+    assert [e["attributes"][0] for e in events if e["run_id"] == latest_run][-1] != "WorkflowExecutionTerminated"
+    stranger.signal(Waiter.release)
+    assert stranger.result(timeout=30) == []

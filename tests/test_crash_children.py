@@ -33,6 +33,13 @@ from streams.topics import ensure_core_topics
 from tests.support.crash import (Component, Engine, HistoryView, closes, compare_duplicates, derived_command_id,
                                  read_raw)
 
+
+@pytest.fixture
+def settings(dedicated_settings: Settings) -> Settings:
+    """This test runs on a broker of its own (see conftest.dedicated_bootstrap)."""
+    return dedicated_settings
+
+
 pytestmark = pytest.mark.timeout(480)
 
 PARENTS = 100

@@ -83,7 +83,8 @@ def test_records_from_the_broker_decode_through_fausts_registry(settings: Settin
     transition = {"domain": "default", "workflow_id": "wf-1", "command_id": "c1", "source_partition": 0,
                   "source_offset": 0, "events": [
                       {"event_id": 1, "timestamp": 5, "domain": "default", "workflow_id": "wf-1", "run_id": "r1",
-                       "attributes": ("TimerFired", {"timer_id": "t", "started_event_id": 0})}]}
+                       "attributes": ("TimerFired", {"timer_id": "t", "started_event_id": 0})}],
+                  "replies": [], "outcomes": []}
     producer.produce(settings.history_topic, key=b"wf-1", value=serde().encode("HistoryTransition", transition))
     assert producer.flush(10) == 0
 

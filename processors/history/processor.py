@@ -220,6 +220,7 @@ class HistoryProcessor(Processor):
         return transition["source_offset"] if transition["source_partition"] == record.partition else None
 
     def on_assigned(self, partition: int, ctx: Context) -> None:
+        self.liveness.reset(partition)  # the re-dispatch below arms every pending attempt afresh
         self._resend_restored_tail(partition, ctx)
         redispatched = 0
         for domain, workflow_id in list(self.store.open_workflows(ctx.state)):
@@ -256,4 +257,3 @@ class HistoryProcessor(Processor):
 
     def on_revoked(self, partition: int) -> None:
         self.store.clear_cache()
-        self.liveness.forget(partition)
