@@ -152,8 +152,9 @@ class Bench:
         else:
             bootstrap = self.bootstrap
         state_dir = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="kadence-bench-"))
+        isolation = {"isolation_level": "read_uncommitted"} if self.broker is not None else {}  # Tansu
         self.settings = Settings(**{"bootstrap": bootstrap, "prefix": f"b{uuid.uuid4().hex[:8]}.",
-                                    "state_dir": state_dir, **BASE_OVERRIDES, **self.overrides})
+                                    "state_dir": state_dir, **isolation, **BASE_OVERRIDES, **self.overrides})
         ensure_core_topics(self.settings, self.task_lists)
         self._stats_path = os.path.join(state_dir, "worker-stats.json")
         env = {**os.environ, "BENCH_SETTINGS": json.dumps(asdict(self.settings)),

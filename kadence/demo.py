@@ -12,7 +12,7 @@ from typing import Any
 
 from streams.broker import EmbeddedBroker
 from streams.loop import spawn
-from streams.settings import Settings
+from streams.settings import embedded_broker_settings
 from streams.topics import ensure_core_topics
 
 
@@ -29,8 +29,8 @@ def run_demo(customer: str = "ada") -> int:
 
     t0 = time.monotonic()
     with EmbeddedBroker() as broker:
-        settings = Settings(bootstrap=broker.bootstrap, prefix="demo.", state_dir=tempfile.mkdtemp(prefix="kadence-demo-"),
-                            session_timeout_ms=2000, heartbeat_interval_ms=500)
+        settings = embedded_broker_settings(broker.bootstrap, prefix="demo.", session_timeout_ms=2000,
+                                            heartbeat_interval_ms=500, state_dir=tempfile.mkdtemp(prefix="kadence-demo-"))
         _say(f"[demo] embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}")
         ensure_core_topics(settings, [demo.TASK_LIST, *order_processing.TASK_LISTS])
         env = dict(os.environ, KADENCE_LOG_LEVEL="WARNING")

@@ -36,7 +36,7 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-        "isolation.level": "read_committed",
+        "isolation.level": settings.isolation_level,
         "enable.partition.eof": False,
         "fetch.max.bytes": 16 * 1024 * 1024,
     }

@@ -8,7 +8,8 @@ The batch protocol
 ------------------
 0. Start: `init_transactions()` once. This fences a zombie of the same slot and, on Tansu, unblocks
    read_committed readers that a killed instance of this slot left behind.
-1. Consume a batch of `processor.input_topic` (read_committed, no auto commit) of up to
+1. Consume a batch of `processor.input_topic` (settings.isolation_level: read_committed on Kafka,
+   read_uncommitted on Tansu, see Settings; no auto commit) of up to
    `batch_max_records`, waiting at most `batch_max_wait_ms` after its first record.
 2. Process each record in offset order: `processor.process(record, ctx)` with `ctx.now_ms` = the
    record's timestamp. State writes go to the partition's overlay (nothing touches RocksDB);
@@ -174,7 +175,7 @@ class ProcessorRunner:
         self._producer = make_producer(s, **{"transactional.id": self.transactional_id,
                                              "transaction.timeout.ms": 60_000})
         _retry(self._producer.init_transactions, 30.0)
-        self._consumer = make_consumer(s, self.group, **{"isolation.level": "read_committed"})
+        self._consumer = make_consumer(s, self.group)  # settings.isolation_level
         self._consumer.subscribe([self.processor.input_topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
         log.info("%s started: group %s, input %s", self.transactional_id, self.group, self.processor.input_topic)
@@ -493,7 +494,7 @@ class ProcessorRunner:
         """Yield (record, next position) of topic[p] from `start` to `stop` (None: the end offset
         seen in this consumer's fetch responses). A fresh consumer each time: the cached watermark
         of an earlier assignment must not end a restore early."""
-        consumer = make_consumer(self.settings, f"{self.group}.restore", **{"isolation.level": "read_committed"})
+        consumer = make_consumer(self.settings, f"{self.group}.restore")  # settings.isolation_level
         tp = TopicPartition(topic, p)
         try:
             consumer.assign([TopicPartition(topic, p, start)])

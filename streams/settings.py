@@ -35,6 +35,14 @@ class Settings:
     state_dir: str = "./.kadence-state"
     #: Producer linger: batches records into fewer broker batches (each stored batch costs Tansu fetch time).
     linger_ms: int = 2
+    #: Isolation of every Kadence consumer. Apache Kafka: read_committed (aborted records stay
+    #: hidden; a fenced or timed-out transaction is aborted). The embedded Tansu shows aborted
+    #: records anyway and can leave a killed instance's transaction open forever, which stalls
+    #: read_committed readers of that partition: there every reader uses read_uncommitted, so a
+    #: record in the log is a record (Kadence's outputs are deterministic and carry their ids, so
+    #: such a record is an exact duplicate or the only copy, never a divergence). See
+    #: docs/deviations.md and embedded_broker_settings().
+    isolation_level: str = "read_committed"
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":
@@ -85,3 +93,8 @@ class Settings:
     def transactional_id(self, processor: str, slot: int) -> str:
         """Stable per processor slot: a restarted slot fences its zombie and unblocks readers."""
         return f"{self.prefix}{processor}-{slot}"
+
+
+def embedded_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
+    """Settings for the embedded Tansu broker (demo, tests, benchmarks): read_uncommitted readers."""
+    return Settings(bootstrap=bootstrap, **{"isolation_level": "read_uncommitted", **overrides})

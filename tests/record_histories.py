@@ -13,15 +13,15 @@ from examples import order_processing  # noqa: E402
 from kadence import Client, Worker, dump_history  # noqa: E402
 from processors.server import InProcessEngine  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from streams.settings import embedded_broker_settings  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "histories"
 
 
 def main() -> None:
     with EmbeddedBroker() as broker:
-        settings = Settings(bootstrap=broker.bootstrap, prefix="rec.", state_dir=tempfile.mkdtemp(),
-                            session_timeout_ms=2000, heartbeat_interval_ms=500)
+        settings = embedded_broker_settings(broker.bootstrap, prefix="rec.", state_dir=tempfile.mkdtemp(),
+                                            session_timeout_ms=2000, heartbeat_interval_ms=500)
         with InProcessEngine(settings), Client(settings) as client:
             workers = [Worker(client, tl, workflows=w, activities=a).start()
                        for tl, (w, a) in order_processing.TASK_LISTS.items()]
