@@ -438,7 +438,7 @@ class Client:
             if self._closed:
                 raise KadenceError("the client is closed")
             if self._producer is None:
-                self._producer = make_producer(self.settings)
+                self._producer = make_producer(self.settings, **{"linger.ms": 0})  # every command is flushed alone
             producer = self._producer
         producer.produce(self.settings.commands_topic, key=workflow_id.encode(), value=value,
                          headers=codec.headers("Command"), on_delivery=delivered)

@@ -158,7 +158,9 @@ class Worker:
             raise RuntimeError("worker already started")
         if self.create_topic:
             ensure_topics(self.settings, [task_topic(self.settings, self.task_list)])
-        self._producer = make_producer(self.settings, **{"client.id": f"worker-{self.identity}"})
+        # linger 0: each answer is on a workflow's critical path, and under load librdkafka still
+        # batches what queues up while a request is in flight.
+        self._producer = make_producer(self.settings, **{"client.id": f"worker-{self.identity}", "linger.ms": 0})
         self._consumer = make_consumer(self.settings, self.settings.group("worker." + self.task_list))
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         if any(a.is_async for a in self.activities.values()):
