@@ -152,7 +152,7 @@ class Bench:
         else:
             bootstrap = self.bootstrap
         state_dir = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="kadence-bench-"))
-        isolation = {"isolation_level": "read_uncommitted"} if self.broker is not None else {}  # Tansu
+        isolation: dict[str, str] = {}  # read_committed everywhere (Settings.isolation_level)
         self.settings = Settings(**{"bootstrap": bootstrap, "prefix": f"b{uuid.uuid4().hex[:8]}.",
                                     "state_dir": state_dir, **isolation, **BASE_OVERRIDES, **self.overrides})
         ensure_core_topics(self.settings, self.task_lists)

@@ -35,13 +35,11 @@ class Settings:
     state_dir: str = "./.kadence-state"
     #: Producer linger: batches records into fewer broker batches (each stored batch costs Tansu fetch time).
     linger_ms: int = 2
-    #: Isolation of every Kadence consumer. Apache Kafka: read_committed (aborted records stay
-    #: hidden; a fenced or timed-out transaction is aborted). The embedded Tansu shows aborted
-    #: records anyway and can leave a killed instance's transaction open forever, which stalls
-    #: read_committed readers of that partition: there every reader uses read_uncommitted, so a
-    #: record in the log is a record (Kadence's outputs are deterministic and carry their ids, so
-    #: such a record is an exact duplicate or the only copy, never a divergence). See
-    #: docs/deviations.md and embedded_broker_settings().
+    #: Isolation of every Kadence consumer. read_committed, also on the embedded Tansu: there a
+    #: read_uncommitted fetch was seen to return a later record while an open transaction's earlier
+    #: records were skipped (the consumer then never sees them), which loses commands; Tansu's
+    #: read_committed shows aborted records (harmless: they are exact duplicates) and stalls behind a
+    #: transaction a killed instance left open (see docs/deviations.md 15).
     isolation_level: str = "read_committed"
 
     @classmethod
@@ -96,5 +94,5 @@ class Settings:
 
 
 def embedded_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
-    """Settings for the embedded Tansu broker (demo, tests, benchmarks): read_uncommitted readers."""
-    return Settings(bootstrap=bootstrap, **{"isolation_level": "read_uncommitted", **overrides})
+    """Settings for the embedded Tansu broker (demo, tests, benchmarks)."""
+    return Settings(bootstrap=bootstrap, **overrides)

@@ -35,12 +35,6 @@ def _docker_answers() -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _isolation(request: pytest.FixtureRequest) -> str:
-    """Readers on the embedded Tansu use read_uncommitted (see Settings.isolation_level)."""
-    choice = request.config.getoption("--kafka") or os.environ.get("KADENCE_BOOTSTRAP") or "embedded"
-    return "read_uncommitted" if choice == "embedded" else "read_committed"
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     choice = request.config.getoption("--kafka") or os.environ.get("KADENCE_BOOTSTRAP") or "embedded"
@@ -82,8 +76,7 @@ def dedicated_bootstrap(request: pytest.FixtureRequest, kafka_bootstrap: str) ->
 @pytest.fixture
 def dedicated_settings(request: pytest.FixtureRequest, dedicated_bootstrap: str, state_dir: Path) -> Settings:
     return Settings(bootstrap=dedicated_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=str(state_dir),
-                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500,
-                    isolation_level=_isolation(request))
+                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500)
 
 
 @pytest.fixture
@@ -97,8 +90,7 @@ def state_dir() -> Iterator[Path]:
 def settings(request: pytest.FixtureRequest, kafka_bootstrap: str, state_dir: Path) -> Settings:
     """Fresh Settings per test: its own topic prefix (so its own topics, groups and transactional ids)."""
     return Settings(bootstrap=kafka_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=str(state_dir),
-                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500,
-                    isolation_level=_isolation(request))
+                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500)
 
 
 @pytest.fixture
@@ -106,8 +98,7 @@ def make_settings(request: pytest.FixtureRequest, kafka_bootstrap: str, state_di
     """Factory for tests that need several isolated settings objects."""
     def make(**overrides) -> Settings:
         base = dict(bootstrap=kafka_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=str(state_dir),
-                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500,
-                    isolation_level=_isolation(request))
+                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500)
         base.update(overrides)
         return Settings(**base)
     return make

@@ -30,6 +30,9 @@ from streams.processing import InRecord
 from streams.serde import serde
 from streams.settings import Settings
 
+#: Pause between a SIGKILL and the restart of the same slot (see Component.kill).
+RESTART_DELAY_S = 0.5
+
 REPO = Path(__file__).resolve().parent.parent.parent
 SERDE = serde()
 
@@ -116,6 +119,11 @@ class Component:
         assert rc == -signal.SIGKILL, f"{self.name} exit code {rc} after SIGKILL"
         self.kills += 1
         self.kill_times.append(time.monotonic())
+        # Like a supervisor's restart delay: produce requests the dead process had in flight reach
+        # the broker before its successor fences the slot. On Tansu, one that lands after the
+        # successor's init_transactions leaves a transaction open that nothing closes, and every
+        # read_committed reader of that partition stalls behind it (docs/deviations.md 15).
+        time.sleep(RESTART_DELAY_S)
 
     def restart(self, busy_within: float = 0.0, jitter: float = 0.03) -> "Component":
         """Kill (first waiting up to `busy_within` s for a moment it burns CPU, see `wait_busy`,
