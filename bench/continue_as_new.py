@@ -17,10 +17,9 @@ batches stored in the one partition the run uses (2,000 took ~10 minutes), see b
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 
-from bench.engine import Bench, add_common_args, emit, parse_overrides, pct, r
+from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
 from bench.workflows import LoopWorkflow
 from examples.long_running import LongRunningWorkflow, Progress
 
@@ -79,16 +78,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--per-run", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--loop", type=int, default=1000, help="activities of the long loop (0: skip; max 8000)")
-    add_common_args(ap)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level)
-    run(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    scenario_main(__doc__, run, _options, argv)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,17 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def scenario_main(doc: str | None, run: Callable[[argparse.Namespace], Any],
+                  add_args: Callable[[argparse.ArgumentParser], None], argv: list[str] | None = None) -> None:
+    """The `main` of every scenario module: its own options, the common ones, logging, run."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_args(ap)
+    add_common_args(ap)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level)
+    run(args)
+
+
 def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--bootstrap", help="a running broker (default: a fresh embedded Tansu per scenario)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",

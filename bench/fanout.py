@@ -12,10 +12,9 @@ Target: < 1.5 s for 200 children.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 
-from bench.engine import Bench, add_common_args, emit, parse_overrides, pct, r
+from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
 from bench.workflows import FanoutWorkflow
 
 
@@ -68,14 +67,13 @@ def run(args: argparse.Namespace) -> list[dict]:
         return [line]
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--children", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
-    add_common_args(ap)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level)
-    run(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    scenario_main(__doc__, run, _options, argv)
 
 
 if __name__ == "__main__":

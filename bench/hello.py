@@ -10,9 +10,8 @@ Line 2 (`hello-serial`): the same workflow one at a time: p50 latency. Target: <
 from __future__ import annotations
 
 import argparse
-import logging
 
-from bench.engine import Bench, add_common_args, emit, parse_overrides, pct, r
+from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
 from bench.workflows import HelloWorkflow
 
 
@@ -79,16 +78,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--workflows", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--serial", type=int, default=50)
     ap.add_argument("--sdk-result", action="store_true", help="serial runs wait with handle.result()")
-    add_common_args(ap)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level)
-    run(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    scenario_main(__doc__, run, _options, argv)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,8 @@ The path (6 topic hops, 4 transactions, 2 worker turns):
 from __future__ import annotations
 
 import argparse
-import logging
 
-from bench.engine import Bench, add_common_args, emit, parse_overrides, pct, r
+from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
 from examples.order_processing import Order, OrderProcessingWorkflow
 
 PATH = ("parent_decision->child_decision_task", "child_worker_decision", "child_decision->activity_task",
@@ -89,15 +88,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--orders", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--serial", type=int, default=10, help="then this many orders one at a time (unloaded path)")
-    add_common_args(ap)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level)
-    run(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    scenario_main(__doc__, run, _options, argv)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ The starts are produced in one burst (`Bench.start_many`, one flush). One JSON l
 from __future__ import annotations
 
 import argparse
-import logging
 import random
 import time
 
-from bench.engine import Bench, add_common_args, emit, parse_overrides, pct, r
+from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
 from bench.workflows import SleepWorkflow
 
 
@@ -75,14 +74,13 @@ def run(args: argparse.Namespace) -> list[dict]:
         return [line]
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--workflows", type=int, default=10_000)
     ap.add_argument("--max-sleep", type=float, default=2.0)
-    add_common_args(ap)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level)
-    run(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    scenario_main(__doc__, run, _options, argv)
 
 
 if __name__ == "__main__":
