@@ -12,6 +12,9 @@ decodes each Task and:
   the task with full history), NONDETERMINISM, UNKNOWN_TYPE or WORKFLOW_ERROR.
 - ActivityTask: runs on a bounded thread pool (sync) or the worker's asyncio thread (async);
   answers RespondActivityTaskCompleted/Failed; `activity.heartbeat` sends RecordActivityTaskHeartbeat.
+- Eager activities (`eager_activities=True`, the default): an activity this worker can run that its
+  own decision schedules starts here at once, without the round trip through the history processor
+  and `tasks.<list>` (kadence/_eager.py).
 - QueryTask: answers a QueryResult on the task's reply topic, keyed by query id.
 Offsets are committed after the answer's delivery report (at-least-once; answers are idempotent
 by command id), and only up to the lowest task still in flight on each partition.
@@ -37,6 +40,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics, task_topic
 
 from . import activity as _activity
+from ._eager import plan_eager
 from ._runtime import (
     SUGGEST_CONTINUE_AS_NEW_BYTES, SUGGEST_CONTINUE_AS_NEW_EVENTS, CacheMissError, WorkflowInstance,
 )
@@ -105,7 +109,7 @@ class Worker:
     def __init__(self, client_or_settings: Any, task_list: str, workflows: Sequence[type] = (),
                  activities: Sequence[Callable[..., Any]] = (), *, max_concurrent_activities: int = 64,
                  max_cached_workflows: int = 2000, identity: str | None = None, data_converter: Any = None,
-                 create_topic: bool = True, suggest_continue_as_new_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
+                 create_topic: bool = True, eager_activities: bool = True, suggest_continue_as_new_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
                  suggest_continue_as_new_bytes: int = SUGGEST_CONTINUE_AS_NEW_BYTES) -> None:
         if isinstance(client_or_settings, Settings):
             self.settings = client_or_settings
@@ -127,6 +131,7 @@ class Worker:
         self.max_concurrent_activities = max_concurrent_activities
         self.max_cached_workflows = max_cached_workflows
         self.create_topic = create_topic
+        self.eager_activities = eager_activities
         # Must equal the history processor's thresholds: workflow.info().continue_as_new_suggested
         # is computed from history here (not taken from the task) so that replay sees the same value.
         self._suggest = {"suggest_events": suggest_continue_as_new_events,
@@ -364,10 +369,23 @@ class Worker:
             failed("WORKFLOW_ERROR", exc)
             return
         inst.last_task_token = t["task_token"]
+        eager: list[dict[str, Any]] = []
+        if self.eager_activities:
+            with self._active_lock:
+                slots = self.max_concurrent_activities - self._active - len(self._backlog)
+            decisions, eager = plan_eager(t, decisions, self._runs_here, slots)
         self._complete(t, inst, decisions, tp, offset)
+        if eager:  # after the decision: the answers reach the history processor in that order
+            self._backlog.extend((task, None, 0) for task in eager)
+            self._drain_backlog()
+
+    def _runs_here(self, attrs: dict[str, Any]) -> bool:
+        return attrs["activity_type"] in self.activities and attrs["task_list"] in ("", self.task_list)
 
     def _complete(self, t: dict[str, Any], inst: WorkflowInstance, decisions: list[dict[str, Any]], tp: TP,
                   offset: int) -> None:
+        """Answer a decision task. A redelivered task is answered with `inst.last_decisions`, the
+        runtime's own decisions: without eager marks, so a resent answer never skips a dispatch."""
         self._command(t, "RespondDecisionTaskCompleted", {"task_token": t["task_token"], "decisions": decisions},
                       "completed", tp, offset)
         if inst._close is None and not inst.closed:
@@ -500,9 +518,17 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the result cannot cross the boundary: that is the failure
             self._activity_failed(task, exc, tp, offset)
             return
-        self._command(task, "RespondActivityTaskCompleted", {"task_token": task["task_token"], "result": payload},
-                      "completed", tp, offset)
+        self._command(task, "RespondActivityTaskCompleted", {"task_token": task["task_token"], "result": payload,
+                                                             "activity_id": task["activity_id"]},
+                      _answer_kind(task, "completed"), tp, offset)
 
     def _activity_failed(self, task: dict[str, Any], exc: BaseException, tp: TP, offset: int) -> None:
-        self._command(task, "RespondActivityTaskFailed", {"task_token": task["task_token"], "failure": to_failure(exc)},
-                      "failed", tp, offset)
+        self._command(task, "RespondActivityTaskFailed", {"task_token": task["task_token"], "failure": to_failure(exc),
+                                                          "activity_id": task["activity_id"]},
+                      _answer_kind(task, "failed"), tp, offset)
+
+
+def _answer_kind(task: dict[str, Any], kind: str) -> str:
+    """The command id suffix of an activity answer. An eager attempt's answer has its own: if the
+    prediction failed, the dispatched attempt of another activity may carry the same token."""
+    return f"eager-{kind}" if task.get("eager") else kind

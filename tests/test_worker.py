@@ -103,7 +103,7 @@ def activity_task(activity_type: str, arg: str, wf: str = "wf-a", attempt: int =
 def test_decision_tasks_cached_path_cache_miss_and_query(settings: Settings) -> None:
     ensure_core_topics(settings, [TL])
     h = Harness(settings)
-    with Worker(settings, TL, workflows=[Greeter], activities=[greet]) as worker:
+    with Worker(settings, TL, workflows=[Greeter], activities=[greet], eager_activities=False) as worker:
         b = HistoryBuilder("Greeter", "bob", workflow_id="wf-1", run_id="run-1", task_list=TL)
         first = decision_task(b)
         h.send("DecisionTask", first)
@@ -159,6 +159,36 @@ def test_decision_tasks_cached_path_cache_miss_and_query(settings: Settings) -> 
         h.send("DecisionTask", unknown)
         ((_, cmd, _),) = h.receive(1)
         assert cmd["payload"][1]["cause"] == "UNKNOWN_TYPE"
+        assert worker._error is None
+    h.close()
+
+
+def test_eager_activity_runs_on_the_deciding_worker_with_the_predicted_token(settings: Settings) -> None:
+    """The decision names the event id ActivityTaskScheduled will get; the answer follows it, with
+    that id's token, its own command id and the activity id (the server's guard on a wrong guess)."""
+    ensure_core_topics(settings, [TL])
+    h = Harness(settings)
+    with Worker(settings, TL, workflows=[Greeter], activities=[greet]) as worker:
+        b = HistoryBuilder("Greeter", "ann", workflow_id="wf-e", run_id="run-e", task_list=TL)
+        first = decision_task(b)  # events 1-3: started, decision scheduled + started
+        h.send("DecisionTask", first)
+        records = [rec for _, rec, _ in h.receive(3)]  # decision, heartbeat (greet heartbeats), completion
+        decision_cmd, *rest = records
+        ptype, resp = decision_cmd["payload"]
+        assert ptype == "RespondDecisionTaskCompleted"
+        (decision,) = resp["decisions"]
+        assert decision["attributes"][1]["eager_scheduled_event_id"] == 5  # 4 = DecisionTaskCompleted
+        (done,) = [r for r in rest if r["payload"][0] == "RespondActivityTaskCompleted"]
+        token = "a/default/wf-e/run-e/5/1"
+        assert done["command_id"] == f"{token}/eager-completed"
+        assert done["payload"][1]["task_token"] == token and done["payload"][1]["activity_id"] == "1"
+        assert json.loads(done["payload"][1]["result"]["data"]) == "Hello, ann (attempt 1)"
+
+        # a redelivered decision task gets the runtime's decisions again, without the eager mark
+        h.send("DecisionTask", first)
+        ((_, again, _),) = h.receive(1)
+        assert again["command_id"] == decision_cmd["command_id"]
+        assert again["payload"][1]["decisions"][0]["attributes"][1]["eager_scheduled_event_id"] == 0
         assert worker._error is None
     h.close()
 

@@ -21,6 +21,11 @@ def _pending(tr: Transition, a: dict[str, Any]) -> ActivityInfo | None:
     if info is None or info.attempt != token.attempt:
         stale(tr, "activity result", f"token {a['task_token']} is not a pending attempt")
         return None
+    if a.get("activity_id") and a["activity_id"] != info.activity_id:
+        # an eager execution whose predicted event id went to another activity
+        stale(tr, "activity result", f"token {a['task_token']} names activity {info.activity_id!r}, "
+                                     f"not {a['activity_id']!r}")
+        return None
     return info
 
 

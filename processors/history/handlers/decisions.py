@@ -121,6 +121,10 @@ def _schedule_activity(tr: Transition, a: dict[str, Any], dtc: int, env: Handler
         "schedule_to_start_timeout_ms": a["schedule_to_start_timeout_ms"], "start_to_close_timeout_ms": start_to_close,
         "heartbeat_timeout_ms": a["heartbeat_timeout_ms"], "retry_policy": a["retry_policy"],
         "decision_task_completed_event_id": dtc})
+    if a.get("eager_scheduled_event_id") == event["event_id"]:
+        # The deciding worker is running attempt 1 already (docs/protocol.md, eager activities):
+        # no task to dispatch; start-to-close runs from now, a lost worker costs one timeout.
+        return
     tr.dispatches.append(("activity", run.run_id, event["event_id"]))
 
 

@@ -1,0 +1,71 @@
+"""Eager activities: the worker that decides to schedule an activity runs its first attempt itself.
+
+Without it an activity costs two extra hops: the history processor records ActivityTaskScheduled
+and dispatches a task to `tasks.<list>`, a worker fetches it. With it the worker predicts the id
+the ActivityTaskScheduled event will get, marks the decision with it
+(`eager_scheduled_event_id`), runs the activity at once and answers with the token of that id.
+The history processor skips the dispatch when the prediction holds (no events arrived while the
+decision task was out); otherwise it dispatches as usual and the eager answer is dropped as stale
+(the answer names its activity id, so it can never complete another activity). docs/protocol.md
+("Eager activities") has the rules; a worker that dies mid-attempt costs one start-to-close
+timeout, as with a dispatched attempt.
+
+The prediction: the decision task's DecisionTaskStarted is the run's last event, so
+DecisionTaskCompleted gets `started_event_id + 1` and each decision one event after it, in order.
+Decisions with a variable number of events end the prediction (RequestCancelActivityTask:
+one or two) or void it (a close decision: nothing scheduled with it would run).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from history.ids import task_token
+
+from ._runtime import CLOSE_DECISIONS
+
+#: Decisions whose event count is not known in advance: nothing after them is predicted.
+_UNPREDICTABLE = frozenset({"RequestCancelActivityTaskDecision"})
+
+
+def plan_eager(task: dict[str, Any], decisions: list[dict[str, Any]], runs_here: Callable[[dict[str, Any]], bool],
+               slots: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The decisions to send (eager ones copied with their predicted id) and the activity tasks to run.
+
+    `runs_here(attrs)`: whether this worker can run the scheduled activity (registered, same task
+    list). `slots`: how many more activities it may start now.
+    """
+    if slots <= 0 or any(d["attributes"][0] in CLOSE_DECISIONS for d in decisions):
+        return decisions, []
+    out: list[dict[str, Any]] = []
+    eager: list[dict[str, Any]] = []
+    event_id = task["started_event_id"] + 1  # DecisionTaskCompleted
+    predicting = True
+    for decision in decisions:
+        name, attrs = decision["attributes"]
+        event_id += 1
+        if predicting and name in _UNPREDICTABLE:
+            predicting = False
+        if (predicting and name == "ScheduleActivityTaskDecision" and len(eager) < slots
+                and (attrs["start_to_close_timeout_ms"] or attrs["schedule_to_close_timeout_ms"]) and runs_here(attrs)):
+            attrs = dict(attrs, eager_scheduled_event_id=event_id)
+            decision = dict(decision, attributes=(name, attrs))
+            eager.append(eager_activity_task(task, attrs, event_id))
+        out.append(decision)
+    return out, eager
+
+
+def eager_activity_task(task: dict[str, Any], attrs: dict[str, Any], scheduled_event_id: int) -> dict[str, Any]:
+    """The ActivityTask the history processor would have dispatched for attempt 1 (same token)."""
+    return {
+        "task_token": task_token("a", task["domain"], task["workflow_id"], task["run_id"], scheduled_event_id, 1),
+        "domain": task["domain"], "workflow_id": task["workflow_id"], "run_id": task["run_id"],
+        "workflow_type": task["workflow_type"], "activity_id": attrs["activity_id"],
+        "activity_type": attrs["activity_type"], "task_list": attrs["task_list"] or task["task_list"],
+        "input": attrs["input"], "scheduled_event_id": scheduled_event_id, "attempt": 1,
+        "scheduled_time": int(time.time() * 1000),
+        "start_to_close_timeout_ms": attrs["start_to_close_timeout_ms"] or attrs["schedule_to_close_timeout_ms"],
+        "heartbeat_timeout_ms": attrs["heartbeat_timeout_ms"], "heartbeat_details": None,
+        "schedule_to_start_timeout_ms": 0, "eager": True,
+    }
