@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         common += ["--bootstrap", args.bootstrap]
     if args.profile:
         common += ["--profile", args.profile]
+    if args.no_eager:
+        common.append("--no-eager")
     failed = 0
     for name in args.only.split(","):
         module = SCENARIOS[name]

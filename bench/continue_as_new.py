@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
+from bench.engine import Bench, emit, pct, r, scenario_main
 from bench.workflows import LoopWorkflow
 from examples.long_running import LongRunningWorkflow, Progress
 
@@ -35,8 +35,7 @@ def _first_last(xs: list[float], k: int = 1000) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> list[dict]:
     lines = []
-    with Bench("continue-as-new", bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
-               task_lists=["bench"], profile=args.profile, decision_stats=True) as b:
+    with Bench.from_args("continue-as-new", args, task_lists=["bench"], decision_stats=True) as b:
         b.execute(LongRunningWorkflow.run, 20, Progress(), args.per_run, id="warm-counter")
         b.begin_timed()
         walls = []

@@ -114,6 +114,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--workers", choices=("process", "thread"), default="process",
                     help="workers in their own OS process (default) or as threads of the client process")
     ap.add_argument("--profile", metavar="DIR", help="py-spy every process during the timed phase into DIR")
+    ap.add_argument("--no-eager", action="store_true",
+                    help="workers without eager activities (every activity task goes through tasks.<list>)")
     ap.add_argument("--log-level", default="WARNING")
 
 
@@ -123,7 +125,7 @@ class Bench:
 
     def __init__(self, scenario: str, *, bootstrap: str | None = None, overrides: dict[str, Any] | None = None,
                  workers: str = "process", task_lists: Sequence[str] | None = None, profile: str | None = None,
-                 decision_stats: bool = False) -> None:
+                 decision_stats: bool = False, eager: bool = True) -> None:
         from bench.workflows import TASK_LISTS
 
         self.scenario = scenario
@@ -133,6 +135,7 @@ class Bench:
         self.task_lists = list(task_lists or TASK_LISTS)
         self.profile_dir = profile
         self.decision_stats = decision_stats
+        self.eager = eager
         self._stack = ExitStack()
         self.broker: EmbeddedBroker | None = None
         self.procs: dict[str, subprocess.Popen] = {}
@@ -142,6 +145,12 @@ class Bench:
         self._spies: list[tuple[str, subprocess.Popen, str]] = []
         self._cpu0: dict[str, float] = {}
         self._stats_path = ""
+
+    @classmethod
+    def from_args(cls, scenario: str, args: argparse.Namespace, **kwargs: Any) -> "Bench":
+        """A Bench configured by the common command-line options (`add_common_args`)."""
+        return cls(scenario, bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
+                   profile=args.profile, eager=not args.no_eager, **kwargs)
 
     # lifecycle
     def __enter__(self) -> "Bench":
@@ -181,9 +190,10 @@ class Bench:
             self.procs["worker"] = subprocess.Popen(
                 [sys.executable, "-m", "bench.engine"],
                 env={**env, "BENCH_ROLE": "worker", "BENCH_TASK_LISTS": ",".join(self.task_lists),
+                     "BENCH_EAGER": "1" if self.eager else "",
                      "BENCH_STATS": self._stats_path if self.decision_stats else ""})
         else:
-            self.thread_workers = start_workers(self.client, self.task_lists, self.decision_stats)
+            self.thread_workers = start_workers(self.client, self.task_lists, self.decision_stats, self.eager)
         reader = self.client._reader(self.settings.completions_topic)
         reader.caught_up.wait(30)
         return self
@@ -422,7 +432,7 @@ class Bench:
 
     def line(self, **fields_: Any) -> dict[str, Any]:
         return {"scenario": self.scenario, **fields_, "settings": self.overrides or "defaults",
-                "workers": self.workers_mode, "load": [r(x, 2) for x in os.getloadavg()],
+                "workers": self.workers_mode, "eager_activities": self.eager, "load": [r(x, 2) for x in os.getloadavg()],
                 "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
 
 
@@ -495,7 +505,8 @@ def _instrument_decisions() -> None:
     Worker._on_decision_task = timed  # type: ignore[method-assign]
 
 
-def start_workers(client_or_settings: Any, task_lists: Sequence[str], decision_stats: bool = False) -> list[Any]:
+def start_workers(client_or_settings: Any, task_lists: Sequence[str], decision_stats: bool = False,
+                  eager: bool = True) -> list[Any]:
     from bench.workflows import TASK_LISTS
     from kadence import Worker
 
@@ -504,7 +515,7 @@ def start_workers(client_or_settings: Any, task_lists: Sequence[str], decision_s
     workers = []
     for tl in task_lists:
         wfs, acts = TASK_LISTS[tl]
-        workers.append(Worker(client_or_settings, tl, workflows=wfs, activities=acts).start())
+        workers.append(Worker(client_or_settings, tl, workflows=wfs, activities=acts, eager_activities=eager).start())
     return workers
 
 
@@ -514,7 +525,8 @@ def _worker_main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    workers = start_workers(settings, os.environ["BENCH_TASK_LISTS"].split(","), bool(stats_path))
+    workers = start_workers(settings, os.environ["BENCH_TASK_LISTS"].split(","), bool(stats_path),
+                            bool(os.environ.get("BENCH_EAGER")))
     stop.wait()
     for w in workers:
         w.stop(5)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
+from bench.engine import Bench, emit, pct, r, scenario_main
 from bench.workflows import FanoutWorkflow
 
 
@@ -47,8 +47,7 @@ def phases(b: Bench, pid: str, n: int, t_client: float) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    with Bench("fanout", bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
-               task_lists=["bench"], profile=args.profile) as b:
+    with Bench.from_args("fanout", args, task_lists=["bench"]) as b:
         b.execute(FanoutWorkflow.run, 5, id="warm-fan")
         b.begin_timed()
         walls, ends = [], []

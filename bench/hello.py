@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
+from bench.engine import Bench, emit, pct, r, scenario_main
 from bench.workflows import HelloWorkflow
 
 
 def serial_hops(b: Bench, n: int, latencies: list[float]) -> dict[str, float]:
     """Median wall time of each hop of a serial hello, from history event timestamps (taken where
-    the command was produced: client, worker) and task record timestamps (history processor)."""
+    the command was produced: client, worker) and task record timestamps (history processor).
+    An eager activity has no activity task: its `worker_activity` runs from the decision's answer."""
     hist = b.history()
     tasks = {(t["workflow_id"], kind, t["scheduled_event_id"]): ts for ts, _, kind, t in b.tasks("bench")}
     seg: dict[str, list[float]] = {k: [] for k in (
@@ -30,27 +31,27 @@ def serial_hops(b: Bench, n: int, latencies: list[float]) -> dict[str, float]:
             start = ev[1]["timestamp"]
             d1 = tasks[(wid, "DecisionTask", 2)]
             a_sched = next(e for e in ev.values() if e["attributes"][0] == "ActivityTaskScheduled")
-            a_task = tasks[(wid, "ActivityTask", a_sched["event_id"])]
+            a_task = tasks.get((wid, "ActivityTask", a_sched["event_id"]))
             a_done = next(e for e in ev.values() if e["attributes"][0] == "ActivityTaskCompleted")
             d2_sched = next(e for e in ev.values() if e["attributes"][0] == "DecisionTaskScheduled" and e["event_id"] > 2)
             d2 = tasks[(wid, "DecisionTask", d2_sched["event_id"])]
             closed = next(e for e in ev.values() if e["attributes"][0] == "WorkflowExecutionCompleted")
         except (KeyError, StopIteration):
             continue
+        if a_task is not None:
+            seg["decision->activity_task"].append(a_task - a_sched["timestamp"])
         for name, value in (("client_start->decision_task", d1 - start), ("worker_decision_1", a_sched["timestamp"] - d1),
-                            ("decision->activity_task", a_task - a_sched["timestamp"]),
-                            ("worker_activity", a_done["timestamp"] - a_task),
+                            ("worker_activity", a_done["timestamp"] - (a_task or a_sched["timestamp"])),
                             ("activity_done->decision_task", d2 - a_done["timestamp"]),
                             ("worker_decision_2", closed["timestamp"] - d2),
                             ("close->client_result", start + latencies[i] - closed["timestamp"])):
             seg[name].append(value)
-    return {k: r(pct(v, 50)) for k, v in seg.items()}
+    return {k: r(pct(v, 50)) for k, v in seg.items() if v}
 
 
 def run(args: argparse.Namespace) -> list[dict]:
     lines = []
-    with Bench("hello", bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
-               task_lists=["bench"], profile=args.profile) as b:
+    with Bench.from_args("hello", args, task_lists=["bench"]) as b:
         for i in range(20):  # warm-up: group joins, caches, topic metadata
             b.execute(HelloWorkflow.run, "warm", id=f"warm-{i}")
         b.begin_timed()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
+from bench.engine import Bench, emit, pct, r, scenario_main
 from examples.order_processing import Order, OrderProcessingWorkflow
 
 PATH = ("parent_decision->child_decision_task", "child_worker_decision", "child_decision->activity_task",
@@ -54,8 +54,7 @@ def child_path(b: Bench, parents: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    with Bench("order", bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
-               task_lists=["orders", "inventory"], profile=args.profile) as b:
+    with Bench.from_args("order", args, task_lists=["orders", "inventory"]) as b:
         for i in range(5):
             b.execute(OrderProcessingWorkflow.run, Order(f"warm-{i}", "book", 1, 10.0), id=f"warm-{i}", task_list="orders")
         b.begin_timed()

@@ -19,7 +19,7 @@ import argparse
 import random
 import time
 
-from bench.engine import scenario_main, Bench, emit, parse_overrides, pct, r
+from bench.engine import Bench, emit, pct, r, scenario_main
 from bench.workflows import SleepWorkflow
 
 
@@ -27,8 +27,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rng = random.Random(7)
     sleeps = [round(rng.uniform(0.001, args.max_sleep), 3) for _ in range(args.workflows)]
     ids = [f"sleep-{i}" for i in range(args.workflows)]
-    with Bench("timers", bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
-               task_lists=["bench"], profile=args.profile) as b:
+    with Bench.from_args("timers", args, task_lists=["bench"]) as b:
         for i in range(5):
             b.execute(SleepWorkflow.run, 0.05, id=f"warm-{i}")
         b.begin_timed()
