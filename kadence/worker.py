@@ -10,7 +10,7 @@ decodes each Task and:
   fresh one replays the full history; answers RespondDecisionTaskCompleted (command id
   `<token>/completed`), or RespondDecisionTaskFailed with cause CACHE_MISS (the processor resends
   the task with full history), NONDETERMINISM, UNKNOWN_TYPE or WORKFLOW_ERROR.
-- ActivityTask: runs on a bounded thread pool (sync) or the worker's asyncio thread (async);
+- ActivityTask: runs on a bounded pool of daemon threads (sync) or the worker's asyncio thread (async);
   answers RespondActivityTaskCompleted/Failed; `activity.heartbeat` sends RecordActivityTaskHeartbeat.
 - Eager activities (`eager_activities=True`, the default): an activity this worker can run that its
   own decision schedules starts here at once, without the round trip through the history processor
@@ -41,6 +41,7 @@ from streams.topics import ensure_topics, task_topic
 
 from . import activity as _activity
 from ._eager import plan_eager
+from ._threads import DaemonThreadPool
 from ._runtime import (
     SUGGEST_CONTINUE_AS_NEW_BYTES, SUGGEST_CONTINUE_AS_NEW_EVENTS, CacheMissError, WorkflowInstance,
 )
@@ -145,7 +146,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._producer: Any = None
         self._consumer: Any = None
-        self._activity_threads = 0
+        self._activity_pool = DaemonThreadPool(max_concurrent_activities, "kadence-act")
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._aloop_thread: threading.Thread | None = None
         self._active = 0
@@ -423,12 +424,7 @@ class Worker:
             if defn is not None and defn.is_async and self._aloop is not None:
                 asyncio.run_coroutine_threadsafe(self._run_async(defn, task, tp, offset), self._aloop)
             else:
-                # One daemon thread per running sync activity (bounded by max_concurrent_activities):
-                # a wedged activity must never keep the worker's process from exiting, which the
-                # non-daemon threads of a ThreadPoolExecutor would (they are joined at exit).
-                self._activity_threads += 1
-                threading.Thread(target=self._run_sync, args=(defn, task, tp, offset), daemon=True,
-                                 name=f"kadence-act-{self._activity_threads}").start()
+                self._activity_pool.submit(self._run_sync, defn, task, tp, offset)
         self._pause_if_full()
 
     def _pause_if_full(self) -> None:
