@@ -70,15 +70,25 @@ class ExecutionStore:
             self._cache.clear()  # cheap bound; a miss only costs one unpickle
         self._cache[key] = state
 
-    def put_events(self, view: StateView, events: list[dict[str, Any]]) -> None:
+    def put_events(self, view: StateView, events: list[dict[str, Any]]) -> list[bytes]:
+        """Store the events; returns their Avro bodies (reused in the records that carry them)."""
+        bodies = []
         for ev in events:
-            view.put(event_prefix(ev["run_id"]) + _EVENT.pack(ev["event_id"]), self._serde.encode_body("HistoryEvent", ev))
+            body = self._serde.encode_body("HistoryEvent", ev)
+            view.put(event_prefix(ev["run_id"]) + _EVENT.pack(ev["event_id"]), body)
+            bodies.append(body)
+        return bodies
 
     def events(self, view: StateView, run_id: str, after_event_id: int = 0) -> list[dict[str, Any]]:
         prefix = event_prefix(run_id)
         start = prefix + _EVENT.pack(after_event_id + 1)
         end = prefix + b"\xff" * 8 + b"\xff"
         return [self._serde.decode_body("HistoryEvent", v) for _, v in view.items(start, end)]
+
+    def event_bodies(self, view: StateView, run_id: str, after_event_id: int = 0) -> list[bytes]:
+        """The stored Avro bodies of a run's events after `after_event_id` (see `Serde.encode_spliced`)."""
+        prefix = event_prefix(run_id)
+        return [v for _, v in view.items(prefix + _EVENT.pack(after_event_id + 1), prefix + b"\xff" * 9)]
 
     def drop_events(self, view: StateView, run_id: str) -> int:
         """Forget a closed run's events (the history topic keeps them). Returns how many."""

@@ -13,10 +13,10 @@ Unions of records use fastavro's tuple notation: ``("TimerFired", {...})``.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 import schemas
 
@@ -59,6 +59,7 @@ class Serde:
             self._writers[self._prefix[t][2:]] = (t, s, None)
         for t, s in reg.previous:
             self._writers[_fp_bytes(s)] = (t, s, reg.current[t])
+        self._splices: dict[tuple[str, str | None, str], _Splice] = {}
 
     def fingerprint(self, record_type: str) -> bytes:
         return self._prefix[record_type][2:]
@@ -102,6 +103,66 @@ class Serde:
 
     def headers(self, record_type: str) -> list[tuple[str, bytes]]:
         return [(TYPE_HEADER, record_type.encode())]
+
+    def encode_spliced(self, record_type: str, record: dict[str, Any], array_field: str, items: list[bytes],
+                       branch: str | None = None) -> bytes:
+        """`encode(record_type, ...)` with one array field given as already-encoded item bodies.
+
+        The history processor encodes each event once (for its store) and reuses those bytes in
+        the HistoryTransition and the DecisionTask, instead of encoding every event two or three
+        times and decoding stored ones: Avro encodes a record as its fields one after another and
+        an array as `count, items..., 0`, so the result is byte-identical to `encode` (tested).
+        `branch`: the top-level record is a one-field union wrapper (`Task`): `record` is the
+        value of that branch.
+        """
+        key = (record_type, branch, array_field)
+        splice = self._splices.get(key)
+        if splice is None:
+            splice = self._splices[key] = _Splice.build(self, record_type, branch, array_field)
+        buf = io.BytesIO()
+        buf.write(splice.prefix)
+        schemaless_writer(buf, splice.head, record)
+        if items:
+            buf.write(_zigzag(len(items)))
+            for item in items:
+                buf.write(item)
+        buf.write(b"\x00")
+        schemaless_writer(buf, splice.tail, record)
+        return buf.getvalue()
+
+
+def _zigzag(n: int) -> bytes:
+    """Avro's variable-length zig-zag encoding of a long."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class _Splice(NamedTuple):
+    prefix: bytes  # magic, fingerprint, union branch index
+    head: Any  # the fields before the array field, as a record schema
+    tail: Any  # the fields after it
+
+    @classmethod
+    def build(cls, serde_: Serde, record_type: str, branch: str | None, array_field: str) -> _Splice:
+        reg = schemas.registry()
+        prefix = serde_._prefix[record_type]
+        inner = record_type
+        if branch is not None:
+            (wrapper,) = reg.raw[record_type]["fields"]
+            prefix += _zigzag(wrapper["type"].index(branch))
+            inner = branch
+        fields = reg.raw[inner]["fields"]
+        at = [f["name"] for f in fields].index(array_field)
+
+        def part(name: str, part_fields: list[Any]) -> Any:
+            return parse_schema({"type": "record", "name": f"{inner}__{name}", "fields": part_fields},
+                                named_schemas=dict(reg.named))
+        return cls(prefix, part("head", fields[:at]), part("tail", fields[at + 1:]))
 
 
 _SERDE: Serde | None = None

@@ -223,6 +223,27 @@ def test_every_event_type_round_trips_inside_a_transition() -> None:
     assert codec.decode(codec.encode("HistoryTransition", transition)) == ("HistoryTransition", transition)
 
 
+@pytest.mark.parametrize("n_events", [0, 1, 63, 64, 200])
+def test_spliced_encoding_is_byte_identical(n_events: int) -> None:
+    """The history processor splices stored event bodies into transitions and tasks
+    (`Serde.encode_spliced`): the bytes must be exactly `encode`'s (duplicates are compared
+    byte for byte). 64+ items make the array count a two-byte varint."""
+    codec = serde()
+    pool = [r for _, t, r, _ in SAMPLES if t == "HistoryEvent"]
+    events = [pool[i % len(pool)] for i in range(n_events)]
+    bodies = [codec.encode_body("HistoryEvent", e) for e in events]
+    for _, record_type, record, _ in SAMPLES:
+        if record_type == "HistoryTransition":
+            full = dict(record, events=events)
+            assert codec.encode_spliced("HistoryTransition", full, "events", bodies) == codec.encode(record_type, full)
+        elif record_type == "Task" and record["task"][0] in ("DecisionTask", "QueryTask"):
+            kind, task = record["task"]
+            full = dict(task, events=events)
+            spliced = codec.encode_spliced("Task", full, "events", bodies, branch=kind)
+            assert spliced == codec.encode("Task", {"task": (kind, full)})
+            assert codec.decode(spliced) == ("Task", {"task": (kind, full)})
+
+
 # --- interop with the Apache avro package --------------------------------------------------------
 
 

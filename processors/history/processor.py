@@ -97,19 +97,21 @@ class HistoryProcessor(Processor):
             self._note_heartbeat(tr, ctx)
         replies = [rec for kind, rec in tr.replies if kind == "command"]
         outcomes = [rec for kind, rec in tr.replies if kind == "outcome"]
+        bodies: list[bytes] = []
         if tr.events:
             assert tr.state is not None
             self.store.save(ctx.state, tr.state)
-            self.store.put_events(ctx.state, tr.events)
+            bodies = self.store.put_events(ctx.state, tr.events)
             self._drop_continued_runs(ctx, tr.events)
         if tr.events or replies or outcomes:
             # Replies and outcomes travel in the transition too: a restore re-sends those of an
             # interrupted transaction whose history record leaked but whose replies did not.
             transition = {"domain": tr.domain, "workflow_id": tr.workflow_id, "command_id": tr.command_id,
-                          "source_partition": record.partition, "source_offset": record.offset, "events": tr.events,
+                          "source_partition": record.partition, "source_offset": record.offset,
                           "replies": replies, "outcomes": outcomes}
-            ctx.emit(OutRecord(self.changelog_topic, key, self.serde.encode("HistoryTransition", transition),
-                               self._headers["HistoryTransition"], ctx.partition, tr.now_ms))
+            value = self.serde.encode_spliced("HistoryTransition", transition, "events", bodies)
+            ctx.emit(OutRecord(self.changelog_topic, key, value, self._headers["HistoryTransition"], ctx.partition,
+                               tr.now_ms))
         for dispatch in tr.dispatches:
             self._dispatch(tr, dispatch, ctx)
         self._send(replies, outcomes, ctx, tr.now_ms)
@@ -138,24 +140,30 @@ class HistoryProcessor(Processor):
             if not run.is_open or run.decision is None:
                 return
             full = dispatch[2]
-            events = self.store.events(ctx.state, run_id, 0 if full else run.last_completed_started_event_id)
-            self._emit_task(tr.workflow_id, run.decision.task_list,
-                            decision_task(state, run, events, full, self.config), ctx)
+            events = self.store.event_bodies(ctx.state, run_id, 0 if full else run.last_completed_started_event_id)
+            self._emit_task(tr.workflow_id, run.decision.task_list, "DecisionTask",
+                            decision_task(state, run, full, self.config), ctx, events)
         elif kind == "activity":
             task = activity_task(state, run, dispatch[2]) if run.is_open else None
             if task is not None:
-                self._emit_task(tr.workflow_id, task["task"][1]["task_list"], task, ctx)
+                self._emit_task(tr.workflow_id, task["task_list"], "ActivityTask", task, ctx)
                 self._arm_liveness(state.domain, state.workflow_id, run, dispatch[2], ctx)
         elif kind == "query":
-            events = self.store.events(ctx.state, run_id, 0)
-            self._emit_task(tr.workflow_id, run.task_list, query_task(state, run, dispatch[2], events), ctx)
+            events = self.store.event_bodies(ctx.state, run_id, 0)
+            self._emit_task(tr.workflow_id, run.task_list, "QueryTask", query_task(state, run, dispatch[2]), ctx, events)
 
-    def _emit_task(self, workflow_id: str, task_list: str, task: dict[str, Any], ctx: Context) -> None:
+    def _emit_task(self, workflow_id: str, task_list: str, kind: str, task: dict[str, Any], ctx: Context,
+                   events: list[bytes] | None = None) -> None:
+        """Emit a Task; a decision or query task's `events` are stored event bodies, spliced in."""
         topic = self.settings.tasks_topic(task_list)
         if topic not in self._task_topics:
             ensure_topics(self.settings, [task_topic(self.settings, task_list)])
             self._task_topics.add(topic)
-        ctx.emit(OutRecord(topic, workflow_id.encode(), self.serde.encode("Task", task), self._headers["Task"]))
+        if events is None:
+            value = self.serde.encode("Task", {"task": (kind, task)})
+        else:
+            value = self.serde.encode_spliced("Task", task, "events", events, branch=kind)
+        ctx.emit(OutRecord(topic, workflow_id.encode(), value, self._headers["Task"]))
 
     def _drop_continued_runs(self, ctx: Context, events: list[dict[str, Any]]) -> None:
         """A run that continued as new is never addressed again (queries, tasks go to the new run):

@@ -9,22 +9,22 @@ from history import ExecutionState, RunState, task_token
 from .config import HistoryConfig
 
 
-def decision_task(state: ExecutionState, run: RunState, events: list[dict[str, Any]], full_history: bool,
-                  config: HistoryConfig) -> dict[str, Any]:
+def decision_task(state: ExecutionState, run: RunState, full_history: bool, config: HistoryConfig) -> dict[str, Any]:
+    """The DecisionTask record without its `events` (stored event bodies, spliced in when encoded)."""
     d = run.decision
     assert d is not None
     history_length = run.next_event_id - 1
-    return {"task": ("DecisionTask", {
+    return {
         "task_token": task_token("d", state.domain, state.workflow_id, run.run_id, d.scheduled_event_id, d.attempt),
         "domain": state.domain, "workflow_id": state.workflow_id, "run_id": run.run_id,
         "workflow_type": run.workflow_type, "task_list": d.task_list, "scheduled_event_id": d.scheduled_event_id,
         "started_event_id": d.started_event_id, "attempt": d.attempt,
         "previous_started_event_id": 0 if full_history else run.last_completed_started_event_id,
-        "full_history": full_history, "events": events, "history_length": history_length,
+        "full_history": full_history, "events": [], "history_length": history_length,
         "history_size_bytes": run.history_size,
         "continue_as_new_suggested": (history_length >= config.suggest_continue_as_new_events
                                       or run.history_size >= config.suggest_continue_as_new_bytes),
-    })}
+    }
 
 
 def activity_task(state: ExecutionState, run: RunState, scheduled_event_id: int) -> dict[str, Any] | None:
@@ -32,7 +32,7 @@ def activity_task(state: ExecutionState, run: RunState, scheduled_event_id: int)
     if info is None:
         return None
     a = info.scheduled
-    return {"task": ("ActivityTask", {
+    return {
         "task_token": task_token("a", state.domain, state.workflow_id, run.run_id, scheduled_event_id, info.attempt),
         "domain": state.domain, "workflow_id": state.workflow_id, "run_id": run.run_id,
         "workflow_type": run.workflow_type, "activity_id": info.activity_id, "activity_type": info.activity_type,
@@ -40,12 +40,13 @@ def activity_task(state: ExecutionState, run: RunState, scheduled_event_id: int)
         "attempt": info.attempt, "scheduled_time": info.scheduled_time,
         "start_to_close_timeout_ms": a["start_to_close_timeout_ms"], "heartbeat_timeout_ms": a["heartbeat_timeout_ms"],
         "heartbeat_details": None, "schedule_to_start_timeout_ms": a["schedule_to_start_timeout_ms"],
-    })}
+    }
 
 
-def query_task(state: ExecutionState, run: RunState, query: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"task": ("QueryTask", {
+def query_task(state: ExecutionState, run: RunState, query: dict[str, Any]) -> dict[str, Any]:
+    """The QueryTask record without its `events` (the run's stored history, spliced in when encoded)."""
+    return {
         "query_id": query["query_id"], "domain": state.domain, "workflow_id": state.workflow_id, "run_id": run.run_id,
         "workflow_type": run.workflow_type, "query_type": query["query_type"], "args": query["args"],
-        "reply_topic": query["reply_topic"], "events": events,
-    })}
+        "reply_topic": query["reply_topic"], "events": [],
+    }
