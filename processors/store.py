@@ -57,7 +57,8 @@ class ExecutionStore:
 
     def save(self, view: StateView, state: ExecutionState) -> None:
         key = state_key(state.domain, state.workflow_id)
-        view.put(key, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        # pickled at the batch's commit, once, however many commands of the batch saved it
+        view.put_lazy(key, lambda: pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         self._remember(key, state)
         okey = open_key(state.domain, state.workflow_id)
         if state.current is not None and state.current.is_open:

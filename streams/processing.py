@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,10 @@ class StateView(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
     def put(self, key: bytes, value: bytes) -> None: ...
+
+    def put_lazy(self, key: bytes, make: Callable[[], bytes]) -> None:
+        """`put(key, make())`, serialised only when read or committed (once per batch)."""
+        ...
 
     def delete(self, key: bytes) -> None: ...
 

@@ -133,6 +133,12 @@ class Serde:
 
 def _zigzag(n: int) -> bytes:
     """Avro's variable-length zig-zag encoding of a long."""
+    if 0 <= n < len(_SMALL_ZIGZAG):
+        return _SMALL_ZIGZAG[n]
+    return _zigzag_encode(n)
+
+
+def _zigzag_encode(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n & ~0x7F:
@@ -140,6 +146,9 @@ def _zigzag(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_SMALL_ZIGZAG = tuple(_zigzag_encode(n) for n in range(1024))
 
 
 class _Splice(NamedTuple):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -43,31 +43,54 @@ def _options() -> Options:
     return opts
 
 
+class Lazy:
+    """A pending value computed when it is first read or committed (`Overlay.put_lazy`)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], bytes]) -> None:
+        self.make = make
+
+
 class Overlay:
     """Pending writes of one partition over its RocksDB state; implements `StateView`.
 
     `mark()` starts a savepoint (the loop calls it before each record) and `rollback()` undoes
     every write since the mark (a `PoisonRecord` must leave no state behind). The undo log costs
     one list append per write, so savepoints are free for records that write nothing.
+
+    `put_lazy` defers serialising a value to the commit: a workflow's state written after each of
+    the batch's twenty commands is pickled once.
     """
 
     __slots__ = ("_db", "_pending", "_undo")
 
     def __init__(self, db: Rdict) -> None:
         self._db = db
-        self._pending: dict[bytes, bytes | None] = {}
+        self._pending: dict[bytes, bytes | Lazy | None] = {}
         self._undo: list[tuple[bytes, object]] = []
 
     # StateView ---------------------------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
         pending = self._pending
         if key in pending:
-            return pending[key]
+            return self._value(key, pending[key])
         return self._db.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
         self._undo.append((key, self._pending.get(key, _MISSING)))
         self._pending[key] = value
+
+    def put_lazy(self, key: bytes, make: Callable[[], bytes]) -> None:
+        """`put(key, make())`, with `make` called only if the value is read or committed (a later
+        write of the key first makes it unnecessary). `make` must capture what it serialises."""
+        self._undo.append((key, self._pending.get(key, _MISSING)))
+        self._pending[key] = Lazy(make)
+
+    def _value(self, key: bytes, value: bytes | Lazy | None) -> bytes | None:
+        if isinstance(value, Lazy):
+            value = self._pending[key] = value.make()  # not a write: the undo log is untouched
+        return value
 
     def delete(self, key: bytes) -> None:
         self._undo.append((key, self._pending.get(key, _MISSING)))
@@ -79,19 +102,19 @@ class Overlay:
         i = 0
         for key, value in self._db_items(start, end):
             while i < len(pending) and pending[i] < key:
-                v = self._pending[pending[i]]
+                v = self._value(pending[i], self._pending[pending[i]])
                 if v is not None:
                     yield pending[i], v
                 i += 1
             if i < len(pending) and pending[i] == key:
-                v = self._pending[key]
+                v = self._value(key, self._pending[key])
                 i += 1
                 if v is not None:
                     yield key, v
                 continue
             yield key, value
         for k in pending[i:]:
-            v = self._pending[k]
+            v = self._value(k, self._pending[k])
             if v is not None:
                 yield k, v
 
@@ -124,7 +147,11 @@ class Overlay:
         return bool(self._pending)
 
     def pending(self) -> dict[bytes, bytes | None]:
-        return self._pending
+        """The pending writes, lazy values made."""
+        for key, value in self._pending.items():
+            if isinstance(value, Lazy):
+                self._pending[key] = value.make()
+        return self._pending  # type: ignore[return-value]
 
     def clear(self) -> None:
         self._pending = {}

@@ -69,6 +69,29 @@ def test_rollback_undoes_only_writes_since_mark(tmp_path: Path) -> None:
         assert store.state.get(b"a") == b"1"
 
 
+def test_lazy_values_are_made_once_when_read_or_committed(tmp_path: Path) -> None:
+    made: list[bytes] = []
+
+    def lazy(value: bytes):  # type: ignore[no-untyped-def]
+        return lambda: made.append(value) or value
+
+    with open_store(tmp_path) as store:
+        for v in (b"1", b"2", b"3"):  # saved after each of three commands: made once, at commit
+            store.state.put_lazy(b"s", lazy(v))
+        store.state.put_lazy(b"t", lazy(b"T"))
+        assert made == []
+        assert store.state.get(b"t") == b"T" and made == [b"T"]  # a read makes it (once)
+        assert list(store.state.items(b"s", b"u")) == [(b"s", b"3"), (b"t", b"T")]
+        assert made == [b"T", b"3"]
+        store.state.put_lazy(b"s", lazy(b"4"))
+        store.state.mark()
+        store.state.put_lazy(b"s", lazy(b"5"))
+        store.state.rollback()  # back to the lazy 4, which was never made
+        store.commit(input_offset=1)
+        assert made == [b"T", b"3", b"4"]
+        assert store.state.get(b"s") == b"4" and store.state.get(b"t") == b"T"
+
+
 def test_commit_writes_state_and_checkpoints_durably(tmp_path: Path) -> None:
     with open_store(tmp_path, 3) as store:
         store.state.put(b"k", b"v")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from streams.processing import InRecord, OutRecord
 
@@ -19,6 +19,9 @@ class MemoryState:
 
     def put(self, key: bytes, value: bytes) -> None:
         self.data[key] = value
+
+    def put_lazy(self, key: bytes, make: Callable[[], bytes]) -> None:
+        self.data[key] = make()
 
     def delete(self, key: bytes) -> None:
         self.data.pop(key, None)
