@@ -83,6 +83,17 @@ def machine() -> str:
     return f"{os.cpu_count()} cpu {model}; Python {platform.python_version()}"
 
 
+def python_loop_ms() -> float:
+    """Milliseconds for a 5M-step Python loop, taken when a figure is printed: the machine is shared
+    and its speed drifts by +-30% (the same run measured 0.31-0.57 s), so every JSON line carries
+    it; compare figures only at similar values (about 350 ms on the quiet 2-core machine)."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return r((time.perf_counter() - t0) * 1000, 0)
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """`name=value` pairs of Settings fields (ints where the field is an int)."""
     out: dict[str, Any] = {}
@@ -433,7 +444,7 @@ class Bench:
     def line(self, **fields_: Any) -> dict[str, Any]:
         return {"scenario": self.scenario, **fields_, "settings": self.overrides or "defaults",
                 "workers": self.workers_mode, "eager_activities": self.eager, "load": [r(x, 2) for x in os.getloadavg()],
-                "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+                "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "python_loop_ms": python_loop_ms()}
 
 
 def emit(line: dict[str, Any]) -> None:

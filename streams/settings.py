@@ -26,8 +26,11 @@ class Settings:
     #: How long a batch waits for more records after its first. 0 = take what is queued: lowest
     #: latency, and batches still grow under load (records queue while a batch is processed).
     batch_max_wait_ms: int = 0
-    #: Consumer long-poll bound. Tansu does not wake a long poll when data arrives: keep it small.
-    fetch_wait_max_ms: int = 5
+    #: Consumer long-poll bound. Tansu does not wake a long poll when data arrives, so every hop
+    #: waits half of it on average: keep it small. 3 (from 5) took a serial hello from 28-30 to
+    #: 24-27 ms at no measurable cost in throughput (bench/README.md); on Apache Kafka, which wakes
+    #: long polls, raise it (e.g. KADENCE_FETCH_WAIT_MAX_MS=100) to spare the broker idle fetches.
+    fetch_wait_max_ms: int = 3
     #: Group session timeout. Tansu holds each JoinGroup for half of it: small = fast rebalances.
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
