@@ -85,3 +85,66 @@ def test_start_rejected_for_running_id(raw: Raw) -> None:
     request_id = raw.start("dup-1")
     rejected = raw.wait_for(raw.settings.completions_topic, lambda r: r["request_id"] == request_id)
     assert rejected["status"] == "START_REJECTED" and "already running" in rejected["reason"]
+
+
+def _history_events(raw: Raw, workflow_id: str, count: int) -> list[dict]:
+    raw.wait_for(raw.settings.history_topic, lambda t: any(
+        e["workflow_id"] == workflow_id and e["event_id"] >= count for e in t["events"]))
+    return raw.events(workflow_id)
+
+
+def _activity_tasks(raw: Raw, workflow_id: str) -> list[dict]:
+    return [r["task"][1] for r in raw.read(raw.settings.tasks_topic("tl"), raw.settings.task_partitions)
+            if r["task"][0] == "ActivityTask" and r["task"][1]["workflow_id"] == workflow_id]
+
+
+def test_eager_activity_is_not_dispatched_and_its_answer_is_recorded(raw: Raw) -> None:
+    """docs/protocol.md "Eager activities": the prediction holds, so no ActivityTask is sent."""
+    raw.start("eager-1")
+    d1 = raw.task("tl", "DecisionTask", "eager-1")
+    decide(raw, d1, schedule_activity("1", "greet", eager_scheduled_event_id=5))
+    token = f"a/default/eager-1/{d1['run_id']}/5/1"
+    raw.send("eager-1", "RespondActivityTaskCompleted", {"task_token": token, "result": payload(b'"hi"'),
+                                                         "identity": "deciding-worker", "activity_id": "1"},
+             run_id=d1["run_id"], command_id=f"{token}/eager-completed")
+    d2 = raw.task("tl", "DecisionTask", "eager-1", after=d1["started_event_id"])
+    assert [(e["event_id"], e["attributes"][0]) for e in d2["events"]][:4] == [
+        (4, "DecisionTaskCompleted"), (5, "ActivityTaskScheduled"), (6, "ActivityTaskStarted"),
+        (7, "ActivityTaskCompleted")]
+    assert d2["events"][2]["attributes"][1]["identity"] == "deciding-worker"
+    assert d2["events"][3]["attributes"][1]["result"]["data"] == b'"hi"'
+    decide(raw, d2, complete())
+    assert raw.outcome("eager-1")["status"] == "COMPLETED"
+    assert _activity_tasks(raw, "eager-1") == []
+
+
+def test_eager_prediction_missed_dispatches_and_drops_the_eager_answers(raw: Raw) -> None:
+    """A signal arrived while the decision task was out: every id shifted by one. Both activities
+    are dispatched; the eager answer for activity 2 names event 6, which is activity 1's: refused
+    by its activity id, so each activity's result is its own."""
+    raw.start("eager-2")
+    d1 = raw.task("tl", "DecisionTask", "eager-2")
+    raw.send("eager-2", "SignalWorkflowExecution", {"signal_name": "s", "input": None, "identity": "", "request_id": "sig",
+                                                    "external": None}, run_id=d1["run_id"])
+    assert _history_events(raw, "eager-2", 4)[3]["attributes"][0] == "WorkflowExecutionSignaled"
+    # the worker predicts 4 = DecisionTaskCompleted, so 5 and 6; they become 6 and 7
+    decide(raw, d1, schedule_activity("1", "greet", eager_scheduled_event_id=5),
+           schedule_activity("2", "greet", eager_scheduled_event_id=6))
+    run_id = d1["run_id"]
+    for activity_id, predicted in (("1", 5), ("2", 6)):
+        token = f"a/default/eager-2/{run_id}/{predicted}/1"
+        raw.send("eager-2", "RespondActivityTaskCompleted", {
+            "task_token": token, "result": payload(f'"eager {activity_id}"'.encode()), "identity": "eager",
+            "activity_id": activity_id}, run_id=run_id, command_id=f"{token}/eager-completed")
+    tasks = {}
+    while len(tasks) < 2:
+        tasks.update({t["activity_id"]: t for t in _activity_tasks(raw, "eager-2")})
+    assert {a: t["scheduled_event_id"] for a, t in tasks.items()} == {"1": 6, "2": 7}
+    for activity_id, task in sorted(tasks.items()):
+        raw.send("eager-2", "RespondActivityTaskCompleted", {
+            "task_token": task["task_token"], "result": payload(f'"task {activity_id}"'.encode()),
+            "identity": "dispatched", "activity_id": activity_id}, run_id=run_id)
+    events = _history_events(raw, "eager-2", 12)
+    done = {e["attributes"][1]["scheduled_event_id"]: e["attributes"][1]["result"]["data"]
+            for e in events if e["attributes"][0] == "ActivityTaskCompleted"}
+    assert done == {6: b'"task 1"', 7: b'"task 2"'}
