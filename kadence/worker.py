@@ -454,7 +454,8 @@ class Worker:
             state["last"] = now
             state["n"] += 1
             self._command(task, "RecordActivityTaskHeartbeat",
-                          {"task_token": task["task_token"], "details": self.converter.args_to_payload(details)},
+                          {"task_token": task["task_token"], "details": self.converter.args_to_payload(details),
+                           "activity_id": task["activity_id"]},
                           f"heartbeat/{state['n']}", None, 0)
 
         if task.get("schedule_to_start_timeout_ms"):
