@@ -85,8 +85,8 @@ def machine() -> str:
 
 def python_loop_ms() -> float:
     """Milliseconds for a 5M-step Python loop, taken when a figure is printed: the machine is shared
-    and its speed drifts by +-30% (the same run measured 0.31-0.57 s), so every JSON line carries
-    it; compare figures only at similar values (about 350 ms on the quiet 2-core machine)."""
+    and its speed drifts by +-30%, so every JSON line carries it; compare figures only at similar
+    values (130-160 ms on the 2-core machine when it is quiet)."""
     t0 = time.perf_counter()
     total = 0
     for i in range(5_000_000):
