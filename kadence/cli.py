@@ -17,7 +17,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from typing import Any, Sequence
 
 from streams.settings import Settings

@@ -151,7 +151,7 @@ class Worker:
         self._aloop_thread: threading.Thread | None = None
         self._active = 0
         self._active_lock = threading.Condition()
-        self._backlog: collections.deque[tuple[dict[str, Any], TP, int]] = collections.deque()
+        self._backlog: collections.deque[tuple[dict[str, Any], TP | None, int]] = collections.deque()
         self._paused = False
         self._retry: collections.deque[tuple[Any, ...]] = collections.deque()
         self._last_commit = 0.0
@@ -462,7 +462,7 @@ class Worker:
             heartbeat(())  # tells the server the attempt started (its schedule-to-start deadline is met)
         return _activity._Context(info, heartbeat)
 
-    def _run_sync(self, defn: _activity.ActivityDefinition | None, task: dict[str, Any], tp: TP, offset: int) -> None:
+    def _run_sync(self, defn: _activity.ActivityDefinition | None, task: dict[str, Any], tp: TP | None, offset: int) -> None:
         try:
             if defn is None:
                 self._activity_failed(task, self._unknown_activity(task), tp, offset)
@@ -482,7 +482,7 @@ class Worker:
         finally:
             self._release()
 
-    async def _run_async(self, defn: _activity.ActivityDefinition, task: dict[str, Any], tp: TP, offset: int) -> None:
+    async def _run_async(self, defn: _activity.ActivityDefinition, task: dict[str, Any], tp: TP | None, offset: int) -> None:
         try:
             token = _activity._context.set(self._activity_context(task))
             try:
@@ -509,7 +509,7 @@ class Worker:
         return ApplicationError(f"activity type {task['activity_type']!r} is not registered on this worker",
                                 type="ActivityNotRegistered")
 
-    def _activity_completed(self, task: dict[str, Any], result: Any, tp: TP, offset: int) -> None:
+    def _activity_completed(self, task: dict[str, Any], result: Any, tp: TP | None, offset: int) -> None:
         try:
             payload = self.converter.to_payload(result)
         except Exception as exc:  # noqa: BLE001 - the result cannot cross the boundary: that is the failure
@@ -519,7 +519,7 @@ class Worker:
                                                              "activity_id": task["activity_id"]},
                       _answer_kind(task, "completed"), tp, offset)
 
-    def _activity_failed(self, task: dict[str, Any], exc: BaseException, tp: TP, offset: int) -> None:
+    def _activity_failed(self, task: dict[str, Any], exc: BaseException, tp: TP | None, offset: int) -> None:
         self._command(task, "RespondActivityTaskFailed", {"task_token": task["task_token"], "failure": to_failure(exc),
                                                           "activity_id": task["activity_id"]},
                       _answer_kind(task, "failed"), tp, offset)

@@ -457,8 +457,8 @@ class ProcessorRunner:
         ctx.emit = _no_emit
         resume = max(store.input_offset or 0, committed)
         count = 0
-        position = store.changelog_offset or 0
-        for m, position in self._read(topic, p, position, None):
+        start = position = store.changelog_offset or 0
+        for m, position in self._read(topic, p, start, None):
             record = _in_record(m)
             ctx.now_ms = record.timestamp_ms
             proven = restore(record, ctx)

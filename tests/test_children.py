@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from kadence import activity, workflow
-from kadence.failures import ApplicationError, WorkflowAlreadyStartedError
+from kadence.failures import ApplicationError, WorkflowAlreadyStartedError, WorkflowFailureError
 from kadence.workflow import ChildWorkflowCancellationType as CT
 from kadence.workflow import ParentClosePolicy
 
@@ -225,7 +225,7 @@ def test_parent_close_policies(kids, policy: str, child_end: str | None) -> None
         assert child.result(timeout=30) == []
         assert "WorkflowExecutionTerminated" not in kinds(kids, f"{wid}-c")
     else:
-        with pytest.raises(Exception):
+        with pytest.raises(WorkflowFailureError):  # canceled or terminated
             child.result(timeout=30)
         child_kinds = kinds(kids, f"{wid}-c")
         assert child_kinds[-1] == child_end
@@ -245,7 +245,7 @@ def test_cancellation_types(kids, cancellation_type: str) -> None:
         child.signal(Waiter.release)  # the abandoned child is untouched (until the parent close policy)
     else:
         assert "RequestCancelExternalWorkflowExecutionInitiated" in parent
-        with pytest.raises(Exception):
+        with pytest.raises(WorkflowFailureError):  # canceled or terminated
             child.result(timeout=30)
         assert kinds(kids, f"{wid}-c")[-1] in ("WorkflowExecutionCanceled", "WorkflowExecutionTerminated")
     if cancellation_type == "WAIT_CANCELLATION_COMPLETED":

@@ -28,7 +28,7 @@ from kadence.client import Client
 from kadence.worker import Worker
 from streams.settings import Settings
 from streams.topics import ensure_core_topics
-from tests.support.crash import (Component, Engine, HistoryView, RawTopic, closes, compare_duplicates,
+from tests.support.crash import (Component, Engine, HistoryView, closes, compare_duplicates,
                                  derived_command_id, read_raw)
 
 
