@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -56,8 +57,10 @@ def make_admin(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap})
 
 
+@functools.lru_cache(maxsize=65536)
 def murmur2_partition(key: bytes, partitions: int) -> int:
-    """Kafka's default partition of a key (Java `Utils.murmur2(key) & 0x7fffffff % n`)."""
+    """Kafka's default partition of a key (Java `Utils.murmur2(key) & 0x7fffffff % n`); cached:
+    the history processor checks every command's partition (3% of its CPU uncached)."""
     return (_murmur2(key) & 0x7FFFFFFF) % partitions
 
 
