@@ -148,3 +148,17 @@ def test_eager_prediction_missed_dispatches_and_drops_the_eager_answers(raw: Raw
     done = {e["attributes"][1]["scheduled_event_id"]: e["attributes"][1]["result"]["data"]
             for e in events if e["attributes"][0] == "ActivityTaskCompleted"}
     assert done == {6: b'"task 1"', 7: b'"task 2"'}
+
+
+def test_eager_attempt_that_never_answers_times_out_on_its_heartbeat(raw: Raw) -> None:
+    """The deciding worker died before its first heartbeat: the heartbeat deadline was armed at
+    schedule time, as for a dispatched attempt (not only start-to-close, 60 s here)."""
+    raw.start("eager-3")
+    d1 = raw.task("tl", "DecisionTask", "eager-3")
+    decide(raw, d1, schedule_activity("1", "greet", timeout_ms=60_000, heartbeat_timeout_ms=500,
+                                      eager_scheduled_event_id=5))
+    timed_out = raw.wait_for(raw.settings.history_topic, lambda t: any(
+        e["workflow_id"] == "eager-3" and e["attributes"][0] in ("ActivityTaskRetrying", "ActivityTaskTimedOut")
+        for e in t["events"]), timeout=15)
+    (event,) = [e for e in timed_out["events"] if e["attributes"][0] in ("ActivityTaskRetrying", "ActivityTaskTimedOut")]
+    assert event["attributes"][1]["scheduled_event_id"] == 5 and event["attributes"][1]["timeout_type"] == "HEARTBEAT"

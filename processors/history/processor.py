@@ -148,6 +148,9 @@ class HistoryProcessor(Processor):
             if task is not None:
                 self._emit_task(tr.workflow_id, task["task_list"], "ActivityTask", task, ctx)
                 self._arm_liveness(state.domain, state.workflow_id, run, dispatch[2], ctx)
+        elif kind == "eager_activity":  # started by the deciding worker: only its liveness to arm
+            if run.is_open and dispatch[2] in run.activities:
+                self._arm_liveness(state.domain, state.workflow_id, run, dispatch[2], ctx, started=True)
         elif kind == "query":
             events = self.store.event_bodies(ctx.state, run_id, 0)
             self._emit_task(tr.workflow_id, run.task_list, "QueryTask", query_task(state, run, dispatch[2]), ctx, events)
@@ -173,14 +176,16 @@ class HistoryProcessor(Processor):
                 self.store.drop_events(ctx.state, event["run_id"])
 
     # -- liveness (heartbeat, schedule-to-start) ------------------------------------------------------
-    def _arm_liveness(self, domain: str, workflow_id: str, run: Any, scheduled_event_id: int, ctx: Context) -> None:
+    def _arm_liveness(self, domain: str, workflow_id: str, run: Any, scheduled_event_id: int, ctx: Context,
+                      started: bool = False) -> None:
+        """Arm the attempt's heartbeat and (unless it is `started`: eager) schedule-to-start deadlines."""
         info = run.activities[scheduled_event_id]
         key = AttemptKey(domain, workflow_id, run.run_id, scheduled_event_id, info.attempt)
         heartbeat = info.scheduled["heartbeat_timeout_ms"]
         if heartbeat:
             self.liveness.arm(ctx.partition, "heartbeat_timeout", key, max(ctx.now_ms, info.dispatch_time) + heartbeat)
         to_start = info.scheduled["schedule_to_start_timeout_ms"]
-        if to_start:
+        if to_start and not started:
             self.liveness.arm(ctx.partition, "schedule_to_start_timeout", key, max(ctx.now_ms, info.dispatch_time) + to_start)
 
     def _note_heartbeat(self, tr: Transition, ctx: Context) -> None:

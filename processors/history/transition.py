@@ -21,7 +21,8 @@ class Transition:
     now_ms: int
     state: ExecutionState | None
     events: list[dict[str, Any]] = field(default_factory=list)
-    #: ("decision", run_id, full_history) | ("activity", run_id, scheduled_event_id)
+    #: ("decision", run_id, full_history) | ("activity" | "eager_activity", run_id, scheduled_event_id)
+    #: | ("query", run_id, query)
     dispatches: list[tuple[Any, ...]] = field(default_factory=list)
     #: Records to other topics: ("command", Command record) | ("outcome", WorkflowOutcome) | ("query_result", ...)
     replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)

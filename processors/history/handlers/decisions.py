@@ -123,7 +123,9 @@ def _schedule_activity(tr: Transition, a: dict[str, Any], dtc: int, env: Handler
         "decision_task_completed_event_id": dtc})
     if a.get("eager_scheduled_event_id") == event["event_id"]:
         # The deciding worker is running attempt 1 already (docs/protocol.md, eager activities):
-        # no task to dispatch; start-to-close runs from now, a lost worker costs one timeout.
+        # no task to send; start-to-close runs from now and the heartbeat deadline is armed as
+        # for a dispatched attempt, so a lost worker costs one of those timeouts.
+        tr.dispatches.append(("eager_activity", run.run_id, event["event_id"]))
         return
     tr.dispatches.append(("activity", run.run_id, event["event_id"]))
 
