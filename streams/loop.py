@@ -21,6 +21,11 @@ The batch protocol
 5. `commit_transaction`.
 6. For each partition of the batch: write its pending state + checkpoint (next input offset, next
    changelog offset) in ONE RocksDB WriteBatch.
+A batch with no outputs skips 3-5 (a transaction is three broker round trips, and most batches of
+a derived fold publish nothing): step 6 records its progress, and its offsets ride with the next
+transaction, or an offsets-only one within OFFSETS_LAG_SECONDS (and at shutdown). A reader that
+resumes from the lagging group offset reprocesses records that produced nothing; processing is
+deterministic, so they produce nothing again (the store checkpoint, when present, is ahead anyway).
 
 Why each crash point is safe, even on a broker that leaks aborted records (Tansu):
 - before 3: nothing left the process; the restart restores and reprocesses the same records.
@@ -79,6 +84,9 @@ RETRY_SECONDS = 60.0
 RESTORE_COMMIT_EVERY = 20_000
 #: A restore that reads nothing for this long while short of the end offset fences the slot again.
 RESTORE_STUCK_SECONDS = 10.0
+#: A batch with no outputs commits no transaction: its progress is in the store checkpoint, and
+#: the group offset follows in an offsets-only transaction at most this much later.
+OFFSETS_LAG_SECONDS = 1.0
 
 
 class LoopFatalError(RuntimeError):
@@ -147,11 +155,15 @@ class ProcessorRunner:
         self._producer: Any = None
         self._consumer: Consumer | None = None
         self._next_punctuate = 0.0
+        #: partition -> next input offset processed but not yet committed to the group (quiet batches)
+        self._lagging: dict[int, int] = {}
+        self._offsets_committed_at = 0.0
         #: Counters for logs, tests and benchmarks.
         self.processed = 0
         self.dead_letters = 0
         self.aborts = 0
         self.restored = 0
+        self.transactions = 0
 
     # Lifecycle ---------------------------------------------------------------------------------
     @property
@@ -182,6 +194,11 @@ class ProcessorRunner:
 
     def _shutdown(self) -> None:
         try:
+            if self._lagging and self._consumer is not None:
+                self._commit_lagging()
+        except Exception as exc:  # noqa: BLE001 - the next owner resumes from the store or the group offset
+            log.warning("%s: final offsets commit failed: %s", self.transactional_id, exc)
+        try:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group (fast rebalance); fires on_revoke
         except Exception as exc:  # noqa: BLE001 - shutting down: report, then release the stores
@@ -203,6 +220,8 @@ class ProcessorRunner:
         batch = self._collect()
         if batch:
             self._process_batch(batch)
+        elif self._lagging and time.monotonic() - self._offsets_committed_at >= OFFSETS_LAG_SECONDS:
+            self._commit_lagging()
 
     def _collect(self) -> list[Message]:
         """Step 1: up to batch_max_records, waiting at most batch_max_wait after the first record.
@@ -278,12 +297,34 @@ class ProcessorRunner:
         if not firsts:
             return
         offsets = {p: nexts[p] for p in firsts}
+        self.processed += sum(offsets[p] - firsts[p] for p in firsts)
+        if not out and time.monotonic() - self._offsets_committed_at < OFFSETS_LAG_SECONDS:
+            # Nothing to publish (e.g. a derived fold with no effect): no transaction, which is
+            # three broker round trips. The store checkpoint holds the progress; the group offset
+            # lags by at most OFFSETS_LAG_SECONDS, and a reader resuming from it reprocesses only
+            # records that produced nothing, which (deterministically) produce nothing again.
+            self._flush_stores(offsets, {})
+            self._lagging.update(offsets)
+            return
         try:
-            self._transact(out, offsets)
+            self._transact(out, {**self._lagging, **offsets})
         except _Aborted:
+            self.processed -= sum(offsets[p] - firsts[p] for p in firsts)
             self._rewind(firsts)
             return
-        self.processed += sum(offsets[p] - firsts[p] for p in firsts)
+        self._lagging.clear()
+        self._offsets_committed_at = time.monotonic()
+
+    def _commit_lagging(self) -> None:
+        """An offsets-only transaction for the quiet batches' progress (see OFFSETS_LAG_SECONDS)."""
+        lagging = {p: o for p, o in self._lagging.items() if p in self._stores}
+        self._lagging.clear()
+        self._offsets_committed_at = time.monotonic()
+        if lagging:
+            try:
+                self._transact([], lagging)
+            except _Aborted:
+                self._lagging.update(lagging)  # nothing to redo: retried on the next quiet step
 
     def _dead_letter(self, record: InRecord, reason: str) -> OutRecord:
         log.warning("%s: dead letter %s[%d]@%d: %s", self.processor.name, record.topic, record.partition,
@@ -328,6 +369,7 @@ class ProcessorRunner:
                        [TopicPartition(topic, p, o) for p, o in offsets.items()],
                        self._consumer.consumer_group_metadata(), 30.0)
             _retry(producer.commit_transaction, 30.0)
+            self.transactions += 1
         except KafkaException as exc:
             self._on_txn_error(exc.args[0], offsets)
         self._flush_stores(offsets or {}, delivered)
@@ -420,6 +462,7 @@ class ProcessorRunner:
 
     def _release(self, p: int) -> None:
         self.processor.on_revoked(p)
+        self._lagging.pop(p, None)  # the next owner resumes from the store or the group offset
         self._next.pop(p, None)
         self._ctxs.pop(p, None)
         store = self._stores.pop(p)
