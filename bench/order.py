@@ -20,10 +20,13 @@ decision -> [commands] (hop 5), history processor txn 4: ActivityTask -> [tasks.
 from __future__ import annotations
 
 import argparse
+import collections
 
 from bench.engine import Bench, emit, pct, r, scenario_main
 from examples.order_processing import Order, OrderProcessingWorkflow
 
+#: Events that mean a task was lost or late (a healthy run has none).
+ANOMALIES = frozenset({"DecisionTaskTimedOut", "DecisionTaskFailed", "ActivityTaskRetrying", "ActivityTaskTimedOut"})
 PATH = ("parent_decision->child_decision_task", "child_worker_decision", "child_decision->activity_task",
         "total")
 
@@ -75,9 +78,12 @@ def run(args: argparse.Namespace) -> list[dict]:
         path = child_path(b, parents)
         hist = b.history()
         events = sum(len(evs) for wid, evs in hist.items() if wid.startswith("order-"))
+        anomalies = collections.Counter(e["attributes"][0] for wid, evs in hist.items() if wid.startswith("order-")
+                                        for e in evs if e["attributes"][0] in ANOMALIES)
         line = b.line(orders=args.orders, concurrency=args.concurrency, seconds=r(elapsed, 2),
                       orders_per_s=r(args.orders / elapsed), p50_ms=r(pct(lat, 50)), p99_ms=r(pct(lat, 99)),
-                      history_events_per_order_incl_children=r(events / args.orders),
+                      history_events_per_order_incl_children=r(events / args.orders), max_ms=r(max(lat)),
+                      timeouts_and_retries=dict(anomalies),
                       child_path=path, cpu_s=cpu)
         emit(line)
         lines = [line]
