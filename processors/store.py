@@ -80,12 +80,6 @@ class ExecutionStore:
             bodies.append(body)
         return bodies
 
-    def events(self, view: StateView, run_id: str, after_event_id: int = 0) -> list[dict[str, Any]]:
-        prefix = event_prefix(run_id)
-        start = prefix + _EVENT.pack(after_event_id + 1)
-        end = prefix + b"\xff" * 8 + b"\xff"
-        return [self._serde.decode_body("HistoryEvent", v) for _, v in view.items(start, end)]
-
     def event_bodies(self, view: StateView, run_id: str, after_event_id: int = 0) -> list[bytes]:
         """The stored Avro bodies of a run's events after `after_event_id` (see `Serde.encode_spliced`)."""
         prefix = event_prefix(run_id)

@@ -297,7 +297,7 @@ class ProcessorRunner:
         if not firsts:
             return
         offsets = {p: nexts[p] for p in firsts}
-        self.processed += sum(offsets[p] - firsts[p] for p in firsts)
+        done = sum(offsets[p] - firsts[p] for p in firsts)
         if not out and time.monotonic() - self._offsets_committed_at < OFFSETS_LAG_SECONDS:
             # Nothing to publish (e.g. a derived fold with no effect): no transaction, which is
             # three broker round trips. The store checkpoint holds the progress; the group offset
@@ -305,13 +305,14 @@ class ProcessorRunner:
             # records that produced nothing, which (deterministically) produce nothing again.
             self._flush_stores(offsets, {})
             self._lagging.update(offsets)
+            self.processed += done
             return
         try:
             self._transact(out, {**self._lagging, **offsets})
         except _Aborted:
-            self.processed -= sum(offsets[p] - firsts[p] for p in firsts)
             self._rewind(firsts)
             return
+        self.processed += done
         self._lagging.clear()
         self._offsets_committed_at = time.monotonic()
 

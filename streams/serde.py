@@ -51,6 +51,7 @@ class Serde:
 
     def __init__(self, registry: schemas.SchemaRegistry | None = None) -> None:
         reg = registry or schemas.registry()
+        self._registry = reg
         self._schema: dict[str, Any] = dict(reg.current)
         self._prefix: dict[str, bytes] = {t: MAGIC + _fp_bytes(s) for t, s in reg.current.items()}
         # fingerprint -> (type name, writer schema, reader schema or None when identical)
@@ -118,7 +119,8 @@ class Serde:
         key = (record_type, branch, array_field)
         splice = self._splices.get(key)
         if splice is None:
-            splice = self._splices[key] = _Splice.build(self, record_type, branch, array_field)
+            splice = self._splices[key] = _Splice.build(self._registry, self._prefix[record_type], branch,
+                                                        record_type, array_field)
         buf = io.BytesIO()
         buf.write(splice.prefix)
         schemaless_writer(buf, splice.head, record)
@@ -157,9 +159,8 @@ class _Splice(NamedTuple):
     tail: Any  # the fields after it
 
     @classmethod
-    def build(cls, serde_: Serde, record_type: str, branch: str | None, array_field: str) -> _Splice:
-        reg = schemas.registry()
-        prefix = serde_._prefix[record_type]
+    def build(cls, reg: schemas.SchemaRegistry, prefix: bytes, branch: str | None, record_type: str,
+              array_field: str) -> _Splice:
         inner = record_type
         if branch is not None:
             (wrapper,) = reg.raw[record_type]["fields"]

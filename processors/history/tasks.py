@@ -20,7 +20,7 @@ def decision_task(state: ExecutionState, run: RunState, full_history: bool, conf
         "workflow_type": run.workflow_type, "task_list": d.task_list, "scheduled_event_id": d.scheduled_event_id,
         "started_event_id": d.started_event_id, "attempt": d.attempt,
         "previous_started_event_id": 0 if full_history else run.last_completed_started_event_id,
-        "full_history": full_history, "events": [], "history_length": history_length,
+        "full_history": full_history, "history_length": history_length,
         "history_size_bytes": run.history_size,
         "continue_as_new_suggested": (history_length >= config.suggest_continue_as_new_events
                                       or run.history_size >= config.suggest_continue_as_new_bytes),
@@ -48,5 +48,5 @@ def query_task(state: ExecutionState, run: RunState, query: dict[str, Any]) -> d
     return {
         "query_id": query["query_id"], "domain": state.domain, "workflow_id": state.workflow_id, "run_id": run.run_id,
         "workflow_type": run.workflow_type, "query_type": query["query_type"], "args": query["args"],
-        "reply_topic": query["reply_topic"], "events": [],
+        "reply_topic": query["reply_topic"],
     }
