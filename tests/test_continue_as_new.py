@@ -159,8 +159,17 @@ def test_signals_during_continue_as_new_are_handled_exactly_once(client, worker)
     worker("default", ALL, [tick, big_result])
     handle = client.start_workflow(SignalCarrier.run, 12, [], id="carrier", task_list="default")
 
+    def continued() -> bool:
+        return any(e["attributes"][0] == "WorkflowExecutionContinuedAsNew" for e in handle.history())
+
     def send() -> None:
-        for value in range(12):
+        # The first signal must reach a run on its own, or a slow worker start could see all twelve
+        # in its first decision and never continue as new (seen once in CI).
+        handle.signal(SignalCarrier.add, 0)
+        deadline = time.monotonic() + 30
+        while not continued() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for value in range(1, 12):
             handle.signal(SignalCarrier.add, value)
             time.sleep(0.01 if value % 3 else 0.15)  # bursts (refused continue-as-new) and gaps (new runs)
 
