@@ -127,6 +127,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--profile", metavar="DIR", help="py-spy every process during the timed phase into DIR")
     ap.add_argument("--no-eager", action="store_true",
                     help="workers without eager activities (every activity task goes through tasks.<list>)")
+    ap.add_argument("--hold-ms", type=float, default=None,
+                    help="the workers' eager_answer_hold_ms (default: the Worker's; 0 answers decisions at once)")
     ap.add_argument("--log-level", default="WARNING")
 
 
@@ -136,7 +138,7 @@ class Bench:
 
     def __init__(self, scenario: str, *, bootstrap: str | None = None, overrides: dict[str, Any] | None = None,
                  workers: str = "process", task_lists: Sequence[str] | None = None, profile: str | None = None,
-                 decision_stats: bool = False, eager: bool = True) -> None:
+                 decision_stats: bool = False, eager: bool = True, hold_ms: float | None = None) -> None:
         from bench.workflows import TASK_LISTS
 
         self.scenario = scenario
@@ -147,6 +149,7 @@ class Bench:
         self.profile_dir = profile
         self.decision_stats = decision_stats
         self.eager = eager
+        self.hold_ms = hold_ms
         self._stack = ExitStack()
         self.broker: EmbeddedBroker | None = None
         self.procs: dict[str, subprocess.Popen] = {}
@@ -161,7 +164,7 @@ class Bench:
     def from_args(cls, scenario: str, args: argparse.Namespace, **kwargs: Any) -> "Bench":
         """A Bench configured by the common command-line options (`add_common_args`)."""
         return cls(scenario, bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
-                   profile=args.profile, eager=not args.no_eager, **kwargs)
+                   profile=args.profile, eager=not args.no_eager, hold_ms=args.hold_ms, **kwargs)
 
     # lifecycle
     def __enter__(self) -> "Bench":
@@ -202,9 +205,11 @@ class Bench:
                 [sys.executable, "-m", "bench.engine"],
                 env={**env, "BENCH_ROLE": "worker", "BENCH_TASK_LISTS": ",".join(self.task_lists),
                      "BENCH_EAGER": "1" if self.eager else "",
+                     "BENCH_HOLD_MS": "" if self.hold_ms is None else str(self.hold_ms),
                      "BENCH_STATS": self._stats_path if self.decision_stats else ""})
         else:
-            self.thread_workers = start_workers(self.client, self.task_lists, self.decision_stats, self.eager)
+            self.thread_workers = start_workers(self.client, self.task_lists, self.decision_stats, self.eager,
+                                                self.hold_ms)
         reader = self.client._reader(self.settings.completions_topic)
         reader.caught_up.wait(30)
         return self
@@ -443,7 +448,8 @@ class Bench:
 
     def line(self, **fields_: Any) -> dict[str, Any]:
         return {"scenario": self.scenario, **fields_, "settings": self.overrides or "defaults",
-                "workers": self.workers_mode, "eager_activities": self.eager, "load": [r(x, 2) for x in os.getloadavg()],
+                "workers": self.workers_mode, "eager_activities": self.eager,
+                "hold_ms": self.hold_ms, "load": [r(x, 2) for x in os.getloadavg()],
                 "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "python_loop_ms": python_loop_ms()}
 
 
@@ -517,7 +523,7 @@ def _instrument_decisions() -> None:
 
 
 def start_workers(client_or_settings: Any, task_lists: Sequence[str], decision_stats: bool = False,
-                  eager: bool = True) -> list[Any]:
+                  eager: bool = True, hold_ms: float | None = None) -> list[Any]:
     from bench.workflows import TASK_LISTS
     from kadence import Worker
 
@@ -526,7 +532,9 @@ def start_workers(client_or_settings: Any, task_lists: Sequence[str], decision_s
     workers = []
     for tl in task_lists:
         wfs, acts = TASK_LISTS[tl]
-        workers.append(Worker(client_or_settings, tl, workflows=wfs, activities=acts, eager_activities=eager).start())
+        hold = {} if hold_ms is None else {"eager_answer_hold_ms": hold_ms}
+        workers.append(Worker(client_or_settings, tl, workflows=wfs, activities=acts, eager_activities=eager,
+                              **hold).start())
     return workers
 
 
@@ -537,7 +545,8 @@ def _worker_main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     workers = start_workers(settings, os.environ["BENCH_TASK_LISTS"].split(","), bool(stats_path),
-                            bool(os.environ.get("BENCH_EAGER")))
+                            bool(os.environ.get("BENCH_EAGER")),
+                            float(os.environ["BENCH_HOLD_MS"]) if os.environ.get("BENCH_HOLD_MS") else None)
     stop.wait()
     for w in workers:
         w.stop(5)

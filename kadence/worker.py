@@ -41,6 +41,7 @@ from streams.topics import ensure_topics, task_topic
 
 from . import activity as _activity
 from ._eager import plan_eager
+from ._held import HeldAnswers
 from ._threads import DaemonThreadPool
 from ._runtime import (
     SUGGEST_CONTINUE_AS_NEW_BYTES, SUGGEST_CONTINUE_AS_NEW_EVENTS, CacheMissError, WorkflowInstance,
@@ -110,7 +111,8 @@ class Worker:
     def __init__(self, client_or_settings: Any, task_list: str, workflows: Sequence[type] = (),
                  activities: Sequence[Callable[..., Any]] = (), *, max_concurrent_activities: int = 64,
                  max_cached_workflows: int = 2000, identity: str | None = None, data_converter: Any = None,
-                 create_topic: bool = True, eager_activities: bool = True, suggest_continue_as_new_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
+                 create_topic: bool = True, eager_activities: bool = True, eager_answer_hold_ms: float = 5.0,
+                 suggest_continue_as_new_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
                  suggest_continue_as_new_bytes: int = SUGGEST_CONTINUE_AS_NEW_BYTES) -> None:
         if isinstance(client_or_settings, Settings):
             self.settings = client_or_settings
@@ -133,6 +135,9 @@ class Worker:
         self.max_cached_workflows = max_cached_workflows
         self.create_topic = create_topic
         self.eager_activities = eager_activities
+        # A decision with eager activities is answered when they have (at most this long after):
+        # both answers then reach the history processor together (kadence/_held.py). 0: at once.
+        self._held = HeldAnswers(eager_answer_hold_ms / 1000.0)
         # Must equal the history processor's thresholds: workflow.info().continue_as_new_suggested
         # is computed from history here (not taken from the task) so that replay sees the same value.
         self._suggest = {"suggest_events": suggest_continue_as_new_events,
@@ -189,7 +194,9 @@ class Worker:
         with self._active_lock:
             while self._active and time.monotonic() < deadline:
                 self._active_lock.wait(0.01)
+                self._held.expire()
                 self._producer.poll(0)
+        self._held.expire(everything=True)
         self._flush_retries()
         self._producer.flush(max(0.1, deadline - time.monotonic()))
         try:
@@ -237,10 +244,11 @@ class Worker:
         consumer, producer = self._consumer, self._producer
         while not self._stop.is_set():
             try:
-                msg = consumer.poll(0.01)
+                msg = consumer.poll(self._poll_timeout())
                 while msg is not None:
                     self._on_message(msg)
                     msg = consumer.poll(0) if not self._stop.is_set() else None
+                self._held.expire()
                 producer.poll(0)
                 self._flush_retries()
                 self._drain_backlog()
@@ -249,6 +257,10 @@ class Worker:
                 log.exception("worker %s: poll loop error: %s", self.task_list, exc)
                 self._error = exc
                 time.sleep(0.05)
+
+    def _poll_timeout(self) -> float:
+        deadline = self._held.next_deadline()
+        return 0.01 if deadline is None else min(0.01, max(0.0, deadline - time.monotonic()))
 
     def _on_message(self, msg: Any) -> None:
         if msg.error():
@@ -375,7 +387,13 @@ class Worker:
             with self._active_lock:
                 slots = self.max_concurrent_activities - self._active - len(self._backlog)
             decisions, eager = plan_eager(t, decisions, self._runs_here, slots)
-        self._complete(t, inst, decisions, tp, offset)
+        if not eager or self._held.hold_s <= 0:
+            self._complete(t, inst, decisions, tp, offset)
+        else:  # the decision goes when its eager attempts answer (or their hold ends), before them
+            held = self._held.hold(lambda: self._answer_decision(t, decisions, tp, offset), len(eager))
+            self._cache_run(t["run_id"], inst)
+            for task in eager:
+                task["held"] = held
         if eager:  # after the decision: the answers reach the history processor in that order
             self._backlog.extend((task, None, 0) for task in eager)
             self._drain_backlog()
@@ -387,10 +405,16 @@ class Worker:
                   offset: int) -> None:
         """Answer a decision task. A redelivered task is answered with `inst.last_decisions`, the
         runtime's own decisions: without eager marks, so a resent answer never skips a dispatch."""
+        self._answer_decision(t, decisions, tp, offset)
+        self._cache_run(t["run_id"], inst)
+
+    def _answer_decision(self, t: dict[str, Any], decisions: list[dict[str, Any]], tp: TP, offset: int) -> None:
         self._command(t, "RespondDecisionTaskCompleted", {"task_token": t["task_token"], "decisions": decisions},
                       "completed", tp, offset)
+
+    def _cache_run(self, run_id: str, inst: WorkflowInstance) -> None:
         if inst._close is None and not inst.closed:
-            self._cache[t["run_id"]] = inst
+            self._cache[run_id] = inst
             while len(self._cache) > self.max_cached_workflows:
                 self._cache.popitem(last=False)
 
@@ -453,6 +477,8 @@ class Worker:
                 return
             state["last"] = now
             state["n"] += 1
+            if task.get("held") is not None:  # a long eager attempt: its decision goes now, first
+                self._held.release(task["held"])
             self._command(task, "RecordActivityTaskHeartbeat",
                           {"task_token": task["task_token"], "details": self.converter.args_to_payload(details),
                            "activity_id": task["activity_id"]},
@@ -515,14 +541,22 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the result cannot cross the boundary: that is the failure
             self._activity_failed(task, exc, tp, offset)
             return
-        self._command(task, "RespondActivityTaskCompleted", {"task_token": task["task_token"], "result": payload,
-                                                             "activity_id": task["activity_id"]},
-                      _answer_kind(task, "completed"), tp, offset)
+        self._answer_activity(task, "RespondActivityTaskCompleted", {"task_token": task["task_token"], "result": payload,
+                                                                     "activity_id": task["activity_id"]},
+                              _answer_kind(task, "completed"), tp, offset)
 
     def _activity_failed(self, task: dict[str, Any], exc: BaseException, tp: TP | None, offset: int) -> None:
-        self._command(task, "RespondActivityTaskFailed", {"task_token": task["task_token"], "failure": to_failure(exc),
-                                                          "activity_id": task["activity_id"]},
-                      _answer_kind(task, "failed"), tp, offset)
+        self._answer_activity(task, "RespondActivityTaskFailed", {"task_token": task["task_token"], "failure": to_failure(exc),
+                                                                  "activity_id": task["activity_id"]},
+                              _answer_kind(task, "failed"), tp, offset)
+
+    def _answer_activity(self, task: dict[str, Any], ptype: str, payload: dict[str, Any], kind: str, tp: TP | None,
+                         offset: int) -> None:
+        held = task.get("held")
+        if held is None:
+            self._command(task, ptype, payload, kind, tp, offset)
+        else:  # an eager attempt: never before its decision
+            self._held.answer(held, lambda: self._command(task, ptype, payload, kind, tp, offset))
 
 
 def _answer_kind(task: dict[str, Any], kind: str) -> str:

@@ -53,6 +53,23 @@ class Greeter:
         return self.greeting or "nothing yet"
 
 
+NAPS_DONE: dict[str, float] = {}
+
+
+@activity.defn
+def nap(key: str, seconds: float) -> str:
+    time.sleep(seconds)
+    NAPS_DONE[key] = time.time()
+    return key
+
+
+@workflow.defn
+class Napper:
+    @workflow.run
+    async def run(self, key: str, seconds: float) -> str:
+        return await workflow.execute_activity(nap, key, seconds, start_to_close_timeout=5)
+
+
 class Harness:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -190,6 +207,36 @@ def test_eager_activity_runs_on_the_deciding_worker_with_the_predicted_token(set
         assert again["command_id"] == decision_cmd["command_id"]
         assert again["payload"][1]["decisions"][0]["attributes"][1]["eager_scheduled_event_id"] == 0
         assert worker._error is None
+    h.close()
+
+
+def test_a_decision_with_an_eager_activity_is_held_until_the_attempt_answers(settings: Settings) -> None:
+    """The decision answer waits for its eager attempt (both then reach the history processor in
+    one fetch), but never longer than the hold, and it always goes first."""
+    ensure_core_topics(settings, [TL])
+    h = Harness(settings)
+
+    def run(key: str, seconds: float, hold_ms: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        with Worker(settings, TL, workflows=[Napper], activities=[nap], eager_activities=True,
+                    eager_answer_hold_ms=hold_ms) as worker:
+            task = decision_task(HistoryBuilder("Napper", key, seconds, workflow_id=f"wf-{key}", run_id=f"run-{key}",
+                                                task_list=TL))
+            task["workflow_type"] = "Napper"
+            h.send("DecisionTask", task)
+            decision, done = (rec for _, rec, _ in h.receive(2, timeout=10))  # in this order on the topic
+            assert worker._error is None
+        assert decision["payload"][0] == "RespondDecisionTaskCompleted"
+        assert decision["payload"][1]["decisions"][0]["attributes"][1]["eager_scheduled_event_id"] == 5
+        assert done["payload"][0] == "RespondActivityTaskCompleted" and done["command_id"].endswith("/eager-completed")
+        return decision, done
+
+    # a 50 ms attempt inside a 2 s hold: the decision leaves only once the attempt has finished
+    decision, done = run("short", 0.05, 2000)
+    assert decision["timestamp"] >= int(NAPS_DONE["short"] * 1000)
+    # a 1 s attempt past a 100 ms hold: the decision leaves when the hold ends, the answer later
+    decision, done = run("long", 1.0, 100)
+    assert decision["timestamp"] <= int(NAPS_DONE["long"] * 1000) - 500
+    assert done["timestamp"] >= int(NAPS_DONE["long"] * 1000)
     h.close()
 
 
