@@ -166,7 +166,9 @@ class HistoryProcessor(Processor):
             value = self.serde.encode("Task", {"task": (kind, task)})
         else:
             value = self.serde.encode_spliced("Task", task, "events", events, branch=kind)
-        ctx.emit(OutRecord(topic, workflow_id.encode(), value, self._headers["Task"]))
+        # dispatch: sent before the transaction (workers de-duplicate tasks by token; a redo after
+        # an abort sends the same bytes), saving the worker the transaction's round trips
+        ctx.emit(OutRecord(topic, workflow_id.encode(), value, self._headers["Task"], dispatch=True))
 
     def _drop_continued_runs(self, ctx: Context, events: list[dict[str, Any]]) -> None:
         """A run that continued as new is never addressed again (queries, tasks go to the new run):
