@@ -15,7 +15,11 @@ def test_threads_are_daemons_reused_and_bounded() -> None:
     lock = threading.Lock()
     done = threading.Semaphore(0)
 
+    gate = threading.Event()
+    gate.set()
+
     def job(delay: float) -> None:
+        assert gate.wait(5)
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
@@ -26,8 +30,10 @@ def test_threads_are_daemons_reused_and_bounded() -> None:
             running[0] -= 1
         done.release()
 
-    for _ in range(3):  # three at once: three threads
+    gate.clear()  # three at once (held until all three are submitted): three threads
+    for _ in range(3):
         pool.submit(job, 0.05)
+    gate.set()
     for _ in range(3):
         assert done.acquire(timeout=5)
     assert pool.threads == 3 and peak[0] == 3

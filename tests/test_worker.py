@@ -223,7 +223,7 @@ def test_a_decision_with_an_eager_activity_is_held_until_the_attempt_answers(set
                                                 task_list=TL))
             task["workflow_type"] = "Napper"
             h.send("DecisionTask", task)
-            decision, done = (rec for _, rec, _ in h.receive(2, timeout=10))  # in this order on the topic
+            decision, done = (rec for _, rec, _ in h.receive(2))  # in this order on the topic
             assert worker._error is None
         assert decision["payload"][0] == "RespondDecisionTaskCompleted"
         assert decision["payload"][1]["decisions"][0]["attributes"][1]["eager_scheduled_event_id"] == 5
@@ -233,8 +233,8 @@ def test_a_decision_with_an_eager_activity_is_held_until_the_attempt_answers(set
     # a 50 ms attempt inside a 2 s hold: the decision leaves only once the attempt has finished
     decision, done = run("short", 0.05, 2000)
     assert decision["timestamp"] >= int(NAPS_DONE["short"] * 1000)
-    # a 1 s attempt past a 100 ms hold: the decision leaves when the hold ends, the answer later
-    decision, done = run("long", 1.0, 100)
+    # a 3 s attempt past a 100 ms hold: the decision leaves when the hold ends, the answer later
+    decision, done = run("long", 3.0, 100)
     assert decision["timestamp"] <= int(NAPS_DONE["long"] * 1000) - 500
     assert done["timestamp"] >= int(NAPS_DONE["long"] * 1000)
     h.close()

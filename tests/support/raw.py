@@ -117,14 +117,22 @@ def close_with(raw: Raw, task_list: str, workflow_id: str, after: int, decision:
     import time as _time
 
     deadline = _time.monotonic() + timeout
+    task = raw.task(task_list, "DecisionTask", workflow_id, timeout=timeout, after=after)
     while _time.monotonic() < deadline:
-        task = raw.task(task_list, "DecisionTask", workflow_id, timeout=timeout, after=after)
         decide(raw, task, decision)
         after = task["started_event_id"]
-        try:
-            return raw.outcome(workflow_id, timeout=1.0)
-        except TimeoutError:
-            continue
+        # Either the run closes, or the decision was refused and a new task comes: wait for
+        # whichever happens (a fixed wait for the outcome failed on a slow machine).
+        while _time.monotonic() < deadline:
+            try:
+                return raw.outcome(workflow_id, timeout=0.5)
+            except TimeoutError:
+                pass
+            try:
+                task = raw.task(task_list, "DecisionTask", workflow_id, timeout=0.5, after=after)
+                break
+            except TimeoutError:
+                continue
     raise TimeoutError(f"{workflow_id} did not close")
 
 

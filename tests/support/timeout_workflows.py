@@ -22,7 +22,7 @@ TASK_LIST = "timeouts"
 def slow_then_fast(marker_dir: str) -> str:
     """Attempt 1 outlives its start-to-close timeout; attempt 2 answers at once."""
     if activity.info().attempt == 1:
-        time.sleep(3)
+        time.sleep(8)
         return "too late"
     return f"done on attempt {activity.info().attempt}"
 
@@ -75,7 +75,7 @@ RETRY_PATIENT = workflow.RetryPolicy(initial_interval=0.5, backoff_coefficient=1
 class RetryingActivity:
     @workflow.run
     async def run(self, marker_dir: str) -> str:
-        return await workflow.execute_activity(slow_then_fast, marker_dir, start_to_close_timeout=1, retry_policy=RETRY_FAST)
+        return await workflow.execute_activity(slow_then_fast, marker_dir, start_to_close_timeout=4, retry_policy=RETRY_FAST)
 
 
 @workflow.defn
