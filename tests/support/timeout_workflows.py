@@ -30,13 +30,16 @@ def slow_then_fast(marker_dir: str) -> str:
 @activity.defn
 def heartbeating(marker_dir: str) -> str:
     """On the worker that will be killed (KADENCE_TEST_DOOMED) it heartbeats until killed; anywhere
-    else (the successor, even for a redelivered first attempt) it finishes at once."""
+    else (the successor) a retry finishes at once, a redelivered first attempt only after its
+    heartbeat timeout has fired."""
     if os.environ.get("KADENCE_TEST_DOOMED"):
         Path(marker_dir, "started").write_text(str(os.getpid()))
         deadline = time.monotonic() + 120  # bounded even if nobody kills it
         while time.monotonic() < deadline:
             activity.heartbeat("alive")
             time.sleep(0.1)
+    elif activity.info().attempt == 1:
+        time.sleep(3)  # a redelivered first attempt must not beat its heartbeat timeout (1 s)
     return f"finished on attempt {activity.info().attempt} by pid {os.getpid()}"
 
 
