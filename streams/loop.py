@@ -15,10 +15,10 @@ The batch protocol
    record's timestamp. State writes go to the partition's overlay (nothing touches RocksDB);
    `ctx.emit` queues outputs. A `PoisonRecord` rolls back that record's state writes and
    outputs (overlay savepoint) and queues a `DeadLetter` record instead.
-3. Dispatch outputs (`OutRecord.dispatch`: tasks for workers) go first, through a second,
-   idempotent producer outside the transaction. Then `begin_transaction`, produce the other outputs
-   and dead letters (a delivery callback only on the last changelog record of each partition: its
-   offset + 1 is the next changelog checkpoint), `flush`.
+3. Dispatch outputs (`OutRecord.dispatch`: tasks for workers) go first, through a second
+   producer outside the transaction (not idempotent: see `_dispatch`). Then `begin_transaction`,
+   produce the other outputs and dead letters (a delivery callback only on the last changelog
+   record of each partition: its offset + 1 is the next changelog checkpoint), `flush`.
 4. `send_offsets_to_transaction(next offsets, group metadata)`; the dispatch producer is flushed:
    a dispatch record that failed to deliver aborts the batch (it is redone, dispatch included).
 5. `commit_transaction`.
@@ -161,7 +161,7 @@ class ProcessorRunner:
         self._next: dict[int, int] = {}
         self._out: list[OutRecord] = []
         self._producer: Any = None
-        self._dispatcher: Any = None  # the idempotent producer of dispatch records
+        self._dispatcher: Any = None  # the producer of dispatch records, made at the first one
         self._dispatch_error: KafkaError | None = None
         self._consumer: Consumer | None = None
         self._next_punctuate = 0.0
@@ -197,8 +197,6 @@ class ProcessorRunner:
         self._producer = make_producer(s, **{"transactional.id": self.transactional_id,
                                              "transaction.timeout.ms": 60_000})
         _retry(self._producer.init_transactions, 30.0)
-        # linger 0: a dispatch record is on somebody's critical path (batches still form under load)
-        self._dispatcher = make_producer(s, **{"client.id": f"{self.transactional_id}.dispatch", "linger.ms": 0})
         self._consumer = make_consumer(s, self.group)  # settings.isolation_level
         self._consumer.subscribe([self.processor.input_topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -399,6 +397,14 @@ class ProcessorRunner:
             if err is not None:
                 self._dispatch_error = err
 
+        if self._dispatcher is None:
+            # Not idempotent: Tansu slows down with every producer id it hands out, and a retried
+            # duplicate is harmless here (readers de-duplicate); one request in flight keeps the
+            # order. linger 0: a dispatch record is on somebody's critical path (batches still
+            # form under load while a request is in flight).
+            self._dispatcher = make_producer(self.settings, **{
+                "client.id": f"{self.transactional_id}.dispatch", "linger.ms": 0, "enable.idempotence": False,
+                "max.in.flight.requests.per.connection": 1})
         produce = self._dispatcher.produce
         for o in out:
             kwargs: dict[str, Any] = {"on_delivery": on_delivery}
@@ -419,7 +425,7 @@ class ProcessorRunner:
     def _await_dispatch(self, offsets: dict[int, int] | None) -> None:
         """Step 4, second part: every dispatch record is delivered before the input offsets are
         committed, or the batch is aborted and redone (dispatch records included)."""
-        while self._dispatcher.flush(30.0):
+        while self._dispatcher is not None and self._dispatcher.flush(30.0):
             pass
         err, self._dispatch_error = self._dispatch_error, None
         if err is not None:

@@ -42,8 +42,8 @@ class OutRecord:
     partition: int | None = None
     #: Record timestamp; None lets the producer stamp it.
     timestamp_ms: int | None = None
-    #: A dispatch record (e.g. a task for a worker) is sent before the batch's transaction, by an
-    #: idempotent producer outside it: its reader sees it ~5 broker round trips sooner. Only for
+    #: A dispatch record (e.g. a task for a worker) is sent before the batch's transaction, by a
+    #: second producer outside it: its reader sees it ~5 broker round trips sooner. Only for
     #: records that are deterministic in the input (a redo after an abort sends a byte-identical
     #: copy) and whose readers de-duplicate them; never for state (changelog) or other processors'
     #: input. See streams/loop.py, step 3.

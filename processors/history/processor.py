@@ -125,10 +125,10 @@ class HistoryProcessor(Processor):
         for rec in replies:
             ctx.emit(OutRecord(self.settings.commands_topic, rec["workflow_id"].encode(),
                                self.serde.encode("Command", rec), self._headers["Command"], None, now_ms))
-        for rec in outcomes:  # dispatch: as tasks (clients de-duplicate outcomes by run id)
+        for rec in outcomes:  # in the transaction, not dispatched: whoever has a run's outcome must
+            # find its close in history (read-your-writes; docs/deviations.md 19)
             ctx.emit(OutRecord(self.settings.completions_topic, rec["workflow_id"].encode(),
-                               self.serde.encode("WorkflowOutcome", rec), self._headers["WorkflowOutcome"], None, now_ms,
-                               dispatch=True))
+                               self.serde.encode("WorkflowOutcome", rec), self._headers["WorkflowOutcome"], None, now_ms))
 
     def _dispatch(self, tr: Transition, dispatch: tuple[Any, ...], ctx: Context) -> None:
         state = tr.state
