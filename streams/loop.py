@@ -121,6 +121,25 @@ def _no_emit(record: OutRecord) -> None:
     raise RuntimeError("emit is not allowed in restore: restore only rebuilds state")
 
 
+def _produce_one(producer: Any, o: OutRecord, on_delivery: Callable[..., None] | None) -> None:
+    """Produce `o`, waiting for room while the producer's queue is full."""
+    kwargs: dict[str, Any] = {}
+    if o.partition is not None:
+        kwargs["partition"] = o.partition
+    if o.headers:
+        kwargs["headers"] = list(o.headers)
+    if o.timestamp_ms is not None:
+        kwargs["timestamp"] = o.timestamp_ms
+    if on_delivery is not None:
+        kwargs["on_delivery"] = on_delivery
+    while True:
+        try:
+            producer.produce(o.topic, o.value, o.key, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def _in_record(m: Message) -> InRecord:
     headers = m.headers()
     return InRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
@@ -405,21 +424,8 @@ class ProcessorRunner:
             self._dispatcher = make_producer(self.settings, **{
                 "client.id": f"{self.transactional_id}.dispatch", "linger.ms": 0, "enable.idempotence": False,
                 "max.in.flight.requests.per.connection": 1})
-        produce = self._dispatcher.produce
         for o in out:
-            kwargs: dict[str, Any] = {"on_delivery": on_delivery}
-            if o.partition is not None:
-                kwargs["partition"] = o.partition
-            if o.headers:
-                kwargs["headers"] = list(o.headers)
-            if o.timestamp_ms is not None:
-                kwargs["timestamp"] = o.timestamp_ms
-            while True:
-                try:
-                    produce(o.topic, o.value, o.key, **kwargs)
-                    break
-                except BufferError:
-                    self._dispatcher.poll(0.05)
+            _produce_one(self._dispatcher, o, on_delivery)
         self._dispatcher.poll(0)
 
     def _await_dispatch(self, offsets: dict[int, int] | None) -> None:
@@ -445,23 +451,9 @@ class ProcessorRunner:
             if err is None:
                 delivered[msg.partition()] = msg.offset() + 1
 
-        produce = self._producer.produce
+        producer = self._producer
         for i, o in enumerate(out):
-            kwargs: dict[str, Any] = {}
-            if o.partition is not None:
-                kwargs["partition"] = o.partition
-            if o.headers:
-                kwargs["headers"] = list(o.headers)
-            if o.timestamp_ms is not None:
-                kwargs["timestamp"] = o.timestamp_ms
-            if i in tracked:
-                kwargs["on_delivery"] = on_delivery
-            while True:
-                try:
-                    produce(o.topic, o.value, o.key, **kwargs)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
+            _produce_one(producer, o, on_delivery if i in tracked else None)
 
     def _on_txn_error(self, err: KafkaError, offsets: dict[int, int] | None) -> None:
         if err.fatal() or not err.txn_requires_abort():
