@@ -389,8 +389,9 @@ class ProcessorRunner:
         Raises `_Aborted` after an abort (pending state discarded), `LoopFatalError` when fatal."""
         producer = self._producer
         delivered: dict[int, int] = {}
-        if any(o.dispatch for o in out):
-            self._dispatch([o for o in out if o.dispatch])
+        dispatched = [o for o in out if o.dispatch]
+        if dispatched:
+            self._dispatch(dispatched)
             out = [o for o in out if not o.dispatch]
         try:
             producer.begin_transaction()
@@ -403,7 +404,8 @@ class ProcessorRunner:
                 _retry(producer.send_offsets_to_transaction,
                        [TopicPartition(topic, p, o) for p, o in offsets.items()],
                        self._consumer.consumer_group_metadata(), 30.0)
-            self._await_dispatch(offsets)
+            if dispatched:
+                self._await_dispatch(offsets)
             _retry(producer.commit_transaction, 30.0)
             self.transactions += 1
         except KafkaException as exc:
@@ -431,7 +433,7 @@ class ProcessorRunner:
     def _await_dispatch(self, offsets: dict[int, int] | None) -> None:
         """Step 4, second part: every dispatch record is delivered before the input offsets are
         committed, or the batch is aborted and redone (dispatch records included)."""
-        while self._dispatcher is not None and self._dispatcher.flush(30.0):
+        while self._dispatcher.flush(30.0):
             pass
         err, self._dispatch_error = self._dispatch_error, None
         if err is not None:
