@@ -14,11 +14,11 @@ import json
 import sys
 from typing import Iterable, Sequence
 
-from streams.clients import make_producer
-from streams.loop import processor_main
-from streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
-from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics
+from kadence.streams.clients import make_producer
+from kadence.streams.loop import processor_main
+from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
+from kadence.streams.settings import Settings
+from kadence.streams.topics import TopicSpec, ensure_topics
 
 
 def input_topic(settings: Settings) -> str:

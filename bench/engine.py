@@ -37,11 +37,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from streams.broker import EmbeddedBroker
-from streams.clients import make_consumer
-from streams.serde import serde
-from streams.settings import Settings
-from streams.topics import ensure_core_topics
+from kadence.streams.broker import EmbeddedBroker
+from kadence.streams.clients import make_consumer
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_core_topics
 
 log = logging.getLogger("bench")
 
@@ -193,7 +193,7 @@ class Bench:
         self._stats_path = os.path.join(state_dir, "worker-stats.json")
         env = {**os.environ, "BENCH_SETTINGS": json.dumps(asdict(self.settings)),
                "KADENCE_LOG_LEVEL": os.environ.get("KADENCE_LOG_LEVEL", "WARNING")}
-        from streams.loop import spawn
+        from kadence.streams.loop import spawn
 
         for role in ("history", "derived"):
             self.procs[role] = spawn("bench.engine", self.settings, env={**env, "BENCH_ROLE": role},
@@ -331,7 +331,7 @@ class Bench:
         from kadence._names import workflow_type_name
         from kadence._runtime_defn import return_hint_of
         from kadence.client import WorkflowHandle
-        from streams.clients import make_producer
+        from kadence.streams.clients import make_producer
 
         client, conv, codec = self.client, self.client.data_converter, serde()
         producer = make_producer(self.settings)
@@ -558,9 +558,9 @@ def _worker_main() -> int:
 
 def _processor_main(role: str) -> int:
     """`spawn("bench.engine", ...)`: a processor with the full Settings of the harness."""
-    from processors.derived import DerivedProcessor
-    from processors.history import HistoryProcessor
-    from streams.loop import _parser, run_forever
+    from kadence.processors.derived import DerivedProcessor
+    from kadence.processors.history import HistoryProcessor
+    from kadence.streams.loop import _parser, run_forever
 
     args = _parser(f"bench {role} processor").parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")

@@ -23,11 +23,11 @@ from contextlib import ExitStack
 from confluent_kafka import TopicPartition
 
 from bench.counting import CountingProcessor, ensure_counting_topics, input_topic, produce_input
-from streams.broker import EmbeddedBroker
-from streams.clients import make_consumer, make_producer
-from streams.loop import ProcessorRunner
-from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics
+from kadence.streams.broker import EmbeddedBroker
+from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams.loop import ProcessorRunner
+from kadence.streams.settings import Settings
+from kadence.streams.topics import TopicSpec, ensure_topics
 
 
 def _settings(bootstrap: str, state_dir: str) -> Settings:

@@ -32,7 +32,7 @@ import statistics
 import time
 from typing import Any, Callable
 
-from history import ExecutionState, fold
+from kadence.history import ExecutionState, fold
 
 Event = dict[str, Any]
 

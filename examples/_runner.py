@@ -8,7 +8,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from kadence import Client, Worker
-from streams.settings import Settings
+from kadence.streams.settings import Settings
 
 
 def main(run_sample: Callable[[Client], Any], task_lists: dict[str, tuple[Sequence[type], Sequence[Any]]]) -> None:

@@ -7,9 +7,11 @@ import signal
 import threading
 
 from kadence import Client, Worker
-from streams.settings import Settings
+from kadence.streams.settings import Settings
 
-from . import demo, detached_child, hello_cancel_child, hello_child, long_running, order_processing
+from kadence.samples import account_opening as demo
+
+from . import detached_child, hello_cancel_child, hello_child, long_running, order_processing
 
 TASK_LISTS = {
     demo.TASK_LIST: (demo.WORKFLOWS, demo.ACTIVITIES),

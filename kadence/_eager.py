@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from history.ids import task_token
+from kadence.history.ids import task_token
 
 from ._runtime import CLOSE_DECISIONS
 

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 try:  # the server's measure, so `info().history_size_bytes` agrees with DecisionTask.history_size_bytes
-    from history.reducer import event_size
+    from kadence.history.reducer import event_size
 except ImportError:  # pragma: no cover - SDK installed without the shared reducer package
     def event_size(attrs: dict[str, Any]) -> int:
         size = 64

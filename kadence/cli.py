@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from streams.settings import Settings
+from kadence.streams.settings import Settings
 
 COMPONENTS = ("history", "derived", "children", "signals", "cancellations", "timers")
 
@@ -85,7 +85,7 @@ def _stop_event() -> threading.Event:
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_server(args: argparse.Namespace) -> int:
-    from processors.server import ServerProcesses  # the CLI may launch the engine (DESIGN.md 1)
+    from kadence.processors.server import ServerProcesses  # the CLI may launch the engine (DESIGN.md 1)
 
     components = [c for c in args.only.split(",") if c]
     unknown = set(components) - set(COMPONENTS)
@@ -101,7 +101,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from streams.topics import check_layout, ensure_core_topics
+    from kadence.streams.topics import check_layout, ensure_core_topics
 
     settings = _settings(args)
     if args.action == "create":
@@ -176,7 +176,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from history import fold
+    from kadence.history import fold
     from kadence import Client
 
     with Client(_settings(args), domain=args.domain) as client:

@@ -40,9 +40,9 @@ from kadence.failures import (
     WorkflowFailureError,
     from_failure,
 )
-from streams.clients import make_consumer, make_producer, murmur2_partition
-from streams.serde import SerdeError, serde
-from streams.settings import Settings
+from kadence.streams.clients import make_consumer, make_producer, murmur2_partition
+from kadence.streams.serde import SerdeError, serde
+from kadence.streams.settings import Settings
 
 log = logging.getLogger("kadence.client")
 

@@ -10,10 +10,10 @@ import tempfile
 import time
 from typing import Any
 
-from streams.broker import EmbeddedBroker
-from streams.loop import spawn
-from streams.settings import embedded_broker_settings
-from streams.topics import ensure_core_topics
+from kadence.streams.broker import EmbeddedBroker
+from kadence.streams.loop import spawn
+from kadence.streams.settings import embedded_broker_settings
+from kadence.streams.topics import ensure_core_topics
 
 
 def _say(text: str) -> None:
@@ -21,7 +21,8 @@ def _say(text: str) -> None:
 
 
 def run_demo(customer: str = "ada") -> int:
-    from examples import demo, order_processing
+    from .samples import account_opening as demo
+    from .samples import order_processing
 
     from .cli import print_history
     from .client import Client
@@ -34,7 +35,7 @@ def run_demo(customer: str = "ada") -> int:
         _say(f"[demo] embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}")
         ensure_core_topics(settings, [demo.TASK_LIST, *order_processing.TASK_LISTS])
         env = dict(os.environ, KADENCE_LOG_LEVEL="WARNING")
-        procs = [spawn("processors.history", settings, env=env), spawn("processors.derived", settings, env=env)]
+        procs = [spawn("kadence.processors.history", settings, env=env), spawn("kadence.processors.derived", settings, env=env)]
         _say(f"[demo] engine: history processor (pid {procs[0].pid}), derived processors (pid {procs[1].pid})")
         client = Client(settings)
         task_lists: dict[str, Any] = {demo.TASK_LIST: (demo.WORKFLOWS, demo.ACTIVITIES), **order_processing.TASK_LISTS}

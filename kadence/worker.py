@@ -34,10 +34,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from streams.clients import make_consumer, make_producer
-from streams.serde import SerdeError, serde
-from streams.settings import Settings
-from streams.topics import ensure_topics, task_topic
+from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams.serde import SerdeError, serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_topics, task_topic
 
 from . import activity as _activity
 from ._eager import plan_eager

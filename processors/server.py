@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from streams.loop import ProcessorRunner, spawn
-from streams.settings import Settings
-from streams.topics import ensure_core_topics
+from kadence.streams.loop import ProcessorRunner, spawn
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_core_topics
 
 from .derived import ALL_MODULES, DerivedProcessor
 from .history import HistoryConfig, HistoryProcessor
@@ -26,10 +26,10 @@ COMPONENTS = ("history", "derived", *ALL_MODULES)
 
 def _module_and_env(component: str) -> tuple[str, dict[str, str]]:
     if component == "history":
-        return "processors.history", {}
+        return "kadence.processors.history", {}
     if component == "derived":
-        return "processors.derived", {}
-    return "processors.derived", {"KADENCE_DERIVED_MODULES": component}
+        return "kadence.processors.derived", {}
+    return "kadence.processors.derived", {"KADENCE_DERIVED_MODULES": component}
 
 
 @dataclass

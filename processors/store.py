@@ -14,9 +14,9 @@ import pickle
 import struct
 from typing import Any, Iterator
 
-from history import ExecutionState
-from streams.processing import StateView
-from streams.serde import serde
+from kadence.history import ExecutionState
+from kadence.streams.processing import StateView
+from kadence.streams.serde import serde
 
 _EVENT = struct.Struct(">Q")
 

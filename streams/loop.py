@@ -84,7 +84,7 @@ from .serde import serde
 from .settings import Settings
 from .store import Overlay, PartitionStore
 
-log = logging.getLogger("streams.loop")
+log = logging.getLogger("kadence.streams.loop")
 
 #: Kafka calls that fail with a retriable error are retried for this long before giving up.
 RETRY_SECONDS = 60.0

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-import schemas
+from kadence import schemas
 
 MAGIC = b"\xc3\x01"
 TYPE_HEADER = "kadence-type"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
+from kadence.streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ def _docker_answers() -> str | None:
 def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     choice = request.config.getoption("--kafka") or os.environ.get("KADENCE_BOOTSTRAP") or "embedded"
     if choice == "embedded":
-        from streams.broker import EmbeddedBroker
+        from kadence.streams.broker import EmbeddedBroker
 
         with EmbeddedBroker() as broker:
             yield broker.bootstrap
@@ -67,7 +67,7 @@ def dedicated_bootstrap(request: pytest.FixtureRequest, kafka_bootstrap: str) ->
     if choice != "embedded":
         yield kafka_bootstrap
         return
-    from streams.broker import EmbeddedBroker
+    from kadence.streams.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap
@@ -107,7 +107,7 @@ def make_settings(request: pytest.FixtureRequest, kafka_bootstrap: str, state_di
 @pytest.fixture
 def engine(settings: Settings):
     """The engine's processors (history + derived) running in this process on the test's topics."""
-    from processors.server import InProcessEngine
+    from kadence.processors.server import InProcessEngine
 
     with InProcessEngine(settings) as eng:
         yield eng

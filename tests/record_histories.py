@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples import order_processing  # noqa: E402
 from kadence import Client, Worker, dump_history  # noqa: E402
-from processors.server import InProcessEngine  # noqa: E402
-from streams.broker import EmbeddedBroker  # noqa: E402
-from streams.settings import embedded_broker_settings  # noqa: E402
+from kadence.processors.server import InProcessEngine  # noqa: E402
+from kadence.streams.broker import EmbeddedBroker  # noqa: E402
+from kadence.streams.settings import embedded_broker_settings  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "histories"
 

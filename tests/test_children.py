@@ -287,8 +287,8 @@ def test_parallel_children(kids) -> None:
 
 def test_pending_children_limit_fails_the_decision_with_a_clear_cause(settings) -> None:
     from kadence import Client, Worker
-    from processors.history import HistoryConfig
-    from processors.server import InProcessEngine
+    from kadence.processors.history import HistoryConfig
+    from kadence.processors.server import InProcessEngine
 
     with InProcessEngine(settings, config=HistoryConfig(max_pending_children=5)), Client(settings) as client, \
             Worker(client, "default", ALL, [note]):

@@ -20,10 +20,10 @@ from kadence import workflow
 from kadence.client import Client, WorkflowHandle, summarize_history
 from kadence.converter import default_converter
 from kadence.failures import QueryError, WorkflowAlreadyStartedError, WorkflowFailureError
-from streams.clients import make_consumer, make_producer, murmur2_partition
-from streams.serde import TYPE_HEADER, serde
-from streams.settings import Settings
-from streams.topics import ensure_core_topics
+from kadence.streams.clients import make_consumer, make_producer, murmur2_partition
+from kadence.streams.serde import TYPE_HEADER, serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_core_topics
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -377,7 +377,7 @@ def transition(wid: str, events: list[dict[str, Any]], domain: str = "default") 
 
 def _full_event(wid: str, run_id: str, event_id: int, kind: str, **attrs: Any) -> dict[str, Any]:
     """An event with every attribute field filled from the schema defaults plus `attrs`."""
-    import schemas
+    from kadence import schemas
 
     raw = schemas.registry().raw[kind]
     filled: dict[str, Any] = {}

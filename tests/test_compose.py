@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import Settings
+from kadence.streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -11,8 +11,8 @@ import pytest
 from examples import long_running
 from kadence import Client, Worker, activity, workflow
 from kadence.failures import ActivityError, WorkflowAlreadyStartedError, WorkflowFailureError
-from processors.history import HistoryConfig
-from processors.server import InProcessEngine
+from kadence.processors.history import HistoryConfig
+from kadence.processors.server import InProcessEngine
 
 
 @activity.defn

@@ -26,8 +26,8 @@ import pytest
 from kadence import activity, workflow
 from kadence.client import Client
 from kadence.worker import Worker
-from streams.settings import Settings
-from streams.topics import ensure_core_topics
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_core_topics
 from tests.support.crash import (Component, Engine, HistoryView, closes, compare_duplicates,
                                  derived_command_id, read_raw)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.server import InProcessEngine
+from kadence.processors.server import InProcessEngine
 from tests.support.raw import Raw, close_with, complete, decide, payload, schedule_activity, start_child
 
 

@@ -15,10 +15,10 @@ from faust.serializers.registry import Registry
 
 from kadence.client import Client
 from kadence.contrib.faust import CODEC_NAME, KadenceCodec, codec_for
-from streams.clients import make_consumer, make_producer
-from streams.serde import BadMagic, SerdeError, serde
-from streams.settings import Settings
-from streams.topics import ensure_core_topics
+from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams.serde import BadMagic, SerdeError, serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_core_topics
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,11 +10,11 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-import processors.history.processor as history_processor
-from processors.history import HistoryProcessor
-from streams.processing import InRecord
-from streams.serde import MAGIC, serde
-from streams.settings import Settings
+import kadence.processors.history.processor as history_processor
+from kadence.processors.history import HistoryProcessor
+from kadence.streams.processing import InRecord
+from kadence.streams.serde import MAGIC, serde
+from kadence.streams.settings import Settings
 from tests.support.memory_context import MemoryContext, in_record
 
 SERDE = serde()

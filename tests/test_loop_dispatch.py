@@ -11,11 +11,11 @@ from typing import Any, Callable, Sequence
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
-from streams.clients import make_consumer, make_producer
-from streams.loop import ProcessorRunner
-from streams.processing import Context, InRecord, OutRecord, Processor
-from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics
+from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams.loop import ProcessorRunner
+from kadence.streams.processing import Context, InRecord, OutRecord, Processor
+from kadence.streams.settings import Settings
+from kadence.streams.topics import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.timeout(120)
 

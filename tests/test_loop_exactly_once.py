@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from bench.counting import CountingProcessor, counts_topic, ensure_counting_topics, input_topic
-from streams.clients import make_producer
-from streams.dedupe import IdempotentReader, header
-from streams.loop import spawn
-from streams.settings import Settings
-from streams.store import PartitionStore
+from kadence.streams.clients import make_producer
+from kadence.streams.dedupe import IdempotentReader, header
+from kadence.streams.loop import spawn
+from kadence.streams.settings import Settings
+from kadence.streams.store import PartitionStore
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -11,12 +11,12 @@ from typing import Callable
 import pytest
 from confluent_kafka import TopicPartition
 
-from streams.clients import make_consumer, make_producer
-import streams.loop
-from streams.loop import ProcessorRunner
-from streams.processing import Context, InRecord, OutRecord, Processor
-from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics
+from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams import loop as stream_loop
+from kadence.streams.loop import ProcessorRunner
+from kadence.streams.processing import Context, InRecord, OutRecord, Processor
+from kadence.streams.settings import Settings
+from kadence.streams.topics import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,7 +76,7 @@ LAG_S = 4.0
 
 def test_quiet_batches_skip_the_transaction_and_their_offsets_follow(settings: Settings, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(streams.loop, "OFFSETS_LAG_SECONDS", LAG_S)
+    monkeypatch.setattr(stream_loop, "OFFSETS_LAG_SECONDS", LAG_S)
     settings = settings.with_(partitions=1, state_dir=str(tmp_path / "a"))
     proc = Quiet(settings)
     ensure_topics(settings, [TopicSpec(proc.input_topic, 1, {}), TopicSpec(proc.out_topic, 1, {})])

@@ -14,10 +14,10 @@ from typing import Callable
 import pytest
 
 from bench.counting import CountingProcessor, counts_topic, ensure_counting_topics, produce_input
-from streams.dedupe import IdempotentReader, header
-from streams.loop import ProcessorRunner
-from streams.settings import Settings
-from streams.store import PartitionStore
+from kadence.streams.dedupe import IdempotentReader, header
+from kadence.streams.loop import ProcessorRunner
+from kadence.streams.settings import Settings
+from kadence.streams.store import PartitionStore
 
 pytestmark = pytest.mark.timeout(240)
 

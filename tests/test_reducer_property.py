@@ -11,12 +11,12 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-import processors.history.processor as history_processor
-from history import CLOSED_STATUSES, ExecutionState, fold_transition, task_token
-from processors.history import HistoryProcessor
-from processors.store import ExecutionStore
-from streams.serde import serde
-from streams.settings import Settings
+import kadence.processors.history.processor as history_processor
+from kadence.history import CLOSED_STATUSES, ExecutionState, fold_transition, task_token
+from kadence.processors.history import HistoryProcessor
+from kadence.processors.store import ExecutionStore
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
 from tests.support.memory_context import MemoryContext, in_record
 
 SERDE = serde()

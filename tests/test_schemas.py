@@ -13,7 +13,7 @@ import fastavro
 import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-import schemas
+from kadence import schemas
 
 SCHEMA_DIR = schemas.SCHEMA_DIR
 ALL_FILES = sorted(SCHEMA_DIR.glob("*.avsc")) + sorted((SCHEMA_DIR / "versions").glob("*.avsc"))

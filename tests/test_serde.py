@@ -20,11 +20,11 @@ import pytest
 from fastavro import schemaless_writer
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-import schemas
-from streams.clients import _murmur2, make_consumer, make_producer, murmur2_partition
-from streams.serde import MAGIC, TYPE_HEADER, BadMagic, CorruptRecord, SerdeError, UnknownFingerprint, serde
-from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics
+from kadence import schemas
+from kadence.streams.clients import _murmur2, make_consumer, make_producer, murmur2_partition
+from kadence.streams.serde import MAGIC, TYPE_HEADER, BadMagic, CorruptRecord, SerdeError, UnknownFingerprint, serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -447,7 +447,7 @@ def test_raw_example_builds_the_same_schema_and_spec_bytes() -> None:
 
 
 def test_raw_example_publishes_a_start_command_kadence_reads(settings: Settings) -> None:
-    from streams.topics import ensure_core_topics
+    from kadence.streams.topics import ensure_core_topics
 
     ensure_core_topics(settings)
     raw = _raw_example()

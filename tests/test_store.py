@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.store import PartitionStore
+from kadence.streams.store import PartitionStore
 
 pytestmark = pytest.mark.timeout(60)
 

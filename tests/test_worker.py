@@ -12,10 +12,10 @@ from kadence import activity, workflow
 from kadence._runtime_history import HistoryBuilder
 from kadence.failures import ApplicationError
 from kadence.worker import Worker
-from streams.clients import make_consumer, make_producer
-from streams.serde import serde
-from streams.settings import Settings
-from streams.topics import ensure_core_topics
+from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_core_topics
 
 TL = "orders"
 

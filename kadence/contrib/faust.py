@@ -25,7 +25,7 @@ from typing import Any
 
 from faust.serializers import codecs
 
-from streams.serde import serde
+from kadence.streams.serde import serde
 
 #: Name under which the generic codec is registered with Faust.
 CODEC_NAME = "kadence"

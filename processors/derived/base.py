@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from history import CLOSE_EVENTS, ExecutionState, RunState  # noqa: F401 - re-exported for the modules
-from streams.processing import Context, OutRecord
-from streams.serde import serde
-from streams.settings import Settings
+from kadence.history import CLOSE_EVENTS, ExecutionState, RunState  # noqa: F401 - re-exported for the modules
+from kadence.streams.processing import Context, OutRecord
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
 
 
 class Emitter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import ExecutionState, RunState
+from kadence.history import ExecutionState, RunState
 
 from .base import CLOSE_EVENTS, Emitter
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import ExecutionState, RunState
-from history.reducer import child_start_command_id
+from kadence.history import ExecutionState, RunState
+from kadence.history.reducer import child_start_command_id
 
 from .base import Emitter
 

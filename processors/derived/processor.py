@@ -6,11 +6,11 @@ import logging
 import time
 from typing import Sequence
 
-from history import ExecutionState, apply
-from history.reducer import already_applied
-from streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
-from streams.serde import SerdeError, serde
-from streams.settings import Settings
+from kadence.history import ExecutionState, apply
+from kadence.history.reducer import already_applied
+from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
+from kadence.streams.serde import SerdeError, serde
+from kadence.streams.settings import Settings
 
 from ..store import ExecutionStore
 from .base import Emitter, Module

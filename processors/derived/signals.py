@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import ExecutionState, RunState
+from kadence.history import ExecutionState, RunState
 
 from .base import Emitter
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from history import ActivityInfo, ExecutionState, RunState
-from streams.processing import Context, OutRecord
-from streams.serde import serde
-from streams.settings import Settings
+from kadence.history import ActivityInfo, ExecutionState, RunState
+from kadence.streams.processing import Context, OutRecord
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
 
 from .base import CLOSE_EVENTS, Emitter
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from streams.loop import processor_main
-from streams.topics import ensure_core_topics
+from kadence.streams.loop import processor_main
+from kadence.streams.topics import ensure_core_topics
 
 from .processor import HistoryProcessor
 

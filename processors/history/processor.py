@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from history import fold_transition
-from history.reducer import already_applied
-from streams.clients import murmur2_partition
-from streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
-from streams.serde import SerdeError, serde
-from streams.settings import Settings
-from streams.topics import ensure_topics, task_topic
+from kadence.history import fold_transition
+from kadence.history.reducer import already_applied
+from kadence.streams.clients import murmur2_partition
+from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
+from kadence.streams.serde import SerdeError, serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_topics, task_topic
 
 from .config import HistoryConfig
 from .handlers import HANDLERS, HandlerEnv

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import ExecutionState, RunState, task_token
+from kadence.history import ExecutionState, RunState, task_token
 
 from .config import HistoryConfig
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from history import CLOSE_EVENTS, ExecutionState, RunState, apply
+from kadence.history import CLOSE_EVENTS, ExecutionState, RunState, apply
 
 
 @dataclass(slots=True)

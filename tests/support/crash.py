@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from streams.dedupe import Deduplicator, IdempotentReader
-from streams.loop import spawn
-from streams.processing import InRecord
-from streams.serde import serde
-from streams.settings import Settings
+from kadence.streams.dedupe import Deduplicator, IdempotentReader
+from kadence.streams.loop import spawn
+from kadence.streams.processing import InRecord
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
 
 #: Pause between a SIGKILL and the restart of the same slot (see Component.kill).
 RESTART_DELAY_S = 0.5
@@ -66,9 +66,9 @@ class Component:
     def start(self) -> "Component":
         env = dict(os.environ)
         env.pop("KADENCE_DERIVED_MODULES", None)
-        module = "processors.history"
+        module = "kadence.processors.history"
         if self.modules is not None:
-            module = "processors.derived"
+            module = "kadence.processors.derived"
             env["KADENCE_DERIVED_MODULES"] = ",".join(self.modules)
         with open(self.log_path, "ab") as log:
             self.proc = spawn(module, self.settings, self.slot, batch_max_records=self.batch_max_records,

@@ -7,7 +7,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from streams.processing import InRecord, OutRecord
+from kadence.streams.processing import InRecord, OutRecord
 
 
 class MemoryState:

@@ -9,10 +9,10 @@ from typing import Any, Callable
 
 from confluent_kafka import TopicPartition
 
-from streams.clients import make_consumer, make_producer
-from streams.serde import serde
-from streams.settings import Settings
-from streams.topics import ensure_topics, task_topic
+from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
+from kadence.streams.topics import ensure_topics, task_topic
 
 SERDE = serde()
 JSON = "json/plain"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import ActivityInfo
-from history.retry import retry_delay_ms, timeout_failure
+from kadence.history import ActivityInfo
+from kadence.history.retry import retry_delay_ms, timeout_failure
 
 from ..transition import Transition
 from .common import HandlerEnv, open_run, payload_too_large, stale, token_of

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from history import RunState, TaskToken, parse_task_token
-from streams.processing import PoisonRecord
+from kadence.history import RunState, TaskToken, parse_task_token
+from kadence.streams.processing import PoisonRecord
 
 from ..config import HistoryConfig
 from ..transition import Transition

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from history import RunState, derive_run_id
-from history.retry import retry_delay_ms
+from kadence.history import RunState, derive_run_id
+from kadence.history.retry import retry_delay_ms
 
 from ..transition import Transition
 from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import RunState
+from kadence.history import RunState
 
 from ..transition import Transition
 from .common import HandlerEnv, log, payload_too_large, reply_command

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from history import derive_run_id
+from kadence.history import derive_run_id
 
 from ..transition import Transition
 from .common import HandlerEnv, payload_too_large, reply_command

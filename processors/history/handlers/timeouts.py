@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from history import ActivityInfo
+from kadence.history import ActivityInfo
 
 from ..transition import Transition
 from .activities import activity_timed_out
