@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 from kadence.streams.settings import Settings
 
+from .history_view import print_history
+
 COMPONENTS = ("history", "derived", "children", "signals", "cancellations", "timers")
 
 
@@ -139,27 +141,6 @@ def cmd_start(args: argparse.Namespace) -> int:
         if args.wait:
             print(json.dumps(handle.result(), default=str))
     return 0
-
-
-def format_event(event: dict[str, Any]) -> str:
-    kind, attrs = event["attributes"]
-    shown = {k: v for k, v in attrs.items() if v not in (None, "", 0, {}, []) and k not in ("decision_task_completed_event_id",)}
-    for key in ("input", "result", "details"):
-        if isinstance(shown.get(key), dict) and "data" in shown[key]:
-            shown[key] = shown[key]["data"].decode(errors="replace")[:80]
-    if isinstance(shown.get("failure"), dict):
-        shown["failure"] = f"{shown['failure']['type']}: {shown['failure']['message']}"
-    detail = " ".join(f"{k}={v}" for k, v in shown.items() if not isinstance(v, dict))
-    return f"{event['event_id']:>5}  {kind:<45} {detail[:160]}"
-
-
-def print_history(events: list[dict[str, Any]]) -> None:
-    run = None
-    for event in events:
-        if event["run_id"] != run:
-            run = event["run_id"]
-            print(f"  run {run}")
-        print("  " + format_event(event))
 
 
 def cmd_history(args: argparse.Namespace) -> int:
