@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from kadence.streams.settings import Settings
+from kadence.streams.settings import Settings, kafka_config_from_env, read_properties_file
 
 from .history_view import print_history
 
@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--prefix", help="topic/group prefix (default: KADENCE_PREFIX or 'kadence.')")
     common.add_argument("--partitions", type=int, help="partitions of commands/history (default 4)")
     common.add_argument("--state-dir", help="RocksDB state folder of the processors")
+    common.add_argument("--kafka-config", action="append", default=[], metavar="PROPERTY=VALUE",
+                        help="a librdkafka property for every Kafka client, e.g. security.protocol=SASL_SSL "
+                             "(repeatable; also KADENCE_KAFKA_<PROPERTY> in the environment)")
+    common.add_argument("--kafka-config-file", metavar="FILE",
+                        help="a properties file of librdkafka settings (also KADENCE_KAFKA_CONFIG_FILE)")
     common.add_argument("--domain", default="default")
     common.add_argument("--log-level", default="WARNING")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -75,7 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     keys = {"bootstrap": args.bootstrap, "prefix": args.prefix, "partitions": args.partitions, "state_dir": args.state_dir}
-    return Settings.from_env(**{k: v for k, v in keys.items() if v is not None})
+    overrides: dict[str, Any] = {k: v for k, v in keys.items() if v is not None}
+    kafka_config = kafka_config_from_env()
+    if args.kafka_config_file:
+        kafka_config.update(read_properties_file(args.kafka_config_file))
+    for item in args.kafka_config:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--kafka-config takes PROPERTY=VALUE, got {item!r}")
+        kafka_config[key.strip()] = value.strip()
+    if kafka_config:
+        overrides["kafka_config"] = kafka_config
+    try:
+        return Settings.from_env(**overrides)
+    except ValueError as exc:
+        raise SystemExit(f"kadence: {exc}") from None
 
 
 def _stop_event() -> threading.Event:

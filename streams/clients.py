@@ -16,6 +16,7 @@ PARTITIONER = "murmur2_random"
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
+        **settings.kafka_config,
         "bootstrap.servers": settings.bootstrap,
         "partitioner": PARTITIONER,
         "enable.idempotence": True,
@@ -29,6 +30,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
+        **settings.kafka_config,
         "bootstrap.servers": settings.bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -54,7 +56,11 @@ def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
 
 
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap})
+    return AdminClient(admin_config(settings))
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    return {**settings.kafka_config, "bootstrap.servers": settings.bootstrap}
 
 
 @functools.lru_cache(maxsize=65536)

@@ -2,9 +2,62 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
+
+#: librdkafka properties the engine sets itself, because exactly-once and the protocol depend on
+#: them. `kafka_config` may not set these; the Settings field named here is the knob instead.
+ENGINE_OWNED_PROPERTIES = {
+    "bootstrap.servers": "bootstrap",
+    "group.id": "prefix",
+    "transactional.id": "prefix",
+    "enable.idempotence": None,
+    "acks": None,
+    "enable.auto.commit": None,
+    "isolation.level": "isolation_level",
+    "partitioner": None,
+}
+
+#: Environment variable holding the path of a Java-style properties file of librdkafka settings.
+KAFKA_CONFIG_FILE_ENV = "KADENCE_KAFKA_CONFIG_FILE"
+#: Prefix of environment variables that each set one librdkafka property:
+#: KADENCE_KAFKA_SECURITY_PROTOCOL=SASL_SSL sets `security.protocol`.
+KAFKA_PROPERTY_ENV_PREFIX = "KADENCE_KAFKA_"
+#: How `to_env` hands the whole `kafka_config` to a child process (JSON object).
+KAFKA_CONFIG_JSON_ENV = "KADENCE_KAFKA_CONFIG_JSON"
+
+
+def read_properties_file(path: str | Path) -> dict[str, str]:
+    """A Java-style `.properties` file (`key=value` or `key: value`; `#` and `!` comments), as
+    Kafka's own tools take with `--command-config`."""
+    props: dict[str, str] = {}
+    for number, raw in enumerate(Path(path).read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        sep = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
+        if sep < 0:
+            raise ValueError(f"{path}:{number}: expected key=value, got {raw!r}")
+        props[line[:sep].strip()] = line[sep + 1 :].strip()
+    return props
+
+
+def kafka_config_from_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """librdkafka properties from the environment: the properties file first, then one variable per
+    property (`KADENCE_KAFKA_SASL_MECHANISMS=SCRAM-SHA-512`), then the JSON a parent process passed."""
+    env = os.environ if environ is None else environ
+    config: dict[str, str] = {}
+    if env.get(KAFKA_CONFIG_FILE_ENV):
+        config.update(read_properties_file(env[KAFKA_CONFIG_FILE_ENV]))
+    for name, value in env.items():
+        if name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and name not in (KAFKA_CONFIG_FILE_ENV, KAFKA_CONFIG_JSON_ENV):
+            config[name[len(KAFKA_PROPERTY_ENV_PREFIX) :].lower().replace("_", ".")] = value
+    if env.get(KAFKA_CONFIG_JSON_ENV):
+        config.update(json.loads(env[KAFKA_CONFIG_JSON_ENV]))
+    return config
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +97,18 @@ class Settings:
     #: read_committed shows aborted records (harmless: they are exact duplicates) and stalls behind a
     #: transaction a killed instance left open (see docs/deviations.md 15).
     isolation_level: str = "read_committed"
+    #: Any other librdkafka property for every client Kadence makes (producers, consumers, admin):
+    #: security (`security.protocol`, `sasl.*`, `ssl.*`), timeouts, client ids. From the environment
+    #: (`KADENCE_KAFKA_CONFIG_FILE`, `KADENCE_KAFKA_<PROPERTY>`), the CLI (`--kafka-config`,
+    #: `--kafka-config-file`) or here. The properties in ENGINE_OWNED_PROPERTIES are refused.
+    kafka_config: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in self.kafka_config:
+            if key in ENGINE_OWNED_PROPERTIES:
+                knob = ENGINE_OWNED_PROPERTIES[key]
+                instead = f"; set Settings.{knob} instead" if knob else ""
+                raise ValueError(f"kafka_config may not set {key!r}: Kadence sets it itself{instead}")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":
@@ -54,12 +119,18 @@ class Settings:
             raw = os.environ.get(f"KADENCE_{f.name.upper()}")
             if raw is not None and f.type in ("int", "str"):
                 env[f.name] = int(raw) if f.type == "int" else raw
+        kafka_config = kafka_config_from_env()
+        if kafka_config:
+            env["kafka_config"] = kafka_config
         env.update(overrides)
         return cls(**env)
 
     def to_env(self) -> dict[str, str]:
         """The KADENCE_* variables that make `from_env` rebuild these settings in another process."""
-        return {f"KADENCE_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self) if f.type in ("int", "str")}
+        env = {f"KADENCE_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self) if f.type in ("int", "str")}
+        if self.kafka_config:
+            env[KAFKA_CONFIG_JSON_ENV] = json.dumps(self.kafka_config, sort_keys=True)
+        return env
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
