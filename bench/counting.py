@@ -15,7 +15,7 @@ import sys
 from typing import Iterable, Sequence
 
 from kadence.streams.clients import make_producer
-from kadence.streams.loop import processor_main
+from kadence.streams.launch import processor_main
 from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
 from kadence.streams.settings import Settings
 from kadence.streams.topics import TopicSpec, ensure_topics

@@ -3,7 +3,7 @@
 Layout (the fastest measured on the 2-core machine, see bench/README.md):
 - the broker: the embedded Tansu (a fresh one per scenario) or `--bootstrap HOST:PORT`;
 - the engine: the history processor and the derived processors, one OS process each, started with
-  `streams.loop.spawn` like `kadence demo` (module `bench.engine`, so the Settings knobs that
+  `streams.launch.spawn` like `kadence demo` (module `bench.engine`, so the Settings knobs that
   `spawn` does not forward - fetch_wait_max_ms, linger_ms, ... - reach the processors too);
 - the workers: one OS process serving every benchmark task list (`--workers thread` runs them as
   threads of the client process instead);
@@ -193,7 +193,7 @@ class Bench:
         self._stats_path = os.path.join(state_dir, "worker-stats.json")
         env = {**os.environ, "BENCH_SETTINGS": json.dumps(asdict(self.settings)),
                "KADENCE_LOG_LEVEL": os.environ.get("KADENCE_LOG_LEVEL", "WARNING")}
-        from kadence.streams.loop import spawn
+        from kadence.streams.launch import spawn
 
         for role in ("history", "derived"):
             self.procs[role] = spawn("bench.engine", self.settings, env={**env, "BENCH_ROLE": role},
@@ -560,7 +560,7 @@ def _processor_main(role: str) -> int:
     """`spawn("bench.engine", ...)`: a processor with the full Settings of the harness."""
     from kadence.processors.derived import DerivedProcessor
     from kadence.processors.history import HistoryProcessor
-    from kadence.streams.loop import _parser, run_forever
+    from kadence.streams.launch import arg_parser as _parser, run_forever
 
     args = _parser(f"bench {role} processor").parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")

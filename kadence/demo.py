@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from kadence.streams.broker import EmbeddedBroker
-from kadence.streams.loop import spawn
+from kadence.streams.launch import spawn
 from kadence.streams.settings import embedded_broker_settings
 from kadence.streams.topics import ensure_core_topics
 
@@ -24,7 +24,7 @@ def run_demo(customer: str = "ada") -> int:
     from .samples import account_opening as demo
     from .samples import order_processing
 
-    from .cli import print_history
+    from .history_view import print_history
     from .client import Client
     from .worker import Worker
 

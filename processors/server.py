@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from kadence.streams.loop import ProcessorRunner, spawn
+from kadence.streams.launch import spawn
+from kadence.streams.loop import ProcessorRunner
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_core_topics
 

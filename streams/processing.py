@@ -3,10 +3,12 @@
 A processor is a deterministic function of its input log and of the state folded from its own
 changelog. The loop owns Kafka, transactions and RocksDB; the processor sees one record at a time
 through a `Context`: it reads and writes its partition's state and emits output records.
+`PartitionContext` and `in_record` are the loop's side of it (used by `streams.loop` and
+`streams.restore`).
 
-Rules a processor must keep (DESIGN.md section 5), so that a re-run after a crash produces
-byte-identical outputs and a record the broker leaked from an aborted transaction is an exact
-duplicate:
+Rules a processor must keep (docs/processing-loop.md, "Exactly-once in effect"), so that a re-run
+after a crash produces byte-identical outputs and a record the broker leaked from an aborted
+transaction is an exact duplicate:
 - outputs depend only on the input record, the state, and `ctx.now_ms` (the record's timestamp;
   wall clock only in `punctuate`);
 - every output carries its own id (command id, event id, task token) derived from input ids;
@@ -18,7 +20,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+    from .store import Overlay
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,7 @@ class OutRecord:
     #: second producer outside it: its reader sees it ~5 broker round trips sooner. Only for
     #: records that are deterministic in the input (a redo after an abort sends a byte-identical
     #: copy) and whose readers de-duplicate them; never for state (changelog) or other processors'
-    #: input. See streams/loop.py, step 3.
+    #: input. See docs/processing-loop.md, step 3 (`streams.transaction`).
     dispatch: bool = False
 
 
@@ -119,3 +126,28 @@ class Processor(ABC):
 
     def punctuate(self, partition: int, ctx: Context) -> None:
         """Periodic, wall-clock driven work (timers); may read/write state and emit."""
+
+
+# The loop's side of the contract ----------------------------------------------------------------
+class PartitionContext:
+    """The `Context` of one partition. `emit` is the batch output list's `append` (hot path)."""
+
+    __slots__ = ("partition", "state", "now_ms", "emit")
+
+    def __init__(self, partition: int, state: Overlay, out: list[OutRecord]) -> None:
+        self.partition = partition
+        self.state = state
+        self.now_ms = 0
+        self.emit: Callable[[OutRecord], None] = out.append
+
+
+def no_emit(record: OutRecord) -> None:
+    """`emit` of a restore context."""
+    raise RuntimeError("emit is not allowed in restore: restore only rebuilds state")
+
+
+def in_record(m: Message) -> InRecord:
+    """The `InRecord` of a consumed (error-free) Kafka message."""
+    headers = m.headers()
+    return InRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                    tuple(headers) if headers else (), m.timestamp()[1])

@@ -11,10 +11,10 @@ from confluent_kafka import TopicPartition
 
 from bench.counting import CountingProcessor, counts_topic, ensure_counting_topics, input_topic, produce_input
 from kadence.streams.clients import make_consumer
-from kadence.streams.dedupe import IdempotentReader, header
 from kadence.streams.loop import ProcessorRunner
 from kadence.streams.serde import TYPE_HEADER, serde
 from kadence.streams.settings import Settings
+from tests.support.dedupe import IdempotentReader, header
 
 pytestmark = pytest.mark.timeout(120)
 

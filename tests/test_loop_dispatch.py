@@ -1,5 +1,5 @@
 """Dispatch records (OutRecord.dispatch): sent before the batch's transaction, outside it, and
-delivered before its commit; a failed delivery aborts and redoes the batch (streams/loop.py)."""
+delivered before its commit; a failed delivery aborts and redoes the batch (streams/transaction.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from kadence.streams.loop import ProcessorRunner
 from kadence.streams.processing import Context, InRecord, OutRecord, Processor
 from kadence.streams.settings import Settings
 from kadence.streams.topics import TopicSpec, ensure_topics
+from kadence.streams.transaction import Transactions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,7 +43,7 @@ class Dispatching(Processor):
         return None
 
 
-class GatedRunner(ProcessorRunner):
+class GatedTransactions(Transactions):
     """Holds each batch between the dispatch delivery and the commit until `gate` is set; fails
     the first dispatch delivery when `fail_first` is set."""
 
@@ -52,16 +53,21 @@ class GatedRunner(ProcessorRunner):
         self.at_gate = threading.Event()
         self.fail_first = False
 
-    def _dispatch(self, out: Sequence[OutRecord]) -> None:
-        super()._dispatch(out)
+    def dispatch(self, out: Sequence[OutRecord]) -> None:
+        super().dispatch(out)
         if self.fail_first:
             self.fail_first = False
-            self._dispatch_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # as a delivery report would
+            self.dispatch_delivered(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # a failed delivery report
 
-    def _await_dispatch(self, offsets: dict[int, int] | None) -> None:
-        super()._await_dispatch(offsets)
+    def await_dispatch(self) -> None:
+        super().await_dispatch()
         self.at_gate.set()
         assert self.gate.wait(30)
+
+
+class GatedRunner(ProcessorRunner):
+    transactions_class = GatedTransactions
+    txn: GatedTransactions
 
 
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -112,7 +118,7 @@ def setup(settings: Settings, tmp_path: Path):
 
     _wait(lambda: runner.assigned == [0], "assignment")
     yield settings, proc, runner, send
-    runner.gate.set()
+    runner.txn.gate.set()
     stop.set()
     thread.join(30)
 
@@ -120,24 +126,24 @@ def setup(settings: Settings, tmp_path: Path):
 def test_a_dispatch_record_is_readable_before_its_batch_commits(setup) -> None:
     settings, proc, runner, send = setup
     tasks, out = Reader(settings, proc.tasks_topic), Reader(settings, proc.out_topic)
-    runner.gate.set()
+    runner.txn.gate.set()
     send(b"w")  # a warm-up batch: both readers are proven to be fetching
     assert tasks.read_until(1) == [b"w"] and out.read_until(1) == [b"w:1"]
-    runner.gate.clear()
-    runner.at_gate.clear()
+    runner.txn.gate.clear()
+    runner.txn.at_gate.clear()
     send(b"a")
-    assert runner.at_gate.wait(30)  # delivered, transaction still open
+    assert runner.txn.at_gate.wait(30)  # delivered, transaction still open
     _wait(lambda: tasks.read(idle_polls=1) == [b"w", b"a"], "the dispatch record, before the commit")
     assert out.read() == [b"w:1"]  # the transactional output is not visible yet
-    runner.gate.set()
+    runner.txn.gate.set()
     _wait(lambda: out.read(idle_polls=1) == [b"w:1", b"a:2"], "the transactional output after the commit")
     assert runner.transactions >= 2 and runner.aborts == 0
 
 
 def test_a_failed_dispatch_aborts_and_redoes_the_batch(setup) -> None:
     settings, proc, runner, send = setup
-    runner.gate.set()
-    runner.fail_first = True
+    runner.txn.gate.set()
+    runner.txn.fail_first = True
     send(b"b")
     _wait(lambda: runner.processed >= 1, "the redone batch")
     send(b"c")

@@ -23,10 +23,10 @@ import pytest
 
 from bench.counting import CountingProcessor, counts_topic, ensure_counting_topics, input_topic
 from kadence.streams.clients import make_producer
-from kadence.streams.dedupe import IdempotentReader, header
-from kadence.streams.loop import spawn
+from kadence.streams.launch import spawn
 from kadence.streams.settings import Settings
 from kadence.streams.store import PartitionStore
+from tests.support.dedupe import IdempotentReader, header
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -56,7 +56,7 @@ def _tail(log_path: Path) -> str:
 def _wait_assigned(proc: subprocess.Popen, log_path: Path, deadline_s: float) -> None:
     """Wait until the (re)started process logs its first assignment (so it has fenced its zombie)."""
     deadline = time.monotonic() + deadline_s
-    while f" {proc.pid} streams.loop INFO " not in log_path.read_text(errors="replace") or not any(
+    while f" {proc.pid} kadence.streams.loop INFO " not in log_path.read_text(errors="replace") or not any(
             f" {proc.pid} " in line and " assigned " in line for line in log_path.read_text(errors="replace").splitlines()):
         assert proc.poll() is None, f"processor exited {proc.returncode}:\n{_tail(log_path)}"
         assert time.monotonic() < deadline, f"never assigned:\n{_tail(log_path)}"

@@ -14,10 +14,10 @@ from typing import Callable
 import pytest
 
 from bench.counting import CountingProcessor, counts_topic, ensure_counting_topics, produce_input
-from kadence.streams.dedupe import IdempotentReader, header
 from kadence.streams.loop import ProcessorRunner
 from kadence.streams.settings import Settings
 from kadence.streams.store import PartitionStore
+from tests.support.dedupe import IdempotentReader, header
 
 pytestmark = pytest.mark.timeout(240)
 

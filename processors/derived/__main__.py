@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from kadence.streams.loop import processor_main
+from kadence.streams.launch import processor_main
 from kadence.streams.topics import ensure_core_topics
 
 from .processor import ALL_MODULES, DerivedProcessor

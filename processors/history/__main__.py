@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from kadence.streams.loop import processor_main
+from kadence.streams.launch import processor_main
 from kadence.streams.topics import ensure_core_topics
 
 from .processor import HistoryProcessor

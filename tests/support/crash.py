@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from kadence.streams.dedupe import Deduplicator, IdempotentReader
-from kadence.streams.loop import spawn
+from kadence.streams.launch import spawn
 from kadence.streams.processing import InRecord
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
+from tests.support.dedupe import Deduplicator, IdempotentReader
 
 #: Pause between a SIGKILL and the restart of the same slot (see Component.kill).
 RESTART_DELAY_S = 0.5
@@ -86,8 +86,8 @@ class Component:
         return self.proc is not None and self.proc.poll() is None
 
     def assigned_partitions(self) -> set[int]:
-        """Partitions the current process logged as assigned (streams.loop: '<txid> assigned t[p]@o, ...')."""
-        marker = f" {self.pid} streams.loop INFO "
+        """Partitions the current process logged as assigned (kadence.streams.loop: '<txid> assigned t[p]@o, ...')."""
+        marker = f" {self.pid} kadence.streams.loop INFO "
         parts: set[int] = set()
         for line in self.log_path.read_text(errors="replace").splitlines():
             if marker in line and " assigned " in line:

@@ -1,15 +1,16 @@
-"""The idempotent consumer: an exactly-once *view* of a topic by record id.
+"""The idempotent consumer: an exactly-once *view* of a topic by record id (test support).
 
-Kadence's outputs are deterministic and every record carries its identity (DESIGN.md 5), so a
-record that appears twice (a leaked aborted transaction on Tansu, a redelivery after a crash) is an
-exact duplicate. A consumer gets exactly-once in effect by dropping ids it has already seen:
+Kadence's outputs are deterministic and every record carries its identity
+(docs/processing-loop.md, "Exactly-once in effect"), so a record that appears twice (a leaked
+aborted transaction on Tansu, a redelivery after a crash) is an exact duplicate. A consumer gets
+exactly-once in effect by dropping ids it has already seen:
 
-    dedupe = Deduplicator(lambda r: r.headers_dict["src"])
+    dedupe = Deduplicator(lambda r: header(r, "src"))
     fresh = [r for r in records if dedupe.accept(r)]
 
 `IdempotentReader` does that for a whole topic: it reads every partition from the beginning up to
-the end offsets seen in fetch responses (tansu.md: never ListOffsets "latest") and returns only
-first sightings; call `read_available` again to continue where it stopped.
+the end offsets seen in fetch responses (never ListOffsets "latest": Tansu's is wrong) and returns
+only first sightings; call `read_available` again to continue where it stopped.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Callable, Generic, Hashable, TypeVar
 
 from confluent_kafka import TopicPartition
 
-from .clients import make_consumer
-from .processing import InRecord
-from .settings import Settings
-from .topics import partition_count
+from kadence.streams.clients import make_consumer
+from kadence.streams.processing import InRecord
+from kadence.streams.settings import Settings
+from kadence.streams.topics import partition_count
 
 T = TypeVar("T")
 

@@ -1,0 +1,187 @@
+"""Steps 3-5 of the batch protocol (docs/processing-loop.md): one slot's producers and its Kafka
+transaction. `ProcessorRunner` (streams.loop) decides what to commit; `Transactions` publishes it.
+
+- Dispatch outputs (`OutRecord.dispatch`: tasks for workers) go first, through a second producer
+  outside the transaction (not idempotent, see `dispatch`).
+- `begin_transaction`; the other outputs and dead letters are produced (a delivery callback only
+  on the last changelog record of each partition: its offset + 1 is the next changelog
+  checkpoint); `flush`.
+- `send_offsets_to_transaction(next input offsets, group metadata)`; the dispatch producer is
+  flushed: a dispatch record that failed to deliver aborts the batch (the runner redoes it,
+  dispatch included).
+- `commit_transaction`.
+Step 6 (the RocksDB WriteBatch per partition) is the runner's, with the changelog positions
+`commit` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, NoReturn, Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from .clients import make_producer
+from .errors import LoopFatalError, TransactionAborted, retry
+from .processing import OutRecord
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _produce_one(producer: Any, o: OutRecord, on_delivery: Callable[..., None] | None) -> None:
+    """Produce `o`, waiting for room while the producer's queue is full."""
+    kwargs: dict[str, Any] = {}
+    if o.partition is not None:
+        kwargs["partition"] = o.partition
+    if o.headers:
+        kwargs["headers"] = list(o.headers)
+    if o.timestamp_ms is not None:
+        kwargs["timestamp"] = o.timestamp_ms
+    if on_delivery is not None:
+        kwargs["on_delivery"] = on_delivery
+    while True:
+        try:
+            producer.produce(o.topic, o.value, o.key, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+class Transactions:
+    """The transactional producer of one slot (`transactional_id`) and its dispatch producer."""
+
+    def __init__(self, settings: Settings, transactional_id: str, input_topic: str,
+                 changelog_topic: str | None) -> None:
+        self.settings = settings
+        self.transactional_id = transactional_id
+        #: The topic whose offsets `commit` sends to the transaction.
+        self.input_topic = input_topic
+        #: The topic whose delivered positions `commit` returns (None: no changelog).
+        self.changelog_topic = changelog_topic
+        self._producer: Any = None
+        self._dispatcher: Any = None  # the producer of dispatch records, made at the first one
+        self._dispatch_error: KafkaError | None = None
+        #: Counters for logs, tests and benchmarks.
+        self.transactions = 0
+        self.aborts = 0
+
+    def start(self) -> None:
+        """Step 0: a producer with the slot's transactional id, then `init_transactions`. This
+        fences a zombie of the same slot and, on Tansu, unblocks read_committed readers that a
+        killed instance of this slot left behind."""
+        self._producer = make_producer(self.settings, **{"transactional.id": self.transactional_id,
+                                                         "transaction.timeout.ms": 60_000})
+        retry(self._producer.init_transactions, 30.0)
+
+    def refence(self) -> None:
+        """`start` again: aborts a transaction of a dead instance that is still open (on Tansu a
+        kill can leave one open past our first `init_transactions`, e.g. when the dead instance's
+        last produce reached the loaded broker after it; it blocks read_committed readers, a
+        restore among them). Only while no transaction of ours is open (restore runs before any
+        batch)."""
+        self.start()
+
+    def close(self) -> None:
+        """Flush both producers (5 s at most each) and release them."""
+        if self._producer is not None:
+            self._producer.flush(5)
+        if self._dispatcher is not None:
+            self._dispatcher.flush(5)
+        self._producer = self._dispatcher = None  # librdkafka handles close when released
+
+    def commit(self, out: Sequence[OutRecord], offsets: dict[int, int] | None,
+               group_metadata: Callable[[], Any]) -> dict[int, int]:
+        """Steps 3-5: produce `out`, commit the next input `offsets` (partition -> offset; None or
+        empty: none) in the transaction with `group_metadata()` (the input consumer's).
+
+        Returns changelog partition -> next changelog offset, for the partitions `out` wrote to.
+        Raises `TransactionAborted` after an abort, `LoopFatalError` when fatal."""
+        producer = self._producer
+        delivered: dict[int, int] = {}
+        dispatched = [o for o in out if o.dispatch]
+        if dispatched:
+            self.dispatch(dispatched)
+            out = [o for o in out if not o.dispatch]
+        try:
+            producer.begin_transaction()
+            self._produce(out, delivered)
+            while retry(producer.flush, 30.0):
+                pass
+            if offsets:
+                topic = self.input_topic
+                retry(producer.send_offsets_to_transaction,
+                      [TopicPartition(topic, p, o) for p, o in offsets.items()], group_metadata(), 30.0)
+            if dispatched:
+                self.await_dispatch()
+            retry(producer.commit_transaction, 30.0)
+            self.transactions += 1
+        except KafkaException as exc:
+            self._on_error(exc.args[0], offsets)
+        return delivered
+
+    def dispatch(self, out: Sequence[OutRecord]) -> None:
+        """Step 3, first part: dispatch records, outside the transaction (OutRecord.dispatch)."""
+        if self._dispatcher is None:
+            # Not idempotent: Tansu slows down with every producer id it hands out, and a retried
+            # duplicate is harmless here (readers de-duplicate); one request in flight keeps the
+            # order. linger 0: a dispatch record is on somebody's critical path (batches still
+            # form under load while a request is in flight).
+            self._dispatcher = make_producer(self.settings, **{
+                "client.id": f"{self.transactional_id}.dispatch", "linger.ms": 0, "enable.idempotence": False,
+                "max.in.flight.requests.per.connection": 1})
+        on_delivery = self.dispatch_delivered
+        for o in out:
+            _produce_one(self._dispatcher, o, on_delivery)
+        self._dispatcher.poll(0)
+
+    def dispatch_delivered(self, err: KafkaError | None, _msg: Message | None) -> None:
+        """Delivery report of a dispatch record: a failure aborts the batch in `await_dispatch`."""
+        if err is not None:
+            self._dispatch_error = err
+
+    def await_dispatch(self) -> None:
+        """Step 4, second part: every dispatch record is delivered before the input offsets are
+        committed, or the batch is aborted and redone (dispatch records included)."""
+        while self._dispatcher.flush(30.0):
+            pass
+        err, self._dispatch_error = self._dispatch_error, None
+        if err is not None:
+            log.warning("%s: a dispatch record was not delivered (%s)", self.transactional_id, err)
+            self._abort()
+
+    def _produce(self, out: Sequence[OutRecord], delivered: dict[int, int]) -> None:
+        changelog = self.changelog_topic
+        last: dict[int | None, int] = {}
+        if changelog is not None:
+            for i, o in enumerate(out):
+                if o.topic == changelog:
+                    last[o.partition] = i
+        tracked = set(last.values())
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                delivered[msg.partition()] = msg.offset() + 1
+
+        producer = self._producer
+        for i, o in enumerate(out):
+            _produce_one(producer, o, on_delivery if i in tracked else None)
+
+    def _on_error(self, err: KafkaError, offsets: dict[int, int] | None) -> NoReturn:
+        if err.fatal() or not err.txn_requires_abort():
+            raise LoopFatalError(f"{self.transactional_id}: transaction failed: {err}")
+        log.warning("%s: aborting transaction (%s) for %s", self.transactional_id, err,
+                    ", ".join(f"{self.input_topic}[{p}]@{o}" for p, o in (offsets or {}).items()))
+        self._abort()
+
+    def _abort(self) -> NoReturn:
+        """Abort the open transaction; raises `TransactionAborted`."""
+        self.aborts += 1
+        try:
+            retry(self._producer.abort_transaction, 30.0)
+        except KafkaException as exc:
+            raise LoopFatalError(f"{self.transactional_id}: abort failed: {exc.args[0]}") from exc
+        raise TransactionAborted()
+
+
+__all__ = ["Transactions"]
