@@ -46,7 +46,7 @@ from kadence.streams.topics import ensure_core_topics
 log = logging.getLogger("bench")
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
-#: What the harness changes from Settings' defaults: fast group joins on Tansu (shared/tansu.md).
+#: What the harness changes from Settings' defaults: fast group joins on Tansu (docs/brokers.md §2.5).
 BASE_OVERRIDES: dict[str, Any] = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
 
 

