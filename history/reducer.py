@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from .state import (CLOSE_EVENTS, DECISION_TRIGGERING_EVENTS, ActivityInfo, ChildInfo, DecisionInfo, ExecutionState,
                     RunState, TimerInfo, copy_with)
-from .ids import derive_run_id
+from .ids import child_start_command_id, derive_run_id
 
 #: Earlier runs remembered per workflow id (for idempotence of restores and `describe`).
 MAX_CHAIN = 64
@@ -227,11 +227,6 @@ def _on_child_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str
     return {"children": children}
 
 
-def child_start_command_id(parent_run_id: str, initiated_event_id: int) -> str:
-    """Command id of a child's start: the child's first run id derives from it (see derive_run_id)."""
-    return f"start-child:{parent_run_id}:{initiated_event_id}"
-
-
 # -- signals and cancellation, in and out ---------------------------------------------------------
 
 def _on_signaled(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +299,3 @@ _HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]
     "RequestCancelExternalWorkflowExecutionFailed": _outgoing_done("cancels_out"),
     "ExternalWorkflowExecutionCancelRequested": _outgoing_done("cancels_out"),
 }
-
-
-def handled_event_types() -> frozenset[str]:
-    return frozenset(_HANDLERS) | {"WorkflowExecutionStarted"}

@@ -21,9 +21,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from kadence.history.ids import task_token
-
-from ._runtime import CLOSE_DECISIONS
+from kadence.history.decisions import CLOSE_DECISIONS, activity_scheduled_attrs
+from kadence.history.tasks import activity_task
 
 #: Decisions whose event count is not known in advance: nothing after them is predicted.
 _UNPREDICTABLE = frozenset({"RequestCancelActivityTaskDecision"})
@@ -57,15 +56,14 @@ def plan_eager(task: dict[str, Any], decisions: list[dict[str, Any]], runs_here:
 
 
 def eager_activity_task(task: dict[str, Any], attrs: dict[str, Any], scheduled_event_id: int) -> dict[str, Any]:
-    """The ActivityTask the history processor would have dispatched for attempt 1 (same token)."""
-    return {
-        "task_token": task_token("a", task["domain"], task["workflow_id"], task["run_id"], scheduled_event_id, 1),
-        "domain": task["domain"], "workflow_id": task["workflow_id"], "run_id": task["run_id"],
-        "workflow_type": task["workflow_type"], "activity_id": attrs["activity_id"],
-        "activity_type": attrs["activity_type"], "task_list": attrs["task_list"] or task["task_list"],
-        "input": attrs["input"], "scheduled_event_id": scheduled_event_id, "attempt": 1,
-        "scheduled_time": int(time.time() * 1000),
-        "start_to_close_timeout_ms": attrs["start_to_close_timeout_ms"] or attrs["schedule_to_close_timeout_ms"],
-        "heartbeat_timeout_ms": attrs["heartbeat_timeout_ms"], "heartbeat_details": None,
-        "schedule_to_start_timeout_ms": 0, "eager": True,
-    }
+    """The ActivityTask the history processor would have dispatched for attempt 1 (same token),
+    built from the ActivityTaskScheduled event the decision `attrs` will be recorded as, except:
+    no schedule-to-start timeout (the attempt starts now), and marked `eager` (worker-local)."""
+    completed_event_id = task["started_event_id"] + 1  # the DecisionTaskCompleted (not in the task)
+    scheduled = activity_scheduled_attrs(attrs, task["task_list"], completed_event_id)
+    eager = activity_task(domain=task["domain"], workflow_id=task["workflow_id"], run_id=task["run_id"],
+                          workflow_type=task["workflow_type"], scheduled_event_id=scheduled_event_id,
+                          scheduled=scheduled, attempt=1, scheduled_time=int(time.time() * 1000))
+    eager["schedule_to_start_timeout_ms"] = 0
+    eager["eager"] = True
+    return eager

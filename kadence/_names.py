@@ -1,4 +1,5 @@
-"""Type names of workflows and activities, as recorded in history (shared by SDK parts)."""
+"""Names as recorded in history: workflow and activity types, signal and query names (shared by
+the authoring API, the worker and the client)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from typing import Any
 
 WORKFLOW_NAME_ATTR = "__kadence_workflow_name__"
 ACTIVITY_NAME_ATTR = "__kadence_activity_name__"
+#: Set by @workflow.signal / @workflow.query on the method: the handler's name.
+SIGNAL_ATTR = "__kadence_signal_name__"
+QUERY_ATTR = "__kadence_query_name__"
 
 
 def workflow_type_name(obj: Any) -> str:
@@ -31,3 +35,25 @@ def activity_type_name(obj: Any) -> str:
     if name:
         return name
     raise TypeError(f"{obj!r} is not an activity: decorate it with @activity.defn or pass the type name")
+
+
+def _handler_name(obj: Any, attr: str, kind: str) -> str:
+    if isinstance(obj, str):
+        return obj
+    name = getattr(obj, attr, None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{obj!r} is not a @workflow.{kind} method; pass the {kind} name")
+    return name
+
+
+def signal_name(obj: Any) -> str:
+    """A signal name from a string or a @workflow.signal method (its decorator's name).
+
+    An undecorated method is refused (TypeError), not sent by its `__name__`: the worker registers
+    decorated methods only, so such a signal would reach no handler and be dropped there."""
+    return _handler_name(obj, SIGNAL_ATTR, "signal")
+
+
+def query_name(obj: Any) -> str:
+    """A query name from a string or a @workflow.query method (undecorated: TypeError, as signals)."""
+    return _handler_name(obj, QUERY_ATTR, "query")

@@ -35,17 +35,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-try:  # the server's measure, so `info().history_size_bytes` agrees with DecisionTask.history_size_bytes
-    from kadence.history.reducer import event_size
-except ImportError:  # pragma: no cover - SDK installed without the shared reducer package
-    def event_size(attrs: dict[str, Any]) -> int:
-        size = 64
-        for key in ("input", "result", "details"):
-            if attrs.get(key) is not None:
-                size += len(attrs[key]["data"])
-        if attrs.get("failure") is not None:
-            size += len(attrs["failure"]["message"]) + len(attrs["failure"].get("stack") or "")
-        return size
+from kadence.history.decisions import CLOSE_DECISIONS, DECISION_EVENT_TYPES, DECISION_EVENTS
+from kadence.history.ids import default_activity_id, default_child_workflow_id, timer_id as make_timer_id
+# The server's measure, so `info().history_size_bytes` agrees with DecisionTask.history_size_bytes.
+from kadence.history.reducer import event_size
 
 from ._runtime_defn import (
     ChildWorkflowCancellationType, ParentInfo, WorkflowDefinition, WorkflowInfo,
@@ -77,43 +70,18 @@ class ContinueAsNewError(BaseException):
         self.decision = decision
 
 
-#: Decision record type -> (event types that may record it, key attributes compared on replay).
-DECISION_EVENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "ScheduleActivityTaskDecision": (("ActivityTaskScheduled",), ("activity_id", "activity_type")),
-    "RequestCancelActivityTaskDecision": (("ActivityTaskCancelRequested", "RequestCancelActivityTaskFailed"),
-                                          ("activity_id",)),
-    "StartTimerDecision": (("TimerStarted",), ("timer_id",)),
-    "CancelTimerDecision": (("TimerCanceled", "CancelTimerFailed"), ("timer_id",)),
-    "CompleteWorkflowExecutionDecision": (("WorkflowExecutionCompleted",), ()),
-    "FailWorkflowExecutionDecision": (("WorkflowExecutionFailed",), ()),
-    "CancelWorkflowExecutionDecision": (("WorkflowExecutionCanceled",), ()),
-    "ContinueAsNewWorkflowExecutionDecision": (("WorkflowExecutionContinuedAsNew",), ()),
-    "RecordMarkerDecision": (("MarkerRecorded",), ("marker_name",)),
-    "StartChildWorkflowExecutionDecision": (("StartChildWorkflowExecutionInitiated",), ("workflow_id", "workflow_type")),
-    "SignalExternalWorkflowExecutionDecision": (("SignalExternalWorkflowExecutionInitiated",),
-                                                ("workflow_id", "signal_name")),
-    "RequestCancelExternalWorkflowExecutionDecision": (("RequestCancelExternalWorkflowExecutionInitiated",),
-                                                       ("workflow_id",)),
-    "UpsertWorkflowMemoDecision": (("UpsertWorkflowMemo",), ()),
-}
-DECISION_EVENT_TYPES = frozenset(e for types, _ in DECISION_EVENTS.values() for e in types)
-CLOSE_DECISIONS = frozenset({"CompleteWorkflowExecutionDecision", "FailWorkflowExecutionDecision",
-                             "CancelWorkflowExecutionDecision", "ContinueAsNewWorkflowExecutionDecision"})
-CLOSE_EVENTS = frozenset({"WorkflowExecutionCompleted", "WorkflowExecutionFailed", "WorkflowExecutionCanceled",
-                          "WorkflowExecutionContinuedAsNew"})
-
 Decision = dict[str, Any]
 
 
 def _describe_decision(decision: Decision) -> str:
     dtype, attrs = decision["attributes"]
-    keys = DECISION_EVENTS[dtype][1]
+    keys = DECISION_EVENTS[dtype].keys
     return f"{dtype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)})"
 
 
 def _describe_event(event: dict[str, Any]) -> str:
     etype, attrs = event["attributes"]
-    keys = next((k for types, k in DECISION_EVENTS.values() if etype in types), ())
+    keys = next((recorded.keys for recorded in DECISION_EVENTS.values() if etype in recorded.events), ())
     return f"{etype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)})"
 
 
@@ -638,14 +606,14 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
 
     def _schedule_activity(self, attrs: dict[str, Any], result_hint: Any) -> ActivityOp:
         if not attrs["activity_id"]:
-            attrs["activity_id"] = str(self._next_seq("activity"))
+            attrs["activity_id"] = default_activity_id(self._next_seq("activity"))
         op = ActivityOp(self, attrs["activity_id"], attrs["activity_type"], result_hint)
         self._emit("ScheduleActivityTaskDecision", attrs, op)
         op.register_in_scope()
         return op
 
     def _start_timer(self, delay_ms: int, on_cancel: Callable[[], None] | None = None) -> TimerOp:
-        timer_id = str(self._next_seq("timer"))
+        timer_id = make_timer_id(self._next_seq("timer"))
         op = TimerOp(self, timer_id, on_cancel)
         self._timers[timer_id] = op
         self._emit("StartTimerDecision", {"timer_id": timer_id, "start_to_fire_timeout_ms": max(1, delay_ms)}, op)
@@ -656,7 +624,7 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
                      result_hint: Any) -> ChildOp:
         n = self._next_seq("child")
         if not attrs["workflow_id"]:
-            attrs["workflow_id"] = f"{self.info.workflow_id}/child-{n}-{self.info.run_id[:12]}"
+            attrs["workflow_id"] = default_child_workflow_id(self.info.workflow_id, n, self.info.run_id)
         op = ChildOp(self, attrs["domain"] or self.info.domain, attrs["workflow_id"], attrs["workflow_type"],
                      cancellation_type, result_hint)
         self._emit("StartChildWorkflowExecutionDecision", attrs, op)

@@ -10,15 +10,13 @@ import enum
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ._names import WORKFLOW_NAME_ATTR
+from ._names import QUERY_ATTR, SIGNAL_ATTR, WORKFLOW_NAME_ATTR
 
-SIGNAL_ATTR = "__kadence_signal_name__"
-QUERY_ATTR = "__kadence_query_name__"
 RUN_ATTR = "__kadence_workflow_run__"
 DEFN_ATTR = "__kadence_workflow_definition__"
 
@@ -49,8 +47,21 @@ class ChildWorkflowCancellationType(str, enum.Enum):
     WAIT_CANCELLATION_COMPLETED = "WAIT_CANCELLATION_COMPLETED"
 
 
+def id_reuse_policy_value(policy: IdReusePolicy | str) -> str:
+    """The wire value of an id reuse policy given as an `IdReusePolicy` or its name."""
+    value = str(getattr(policy, "value", policy))
+    if value not in IdReusePolicy.__members__:
+        raise ValueError(f"id_reuse_policy must be one of {tuple(IdReusePolicy.__members__)}, not {value!r}")
+    return value
+
+
 def to_ms(value: float | timedelta | None) -> int:
-    """Seconds (float) or timedelta -> whole milliseconds (0 = unset)."""
+    """Seconds (float) or timedelta -> whole milliseconds (0 = unset), for every timeout and
+    interval the SDK and the client put in a record.
+
+    Rounded to the nearest millisecond, not truncated: a float number of seconds is rarely exact
+    (1.001 * 1000 == 1000.9999999999999), and truncation would turn the 1001 ms meant into 1000.
+    Negative values are refused."""
     if value is None:
         return 0
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
@@ -79,18 +90,29 @@ class RetryPolicy:
             "expiration_ms": 0,
         }
 
-    @classmethod
-    def from_record(cls, rec: dict[str, Any] | None) -> RetryPolicy | None:
-        if rec is None:
-            return None
-        return cls(initial_interval=rec["initial_interval_ms"] / 1000, backoff_coefficient=rec["backoff_coefficient"],
-                   maximum_interval=(rec["maximum_interval_ms"] / 1000) or None,
-                   maximum_attempts=rec["maximum_attempts"],
-                   non_retryable_error_types=tuple(rec["non_retryable_error_types"]))
+
+#: The RetryPolicy record's fields and their defaults (schemas/common.avsc); a `RetryPolicy`'s
+#: `to_record()` gives them all.
+RETRY_POLICY_DEFAULTS: dict[str, Any] = {
+    "initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 0,
+    "maximum_attempts": 0, "non_retryable_error_types": [], "expiration_ms": 0,
+}
 
 
-def retry_record(policy: RetryPolicy | None) -> dict[str, Any] | None:
-    return policy.to_record() if policy is not None else None
+def retry_record(policy: RetryPolicy | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The RetryPolicy record of a `RetryPolicy` (anything with `to_record()`) or of a mapping of
+    record fields (the others take their defaults); None stays None."""
+    if policy is None:
+        return None
+    record = policy.to_record() if hasattr(policy, "to_record") else dict(policy)
+    unknown = set(record) - set(RETRY_POLICY_DEFAULTS)
+    if unknown:
+        raise ValueError(f"retry_policy has unknown fields {sorted(unknown)}; "
+                         f"known: {sorted(RETRY_POLICY_DEFAULTS)}")
+    merged = {**RETRY_POLICY_DEFAULTS, **record}
+    # a list of its own, never the shared default's
+    merged["non_retryable_error_types"] = list(merged["non_retryable_error_types"])
+    return merged
 
 
 @dataclass(frozen=True)
@@ -199,16 +221,6 @@ def definitions(workflows: Sequence[type]) -> dict[str, WorkflowDefinition]:
             raise ValueError(f"two workflows share the type name {d.name!r}")
         out[d.name] = d
     return out
-
-
-def handler_name(obj: Any, attr: str, kind: str) -> str:
-    """Signal/query name from a string or a decorated method."""
-    if isinstance(obj, str):
-        return obj
-    name = getattr(obj, attr, None)
-    if name is None:
-        raise TypeError(f"{obj!r} is not a @workflow.{kind} method; pass the {kind} name")
-    return name
 
 
 def return_hint_of(obj: Any) -> Any:

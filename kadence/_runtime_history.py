@@ -10,23 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .converter import default_converter
+from kadence.history.decisions import DECISION_EVENTS
 
-_TO_EVENT = {
-    "ScheduleActivityTaskDecision": "ActivityTaskScheduled",
-    "RequestCancelActivityTaskDecision": "ActivityTaskCancelRequested",
-    "StartTimerDecision": "TimerStarted",
-    "CancelTimerDecision": "TimerCanceled",
-    "CompleteWorkflowExecutionDecision": "WorkflowExecutionCompleted",
-    "FailWorkflowExecutionDecision": "WorkflowExecutionFailed",
-    "CancelWorkflowExecutionDecision": "WorkflowExecutionCanceled",
-    "ContinueAsNewWorkflowExecutionDecision": "WorkflowExecutionContinuedAsNew",
-    "RecordMarkerDecision": "MarkerRecorded",
-    "StartChildWorkflowExecutionDecision": "StartChildWorkflowExecutionInitiated",
-    "SignalExternalWorkflowExecutionDecision": "SignalExternalWorkflowExecutionInitiated",
-    "RequestCancelExternalWorkflowExecutionDecision": "RequestCancelExternalWorkflowExecutionInitiated",
-    "UpsertWorkflowMemoDecision": "UpsertWorkflowMemo",
-}
+from .converter import default_converter
 
 
 class HistoryBuilder:
@@ -77,7 +63,7 @@ class HistoryBuilder:
         ids = []
         for d in decisions:
             dtype, attrs = d["attributes"]
-            etype = _TO_EVENT[dtype]
+            etype = DECISION_EVENTS[dtype].event
             attrs = dict(attrs)
             if dtype == "StartChildWorkflowExecutionDecision":
                 attrs["domain"] = attrs.get("domain") or self.domain
@@ -92,12 +78,7 @@ class HistoryBuilder:
                          "input": attrs.get("input")}
             elif dtype == "CancelTimerDecision":
                 attrs["started_event_id"] = self.timer_by_id.get(attrs["timer_id"], 0)
-            if etype in ("WorkflowExecutionCompleted", "WorkflowExecutionFailed", "WorkflowExecutionCanceled",
-                         "WorkflowExecutionContinuedAsNew", "ActivityTaskScheduled", "ActivityTaskCancelRequested",
-                         "TimerStarted", "TimerCanceled", "MarkerRecorded", "StartChildWorkflowExecutionInitiated",
-                         "SignalExternalWorkflowExecutionInitiated", "UpsertWorkflowMemo",
-                         "RequestCancelExternalWorkflowExecutionInitiated"):
-                attrs["decision_task_completed_event_id"] = completed
+            attrs["decision_task_completed_event_id"] = completed  # every decision event carries it
             eid = self.add(etype, **attrs)["event_id"]
             ids.append(eid)
             if etype == "ActivityTaskScheduled":

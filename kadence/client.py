@@ -4,8 +4,9 @@ Writes go to `<prefix>commands` (keyed by workflow id, murmur2 partitioner, idem
 flushed before the call returns). Outcomes come from `<prefix>completions` and query answers from
 `<prefix>query-results`: each is read by one background consumer thread per client, started on
 first use, assigned every partition from the beginning (the embedded broker's "latest" offset is
-unreliable, see shared/tansu.md) and indexed in memory. `history()` and `describe()` read the one
-partition of `<prefix>history` that owns the workflow id.
+unreliable) and indexed in memory. `history()` and `describe()` read the one partition of
+`<prefix>history` that owns the workflow id; `describe()` folds it with the engine's reducer.
+Ids and the Command record come from `kadence.history` (ids, commands).
 
 ```python
 with Client.connect("127.0.0.1:9092") as client:
@@ -30,8 +31,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from kadence._names import workflow_type_name
-from kadence._runtime_defn import QUERY_ATTR, SIGNAL_ATTR, return_hint_of
+from kadence._names import query_name, signal_name, workflow_type_name
+from kadence._runtime_defn import id_reuse_policy_value, retry_record, return_hint_of, to_ms
 from kadence.converter import JSONConverter, default_converter
 from kadence.failures import (
     KadenceError,
@@ -40,6 +41,9 @@ from kadence.failures import (
     WorkflowFailureError,
     from_failure,
 )
+from kadence.history import describe_state, fold
+from kadence.history.commands import command_record
+from kadence.history.ids import new_command_id, new_query_id, new_request_id
 from kadence.streams.clients import make_consumer, make_producer, murmur2_partition
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
@@ -50,47 +54,12 @@ log = logging.getLogger("kadence.client")
 FAILED_STATUSES = ("FAILED", "CANCELED", "TERMINATED", "TIMED_OUT")
 START_REJECTED = "START_REJECTED"
 CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
-ID_REUSE_POLICIES = ("ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING")
-_RETRY_POLICY_DEFAULTS: dict[str, Any] = {
-    "initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 0,
-    "maximum_attempts": 0, "non_retryable_error_types": [], "expiration_ms": 0,
-}
-#: Attribute the SDK's @workflow.signal / @workflow.query decorators set to the handler's name.
-_HANDLER_NAME_ATTRS = {"signal": SIGNAL_ATTR, "query": QUERY_ATTR}
 
 Seconds = float | int | timedelta
 
 
-def _ms(value: Seconds | None) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, timedelta):
-        return int(value.total_seconds() * 1000)
-    return int(float(value) * 1000)
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _handler_name(obj: Any, kind: str) -> str:
-    """A signal/query name from a string or a workflow method: its decorator's name, else `__name__`."""
-    if isinstance(obj, str):
-        return obj
-    name = getattr(obj, _HANDLER_NAME_ATTRS[kind], None) or getattr(obj, "__name__", None)
-    if isinstance(name, str) and name:
-        return name
-    raise TypeError(f"{obj!r} is not a {kind} name or a @workflow.{kind} method")
-
-
-def _retry_policy_record(policy: Any) -> dict[str, Any] | None:
-    if policy is None:
-        return None
-    record = policy.to_record() if hasattr(policy, "to_record") else dict(policy)
-    unknown = set(record) - set(_RETRY_POLICY_DEFAULTS)
-    if unknown:
-        raise ValueError(f"retry_policy has unknown fields {sorted(unknown)}; known: {sorted(_RETRY_POLICY_DEFAULTS)}")
-    return {**_RETRY_POLICY_DEFAULTS, **record}
 
 
 def _record(value: Any) -> Any:
@@ -253,77 +222,6 @@ class _QueryResults:
 
 
 # ---------------------------------------------------------------------------------------------
-# describe(): a summary folded from history events. Kept isolated: the engine's pure reducer
-# (`history.reducer.fold`) can replace `summarize_history` without touching the client.
-# ---------------------------------------------------------------------------------------------
-
-_CLOSE_STATUS = {
-    "WorkflowExecutionCompleted": "COMPLETED", "WorkflowExecutionFailed": "FAILED",
-    "WorkflowExecutionTimedOut": "TIMED_OUT", "WorkflowExecutionCanceled": "CANCELED",
-    "WorkflowExecutionTerminated": "TERMINATED", "WorkflowExecutionContinuedAsNew": "CONTINUED_AS_NEW",
-}
-_ACTIVITY_CLOSES = ("ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled")
-_CHILD_CLOSES = ("ChildWorkflowExecutionCompleted", "ChildWorkflowExecutionFailed", "ChildWorkflowExecutionCanceled",
-                 "ChildWorkflowExecutionTimedOut", "ChildWorkflowExecutionTerminated")
-
-
-def summarize_history(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """A describe() summary of one workflow id's events (all runs, in log order).
-
-    Returns ``{workflow_id, workflow_type, status, run_id, runs: [...], pending_activities,
-    pending_children, pending_timers, history_length}`` where ``runs`` is the run chain (oldest
-    first) with each run's id, status, start/close time and event count, and the pending counts
-    and history length are those of the latest run.
-    """
-    runs: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
-    pending: dict[str, dict[str, set[Any]]] = {}
-    for event in events:
-        run_id = event["run_id"]
-        kind, attrs = event["attributes"]
-        if run_id not in runs:
-            runs[run_id] = {"run_id": run_id, "status": "RUNNING", "workflow_type": "", "task_list": "",
-                            "started_at": None, "closed_at": None, "history_length": 0, "next_run_id": ""}
-            order.append(run_id)
-            pending[run_id] = {"activities": set(), "children": set(), "timers": set()}
-        run, open_work = runs[run_id], pending[run_id]
-        run["history_length"] = max(run["history_length"], event["event_id"])
-        if kind == "WorkflowExecutionStarted":
-            run.update(workflow_type=attrs["workflow_type"], task_list=attrs["task_list"], started_at=event["timestamp"])
-        elif kind in _CLOSE_STATUS:
-            run.update(status=_CLOSE_STATUS[kind], closed_at=event["timestamp"])
-            if kind == "WorkflowExecutionContinuedAsNew":
-                run["next_run_id"] = attrs["new_execution_run_id"]
-        elif kind == "ActivityTaskScheduled":
-            open_work["activities"].add(event["event_id"])
-        elif kind in _ACTIVITY_CLOSES:
-            open_work["activities"].discard(attrs["scheduled_event_id"])
-        elif kind == "StartChildWorkflowExecutionInitiated":
-            open_work["children"].add(event["event_id"])
-        elif kind == "StartChildWorkflowExecutionFailed" or kind in _CHILD_CLOSES:
-            open_work["children"].discard(attrs["initiated_event_id"])
-        elif kind == "TimerStarted":
-            open_work["timers"].add(attrs["timer_id"])
-        elif kind in ("TimerFired", "TimerCanceled"):
-            open_work["timers"].discard(attrs["timer_id"])
-    if not order:
-        return {"workflow_id": "", "workflow_type": "", "status": "UNKNOWN", "run_id": "", "runs": [],
-                "pending_activities": 0, "pending_children": 0, "pending_timers": 0, "history_length": 0}
-    latest = order[-1]
-    return {
-        "workflow_id": events[0]["workflow_id"],
-        "workflow_type": runs[latest]["workflow_type"],
-        "status": runs[latest]["status"],
-        "run_id": latest,
-        "runs": [runs[r] for r in order],
-        "pending_activities": len(pending[latest]["activities"]),
-        "pending_children": len(pending[latest]["children"]),
-        "pending_timers": len(pending[latest]["timers"]),
-        "history_length": runs[latest]["history_length"],
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # Client and handles
 # ---------------------------------------------------------------------------------------------
 
@@ -387,20 +285,18 @@ class Client:
         `to_record()`) or a dict of RetryPolicy record fields. A repeated `request_id` is a no-op
         on the server (the same run is reported again).
         """
-        id_reuse_policy = str(getattr(id_reuse_policy, "value", id_reuse_policy))
-        if id_reuse_policy not in ID_REUSE_POLICIES:
-            raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, not {id_reuse_policy!r}")
-        request_id = request_id or uuid.uuid4().hex
+        id_reuse_policy = id_reuse_policy_value(id_reuse_policy)
+        request_id = request_id or new_request_id()
         conv = self.data_converter
         start = {
             "workflow_type": workflow_type_name(workflow),
             "task_list": task_list,
             "input": conv.args_to_payload(args),
-            "execution_timeout_ms": _ms(execution_timeout),
-            "run_timeout_ms": _ms(run_timeout),
-            "task_timeout_ms": _ms(task_timeout) if task_timeout is not None else 10_000,
+            "execution_timeout_ms": to_ms(execution_timeout),
+            "run_timeout_ms": to_ms(run_timeout),
+            "task_timeout_ms": to_ms(task_timeout) if task_timeout is not None else 10_000,
             "id_reuse_policy": id_reuse_policy,
-            "retry_policy": _retry_policy_record(retry_policy),
+            "retry_policy": retry_record(retry_policy),
             "memo": {k: conv.to_payload(v) for k, v in (memo or {}).items()},
             "request_id": request_id,
             "identity": self.identity,
@@ -423,9 +319,9 @@ class Client:
     # -- plumbing used by handles ----------------------------------------------------------------
     def _send(self, workflow_id: str, run_id: str, payload: tuple[str, dict[str, Any]]) -> str:
         """Produce one Command keyed by the workflow id and wait for its delivery. Returns its id."""
-        command_id = uuid.uuid4().hex
-        command = {"command_id": command_id, "domain": self.domain, "workflow_id": workflow_id, "run_id": run_id,
-                   "timestamp": _now_ms(), "payload": payload}
+        command_id = new_command_id()
+        command = command_record(command_id=command_id, domain=self.domain, workflow_id=workflow_id, run_id=run_id,
+                                 timestamp=_now_ms(), payload_type=payload[0], attrs=payload[1])
         codec = serde()
         value = codec.encode("Command", command)
         errors: list[Any] = []
@@ -629,10 +525,10 @@ class WorkflowHandle:
         """Send a signal (a @workflow.signal method or its name); `request_id` de-duplicates retries."""
         client = self.client
         client._send(self.id, self._pinned_run_id or "", ("SignalWorkflowExecution", {
-            "signal_name": _handler_name(name_or_method, "signal"),
+            "signal_name": signal_name(name_or_method),
             "input": client.data_converter.args_to_payload(args),
             "identity": client.identity,
-            "request_id": request_id or uuid.uuid4().hex,
+            "request_id": request_id or new_request_id(),
             "external": None,
         }))
 
@@ -640,7 +536,7 @@ class WorkflowHandle:
         """Request cancellation: the workflow sees it and decides how to finish."""
         client = self.client
         client._send(self.id, self._pinned_run_id or "", ("RequestCancelWorkflowExecution", {
-            "cause": reason, "identity": client.identity, "request_id": uuid.uuid4().hex,
+            "cause": reason, "identity": client.identity, "request_id": new_request_id(),
             "first_execution_run_id": "", "external": None,
         }))
 
@@ -657,9 +553,9 @@ class WorkflowHandle:
     def query(self, name_or_method: Any, *args: Any, timeout: float = 5.0, result_type: Any = None) -> Any:
         """Ask the run's workflow code (on a worker) for a value; raises `QueryError` on error or no answer."""
         client = self.client
-        query_type = _handler_name(name_or_method, "query")
+        query_type = query_name(name_or_method)
         client._reader(client.settings.query_results_topic)
-        query_id = uuid.uuid4().hex
+        query_id = new_query_id()
         client._query_results.expect(query_id)
         client._send(self.id, self._pinned_run_id or "", ("QueryWorkflow", {
             "query_id": query_id, "query_type": query_type,
@@ -684,9 +580,13 @@ class WorkflowHandle:
         run_id = run_id or self._pinned_run_id
         return [e for e in events if e["run_id"] == run_id] if run_id else events
 
-    def describe(self) -> dict[str, Any]:
-        """A summary folded from history: status, run chain, pending work counts, history length."""
-        return summarize_history(self.history())
+    def describe(self) -> dict[str, Any] | None:
+        """The history (of the pinned run, else of every run) folded by the engine's reducer
+        (`kadence.history.fold`), as `kadence.history.describe_state` summarises it, the fields
+        `kadence describe` prints: status, run chain, history length and bytes, pending work.
+        None when the workflow id has no history in this domain."""
+        state = fold(self.history())
+        return describe_state(state) if state is not None else None
 
 
-__all__ = ["Client", "WorkflowHandle", "summarize_history"]
+__all__ = ["Client", "WorkflowHandle"]

@@ -10,15 +10,9 @@ import dataclasses
 import functools
 import json
 import typing
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 JSON_ENCODING = "json/plain"
-
-
-class DataConverter(Protocol):
-    def to_payload(self, value: Any) -> dict[str, Any]: ...
-
-    def from_payload(self, payload: dict[str, Any] | None, type_hint: Any = None) -> Any: ...
 
 
 def _default(value: Any) -> Any:

@@ -34,6 +34,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
+from kadence.history.commands import command_record
+from kadence.history.ids import answer_command_id, heartbeat_command_id
 from kadence.streams.clients import make_consumer, make_producer
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
@@ -318,12 +320,12 @@ class Worker:
         while self._retry:
             self._send(*self._retry.popleft())
 
-    def _command(self, task: dict[str, Any], ptype: str, payload: dict[str, Any], kind: str, tp: TP | None,
+    def _command(self, task: dict[str, Any], ptype: str, payload: dict[str, Any], command_id: str, tp: TP | None,
                  offset: int) -> None:
+        """Answer `task` with a `ptype` command; `command_id` from `history.ids` (`answer_command_id`)."""
         payload.setdefault("identity", self.identity)
-        rec = {"command_id": f"{task['task_token']}/{kind}", "domain": task["domain"],
-               "workflow_id": task["workflow_id"], "run_id": task["run_id"], "timestamp": int(time.time() * 1000),
-               "payload": (ptype, payload)}
+        rec = command_record(command_id=command_id, domain=task["domain"], workflow_id=task["workflow_id"],
+                             run_id=task["run_id"], timestamp=int(time.time() * 1000), payload_type=ptype, attrs=payload)
         self._produce(self.settings.commands_topic, task["workflow_id"], "Command", rec, tp, offset)
 
     def _dead_letter(self, msg: Any, reason: str) -> None:
@@ -340,7 +342,7 @@ class Worker:
         def failed(cause: str, exc: BaseException | None) -> None:
             self._command(t, "RespondDecisionTaskFailed", {"task_token": t["task_token"], "cause": cause,
                                                            "failure": to_failure(exc) if exc else None},
-                          "failed", tp, offset)
+                          answer_command_id(t["task_token"], "failed"), tp, offset)
 
         run_id = t["run_id"]
         defn = self.workflows.get(t["workflow_type"])
@@ -410,7 +412,7 @@ class Worker:
 
     def _answer_decision(self, t: dict[str, Any], decisions: list[dict[str, Any]], tp: TP, offset: int) -> None:
         self._command(t, "RespondDecisionTaskCompleted", {"task_token": t["task_token"], "decisions": decisions},
-                      "completed", tp, offset)
+                      answer_command_id(t["task_token"], "completed"), tp, offset)
 
     def _cache_run(self, run_id: str, inst: WorkflowInstance) -> None:
         if inst._close is None and not inst.closed:
@@ -482,7 +484,7 @@ class Worker:
             self._command(task, "RecordActivityTaskHeartbeat",
                           {"task_token": task["task_token"], "details": self.converter.args_to_payload(details),
                            "activity_id": task["activity_id"]},
-                          f"heartbeat/{state['n']}", None, 0)
+                          heartbeat_command_id(task["task_token"], int(state["n"])), None, 0)
 
         if task.get("schedule_to_start_timeout_ms"):
             heartbeat(())  # tells the server the attempt started (its schedule-to-start deadline is met)
@@ -543,23 +545,23 @@ class Worker:
             return
         self._answer_activity(task, "RespondActivityTaskCompleted", {"task_token": task["task_token"], "result": payload,
                                                                      "activity_id": task["activity_id"]},
-                              _answer_kind(task, "completed"), tp, offset)
+                              _answer_id(task, "completed"), tp, offset)
 
     def _activity_failed(self, task: dict[str, Any], exc: BaseException, tp: TP | None, offset: int) -> None:
         self._answer_activity(task, "RespondActivityTaskFailed", {"task_token": task["task_token"], "failure": to_failure(exc),
                                                                   "activity_id": task["activity_id"]},
-                              _answer_kind(task, "failed"), tp, offset)
+                              _answer_id(task, "failed"), tp, offset)
 
-    def _answer_activity(self, task: dict[str, Any], ptype: str, payload: dict[str, Any], kind: str, tp: TP | None,
-                         offset: int) -> None:
+    def _answer_activity(self, task: dict[str, Any], ptype: str, payload: dict[str, Any], command_id: str,
+                         tp: TP | None, offset: int) -> None:
         held = task.get("held")
         if held is None:
-            self._command(task, ptype, payload, kind, tp, offset)
+            self._command(task, ptype, payload, command_id, tp, offset)
         else:  # an eager attempt: never before its decision
-            self._held.answer(held, lambda: self._command(task, ptype, payload, kind, tp, offset))
+            self._held.answer(held, lambda: self._command(task, ptype, payload, command_id, tp, offset))
 
 
-def _answer_kind(task: dict[str, Any], kind: str) -> str:
-    """The command id suffix of an activity answer. An eager attempt's answer has its own: if the
-    prediction failed, the dispatched attempt of another activity may carry the same token."""
-    return f"eager-{kind}" if task.get("eager") else kind
+def _answer_id(task: dict[str, Any], kind: str) -> str:
+    """The command id of an activity attempt's answer (an eager attempt's has its own, see
+    `answer_command_id`)."""
+    return answer_command_id(task["task_token"], kind, eager=bool(task.get("eager")))

@@ -27,10 +27,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from . import _runtime
-from ._names import WORKFLOW_NAME_ATTR, activity_type_name, workflow_type_name
+from ._names import (
+    QUERY_ATTR, SIGNAL_ATTR, WORKFLOW_NAME_ATTR, activity_type_name, signal_name, workflow_type_name,
+)
 from ._runtime_defn import (
-    DEFN_ATTR, QUERY_ATTR, RUN_ATTR, SIGNAL_ATTR, ChildWorkflowCancellationType, IdReusePolicy, ParentClosePolicy,
-    ParentInfo, RetryPolicy, WorkflowDefinition, WorkflowInfo, handler_name, retry_record, return_hint_of, to_ms,
+    DEFN_ATTR, RUN_ATTR, ChildWorkflowCancellationType, IdReusePolicy, ParentClosePolicy,
+    ParentInfo, RetryPolicy, WorkflowDefinition, WorkflowInfo, id_reuse_policy_value, retry_record, return_hint_of,
+    to_ms,
 )
 from ._runtime_ops import ActivityOp, CancellationScope, ChildOp, await_op
 
@@ -232,7 +235,7 @@ class ChildWorkflowHandle:
         """Signal the child (SignalExternalWorkflowExecution, child_workflow_only); raises
         `ApplicationError` if the signal could not be delivered."""
         inst = _runtime.current()
-        op = inst._signal_external(self._op.domain, self.id, self.run_id, handler_name(signal, SIGNAL_ATTR, "signal"),
+        op = inst._signal_external(self._op.domain, self.id, self.run_id, signal_name(signal),
                                    args, child_only=True)
         await op.fut
 
@@ -292,7 +295,7 @@ def start_child_workflow(workflow: Any, *args: Any, id: str | None = None, domai
         "task_timeout_ms": to_ms(task_timeout), "retry_policy": retry_record(retry_policy),
         "memo": {k: conv.to_payload(v) for k, v in (memo or {}).items()},
         "parent_close_policy": ParentClosePolicy(parent_close_policy).value,
-        "id_reuse_policy": IdReusePolicy(id_reuse_policy).value, "control": "",
+        "id_reuse_policy": id_reuse_policy_value(id_reuse_policy), "control": "",
     }
     op = inst._start_child(attrs, ChildWorkflowCancellationType(cancellation_type), return_hint_of(workflow))
     return ChildWorkflowStart(op)
@@ -316,7 +319,7 @@ class ExternalWorkflowHandle:
     async def signal(self, signal: str | Callable[..., Any], *args: Any) -> None:
         """Raises `ApplicationError` (type SignalExternalWorkflowExecutionFailed) if the target is not found."""
         op = _runtime.current()._signal_external(self.domain, self.id, self.run_id,
-                                                 handler_name(signal, SIGNAL_ATTR, "signal"), args, child_only=False)
+                                                 signal_name(signal), args, child_only=False)
         await op.fut
 
     async def cancel(self) -> None:

@@ -17,9 +17,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from kadence import workflow
-from kadence.client import Client, WorkflowHandle, summarize_history
+from kadence.client import Client, WorkflowHandle
 from kadence.converter import default_converter
 from kadence.failures import QueryError, WorkflowAlreadyStartedError, WorkflowFailureError
+from kadence.history import describe_state, fold
 from kadence.streams.clients import make_consumer, make_producer, murmur2_partition
 from kadence.streams.serde import TYPE_HEADER, serde
 from kadence.streams.settings import Settings
@@ -425,13 +426,19 @@ def test_history_and_describe_read_the_owning_partition(settings: Settings, clie
     assert events[0]["attributes"][0] == "WorkflowExecutionStarted"
     assert [ev["event_id"] for ev in handle.history(run_id="r1")] == [1, 2, 3]
 
+    # describe() folds the history with the engine's reducer, as `kadence describe` does.
     summary = handle.describe()
-    assert summary["workflow_id"] == wid and summary["workflow_type"] == "Greeter"
-    assert summary["status"] == "RUNNING" and summary["run_id"] == "r2"
-    assert [(r["run_id"], r["status"], r["next_run_id"]) for r in summary["runs"]] == [
-        ("r1", "CONTINUED_AS_NEW", "r2"), ("r2", "RUNNING", "")]
-    assert summary["pending_activities"] == 1 and summary["pending_children"] == 1
+    assert summary is not None and summary == describe_state(fold(events))
+    assert summary["workflow_id"] == wid and summary["domain"] == "default"
+    assert summary["workflow_type"] == "Greeter"
+    assert summary["status"] == "RUNNING" and summary["run_id"] == "r2" and summary["chain"] == ["r1", "r2"]
+    assert summary["pending_activities"] == 1 and summary["pending_children"] == ["child"]
     assert summary["pending_timers"] == 1 and summary["history_length"] == 6
+    assert summary["decision_outstanding"] is False and summary["close"] is None
+    pinned = client.get_handle(wid, run_id="r1").describe()
+    assert pinned is not None and pinned["run_id"] == "r1" and pinned["chain"] == ["r1"]
+    assert pinned["status"] == "CONTINUED_AS_NEW" and pinned["close"] == "WorkflowExecutionContinuedAsNew"
+    assert pinned["pending_activities"] == 1 and pinned["history_length"] == 3
 
     # A start handle finds its run in history by its request id while the run is still open.
     start_handle = WorkflowHandle(client, wid, start_request_id="req-h")
@@ -440,5 +447,6 @@ def test_history_and_describe_read_the_owning_partition(settings: Settings, clie
     assert start_handle.run_id == "r1"
 
 
-def test_summarize_history_of_nothing() -> None:
-    assert summarize_history([])["status"] == "UNKNOWN"
+def test_describe_of_a_workflow_id_without_history(client: Client) -> None:
+    assert client.get_handle("never-started").history() == []
+    assert client.get_handle("never-started").describe() is None

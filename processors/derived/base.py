@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from kadence.history import CLOSE_EVENTS, ExecutionState, RunState  # noqa: F401 - re-exported for the modules
+from kadence.history.commands import command_record
 from kadence.streams.processing import Context, OutRecord
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
@@ -20,8 +21,8 @@ class Emitter:
 
     def command(self, *, command_id: str, domain: str, workflow_id: str, run_id: str, timestamp: int,
                 payload_type: str, attrs: dict[str, Any]) -> None:
-        record = {"command_id": command_id, "domain": domain, "workflow_id": workflow_id, "run_id": run_id,
-                  "timestamp": timestamp, "payload": (payload_type, attrs)}
+        record = command_record(command_id=command_id, domain=domain, workflow_id=workflow_id, run_id=run_id,
+                                timestamp=timestamp, payload_type=payload_type, attrs=attrs)
         self.ctx.emit(OutRecord(self.settings.commands_topic, workflow_id.encode(), self._serde.encode("Command", record),
                                 tuple(self._serde.headers("Command")), None, timestamp))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kadence.history import ExecutionState, RunState
+from kadence.history.ids import cancel_external_command_id, parent_close_command_id
 
 from .base import CLOSE_EVENTS, Emitter
 
@@ -32,7 +33,7 @@ class CancellationsModule:
         if run is not None:
             first_run_id = next((c.first_run_id for c in run.children.values()
                                  if c.workflow_id == a["workflow_id"] and c.domain == a["domain"]), "")
-        command_id = f"cancel:{event['run_id']}:{event['event_id']}"
+        command_id = cancel_external_command_id(event["run_id"], event["event_id"])
         out.command(command_id=command_id, domain=a["domain"], workflow_id=a["workflow_id"], run_id=a["run_id"],
                     timestamp=event["timestamp"], payload_type="RequestCancelWorkflowExecution", attrs={
                         "cause": "requested by another workflow", "identity": "", "request_id": command_id,
@@ -44,7 +45,7 @@ class CancellationsModule:
     def _apply_parent_close_policies(event: dict[str, Any], run: RunState, out: Emitter) -> None:
         closed = CLOSE_EVENTS[event["attributes"][0]]
         for child in run.children.values():
-            command_id = f"parent-close:{run.run_id}:{child.initiated_event_id}"
+            command_id = parent_close_command_id(run.run_id, child.initiated_event_id)
             if child.parent_close_policy == "TERMINATE":
                 out.command(command_id=command_id, domain=child.domain, workflow_id=child.workflow_id, run_id="",
                             timestamp=event["timestamp"], payload_type="TerminateWorkflowExecution", attrs={

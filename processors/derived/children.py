@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kadence.history import ExecutionState, RunState
-from kadence.history.reducer import child_start_command_id
+from kadence.history.ids import child_closed_command_id, child_start_command_id, child_started_command_id
 
 from .base import Emitter
 
@@ -33,7 +33,7 @@ class ChildrenModule:
             self._start_child(event, a, out)
         elif event_type == "WorkflowExecutionStarted" and a["parent"] is not None and a["continued_execution_run_id"] is None:
             parent = a["parent"]
-            out.command(command_id=f"child-started:{event['run_id']}", domain=parent["domain"],
+            out.command(command_id=child_started_command_id(event["run_id"]), domain=parent["domain"],
                         workflow_id=parent["workflow_id"], run_id=parent["run_id"], timestamp=event["timestamp"],
                         payload_type="ChildWorkflowExecutionStarted", attrs={
                             "domain": event["domain"], "workflow_id": event["workflow_id"], "run_id": event["run_id"],
@@ -45,7 +45,7 @@ class ChildrenModule:
                 return
             parent = run.parent
             child_event, extra = _CLOSE_TO_CHILD_EVENT[event_type]
-            out.command(command_id=f"child-closed:{event['run_id']}", domain=parent["domain"],
+            out.command(command_id=child_closed_command_id(event["run_id"]), domain=parent["domain"],
                         workflow_id=parent["workflow_id"], run_id=parent["run_id"], timestamp=event["timestamp"],
                         payload_type=child_event, attrs={
                             "domain": event["domain"], "workflow_id": event["workflow_id"], "run_id": event["run_id"],

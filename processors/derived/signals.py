@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from kadence.history import ExecutionState, RunState
+from kadence.history.ids import signal_external_command_id
 
 from .base import Emitter
 
@@ -18,7 +19,7 @@ class SignalsModule:
         event_type, a = event["attributes"]
         if event_type != "SignalExternalWorkflowExecutionInitiated":
             return
-        request_id = f"signal:{event['run_id']}:{event['event_id']}"
+        request_id = signal_external_command_id(event["run_id"], event["event_id"])
         run_id = a["run_id"]
         run = state.current
         if not run_id and run is not None:  # signalling our own child: pin its chain

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from kadence.history import ActivityInfo, ExecutionState, RunState
+from kadence.history import ActivityInfo, ExecutionState, RunState, fire_timer_command
 from kadence.streams.processing import Context, OutRecord
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
@@ -118,9 +118,9 @@ class TimersModule:
              timer_id: str = "") -> None:
         partition = out.ctx.partition
         self.due_from[partition] = min(self.due_from.get(partition, fire_at), fire_at)
-        command = {"command_id": f"fire:{kind}:{event['run_id']}:{event_id}:{attempt}", "domain": event["domain"],
-                   "workflow_id": event["workflow_id"], "run_id": event["run_id"], "timestamp": fire_at,
-                   "payload": ("FireTimer", {"kind": kind, "event_id": event_id, "attempt": attempt, "timer_id": timer_id})}
+        command = fire_timer_command(kind=kind, domain=event["domain"], workflow_id=event["workflow_id"],
+                                     run_id=event["run_id"], event_id=event_id, attempt=attempt, timestamp=fire_at,
+                                     timer_id=timer_id)
         out.ctx.state.put(_key(fire_at, kind, event, event_id, attempt), serde().encode("Command", command))
 
     @staticmethod

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kadence.history import fold_transition
+from kadence.history import fire_timer_command, fold_transition
 from kadence.history.reducer import already_applied
 from kadence.streams.clients import murmur2_partition
 from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
@@ -206,10 +206,9 @@ class HistoryProcessor(Processor):
             info = run.activities.get(key.scheduled_event_id) if run is not None and run.is_open else None
             if info is None or info.attempt != key.attempt:
                 continue  # the attempt finished meanwhile
-            command = {"command_id": f"fire:{kind}:{key.run_id}:{key.scheduled_event_id}:{key.attempt}",
-                       "domain": key.domain, "workflow_id": key.workflow_id, "run_id": key.run_id,
-                       "timestamp": ctx.now_ms, "payload": ("FireTimer", {
-                           "kind": kind, "event_id": key.scheduled_event_id, "attempt": key.attempt, "timer_id": ""})}
+            command = fire_timer_command(kind=kind, domain=key.domain, workflow_id=key.workflow_id,
+                                         run_id=key.run_id, event_id=key.scheduled_event_id, attempt=key.attempt,
+                                         timestamp=ctx.now_ms)
             ctx.emit(OutRecord(self.input_topic, key.workflow_id.encode(), self.serde.encode("Command", command),
                                self._headers["Command"], None, ctx.now_ms))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kadence.history import ExecutionState, RunState, task_token
+from kadence.history.tasks import activity_task as build_activity_task
 
 from .config import HistoryConfig
 
@@ -28,19 +29,14 @@ def decision_task(state: ExecutionState, run: RunState, full_history: bool, conf
 
 
 def activity_task(state: ExecutionState, run: RunState, scheduled_event_id: int) -> dict[str, Any] | None:
+    """The ActivityTask of the pending attempt of the activity scheduled at `scheduled_event_id`
+    (None if it is not pending)."""
     info = run.activities.get(scheduled_event_id)
     if info is None:
         return None
-    a = info.scheduled
-    return {
-        "task_token": task_token("a", state.domain, state.workflow_id, run.run_id, scheduled_event_id, info.attempt),
-        "domain": state.domain, "workflow_id": state.workflow_id, "run_id": run.run_id,
-        "workflow_type": run.workflow_type, "activity_id": info.activity_id, "activity_type": info.activity_type,
-        "task_list": info.task_list, "input": a["input"], "scheduled_event_id": scheduled_event_id,
-        "attempt": info.attempt, "scheduled_time": info.scheduled_time,
-        "start_to_close_timeout_ms": a["start_to_close_timeout_ms"], "heartbeat_timeout_ms": a["heartbeat_timeout_ms"],
-        "heartbeat_details": None, "schedule_to_start_timeout_ms": a["schedule_to_start_timeout_ms"],
-    }
+    return build_activity_task(domain=state.domain, workflow_id=state.workflow_id, run_id=run.run_id,
+                               workflow_type=run.workflow_type, scheduled_event_id=scheduled_event_id,
+                               scheduled=info.scheduled, attempt=info.attempt, scheduled_time=info.scheduled_time)
 
 
 def query_task(state: ExecutionState, run: RunState, query: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kadence.history import RunState, TaskToken, parse_task_token
+from kadence.history import RunState, TaskToken, command_record, parse_task_token
 from kadence.streams.processing import PoisonRecord
 
 from ..config import HistoryConfig
@@ -22,8 +22,8 @@ class HandlerEnv:
 
 def reply_command(tr: Transition, *, command_id: str, domain: str, workflow_id: str, run_id: str,
                   payload_type: str, attrs: dict[str, Any]) -> None:
-    tr.command({"command_id": command_id, "domain": domain, "workflow_id": workflow_id, "run_id": run_id,
-                "timestamp": tr.now_ms, "payload": (payload_type, attrs)})
+    tr.command(command_record(command_id=command_id, domain=domain, workflow_id=workflow_id, run_id=run_id,
+                              timestamp=tr.now_ms, payload_type=payload_type, attrs=attrs))
 
 
 def token_of(attrs: dict[str, Any], kind: str) -> TaskToken:

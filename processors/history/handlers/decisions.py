@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from kadence.history import RunState, derive_run_id
+from kadence.history import RunState
+from kadence.history.decisions import CLOSE_DECISIONS, DECISION_EVENTS, activity_scheduled_attrs
+from kadence.history.ids import continued_run_id
 from kadence.history.retry import retry_delay_ms
 
 from ..transition import Transition
 from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of
 
-CLOSE_DECISIONS = frozenset({"CompleteWorkflowExecutionDecision", "FailWorkflowExecutionDecision",
-                             "CancelWorkflowExecutionDecision", "ContinueAsNewWorkflowExecutionDecision"})
+#: A decision's handler: (transition, the event that records the decision (`DECISION_EVENTS`),
+#: the decision's attributes, the DecisionTaskCompleted event id, env).
+DecisionHandler = Callable[[Transition, str, dict[str, Any], int, HandlerEnv], None]
 
 
 def _current_decision(tr: Transition, a: dict[str, Any]) -> RunState | None:
@@ -48,7 +51,7 @@ def handle_decision_completed(tr: Transition, cmd: dict[str, Any], a: dict[str, 
                                                  "started_event_id": d.started_event_id, "identity": a["identity"]})
     dtc = completed["event_id"]
     for name, attrs in decisions:
-        _DECISIONS[name](tr, attrs, dtc, env)
+        _DECISIONS[name](tr, DECISION_EVENTS[name].event, attrs, dtc, env)
         if tr.run is None or tr.run.run_id != run.run_id:
             break  # continued as new: the rest belongs to no run
         if not tr.run.is_open:
@@ -109,18 +112,25 @@ def _validate(run: RunState, decisions: list[tuple[str, dict[str, Any]]], env: H
     return None
 
 
-# -- one function per decision type -------------------------------------------------------------
+# -- one function per decision type, each registered for the decision it records -------------------
 
-def _schedule_activity(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+_DECISIONS: dict[str, DecisionHandler] = {}
+
+
+def _records(decision_type: str) -> Callable[[DecisionHandler], DecisionHandler]:
+    """Register the handler of `decision_type`; it is called with the event that records the
+    decision according to `history.decisions.DECISION_EVENTS`."""
+    def register(handler: DecisionHandler) -> DecisionHandler:
+        _DECISIONS[decision_type] = handler
+        return handler
+    return register
+
+
+@_records("ScheduleActivityTaskDecision")
+def _schedule_activity(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
-    start_to_close = a["start_to_close_timeout_ms"] or a["schedule_to_close_timeout_ms"]
-    event = tr.add("ActivityTaskScheduled", {
-        "activity_id": a["activity_id"], "activity_type": a["activity_type"], "task_list": a["task_list"] or run.task_list,
-        "input": a["input"], "schedule_to_close_timeout_ms": a["schedule_to_close_timeout_ms"],
-        "schedule_to_start_timeout_ms": a["schedule_to_start_timeout_ms"], "start_to_close_timeout_ms": start_to_close,
-        "heartbeat_timeout_ms": a["heartbeat_timeout_ms"], "retry_policy": a["retry_policy"],
-        "decision_task_completed_event_id": dtc})
+    event = tr.add(event_type, activity_scheduled_attrs(a, run.task_list, dtc))
     if a.get("eager_scheduled_event_id") == event["event_id"]:
         # The deciding worker is running attempt 1 already (docs/protocol.md, eager activities):
         # no task to send; start-to-close runs from now and the heartbeat deadline is armed as
@@ -130,7 +140,8 @@ def _schedule_activity(tr: Transition, a: dict[str, Any], dtc: int, env: Handler
     tr.dispatches.append(("activity", run.run_id, event["event_id"]))
 
 
-def _cancel_activity(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+@_records("RequestCancelActivityTaskDecision")
+def _cancel_activity(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
     scheduled = run.activity_ids.get(a["activity_id"])
@@ -138,40 +149,45 @@ def _cancel_activity(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEn
         tr.add("RequestCancelActivityTaskFailed", {"activity_id": a["activity_id"], "cause": "ACTIVITY_ID_UNKNOWN",
                                                    "decision_task_completed_event_id": dtc})
         return
-    requested = tr.add("ActivityTaskCancelRequested", {"activity_id": a["activity_id"], "decision_task_completed_event_id": dtc})
+    requested = tr.add(event_type, {"activity_id": a["activity_id"], "decision_task_completed_event_id": dtc})
     # TRY_CANCEL: the activity is canceled now; a result that comes later is dropped as stale.
     tr.add("ActivityTaskCanceled", {"scheduled_event_id": scheduled, "started_event_id": 0,
                                     "latest_cancel_requested_event_id": requested["event_id"], "details": None, "identity": ""})
 
 
-def _start_timer(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add("TimerStarted", {"timer_id": a["timer_id"], "start_to_fire_timeout_ms": a["start_to_fire_timeout_ms"],
-                            "decision_task_completed_event_id": dtc})
+@_records("StartTimerDecision")
+def _start_timer(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add(event_type, {"timer_id": a["timer_id"], "start_to_fire_timeout_ms": a["start_to_fire_timeout_ms"],
+                        "decision_task_completed_event_id": dtc})
 
 
-def _cancel_timer(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+@_records("CancelTimerDecision")
+def _cancel_timer(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
     timer = run.timers.get(a["timer_id"])
     if timer is None:
         tr.add("CancelTimerFailed", {"timer_id": a["timer_id"], "cause": "TIMER_ID_UNKNOWN", "decision_task_completed_event_id": dtc})
         return
-    tr.add("TimerCanceled", {"timer_id": a["timer_id"], "started_event_id": timer.started_event_id,
-                             "decision_task_completed_event_id": dtc, "identity": ""})
+    tr.add(event_type, {"timer_id": a["timer_id"], "started_event_id": timer.started_event_id,
+                        "decision_task_completed_event_id": dtc, "identity": ""})
 
 
-def _record_marker(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add("MarkerRecorded", {"marker_name": a["marker_name"], "details": a["details"], "decision_task_completed_event_id": dtc})
+@_records("RecordMarkerDecision")
+def _record_marker(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add(event_type, {"marker_name": a["marker_name"], "details": a["details"], "decision_task_completed_event_id": dtc})
 
 
-def _upsert_memo(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add("UpsertWorkflowMemo", {"memo": a["memo"], "decision_task_completed_event_id": dtc})
+@_records("UpsertWorkflowMemoDecision")
+def _upsert_memo(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add(event_type, {"memo": a["memo"], "decision_task_completed_event_id": dtc})
 
 
-def _start_child(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+@_records("StartChildWorkflowExecutionDecision")
+def _start_child(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
-    tr.add("StartChildWorkflowExecutionInitiated", {
+    tr.add(event_type, {
         "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "workflow_type": a["workflow_type"],
         "task_list": a["task_list"] or run.task_list, "input": a["input"],
         "execution_timeout_ms": a["execution_timeout_ms"], "run_timeout_ms": a["run_timeout_ms"],
@@ -180,24 +196,28 @@ def _start_child(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -
         "decision_task_completed_event_id": dtc, "control": a["control"]})
 
 
-def _signal_external(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add("SignalExternalWorkflowExecutionInitiated", {
+@_records("SignalExternalWorkflowExecutionDecision")
+def _signal_external(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add(event_type, {
         "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "run_id": a["run_id"],
         "signal_name": a["signal_name"], "input": a["input"], "child_workflow_only": a["child_workflow_only"],
         "control": a["control"], "decision_task_completed_event_id": dtc})
 
 
-def _cancel_external(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add("RequestCancelExternalWorkflowExecutionInitiated", {
+@_records("RequestCancelExternalWorkflowExecutionDecision")
+def _cancel_external(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add(event_type, {
         "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "run_id": a["run_id"],
         "child_workflow_only": a["child_workflow_only"], "control": a["control"], "decision_task_completed_event_id": dtc})
 
 
-def _complete(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add("WorkflowExecutionCompleted", {"result": a["result"], "decision_task_completed_event_id": dtc})
+@_records("CompleteWorkflowExecutionDecision")
+def _complete(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add(event_type, {"result": a["result"], "decision_task_completed_event_id": dtc})
 
 
-def _fail(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+@_records("FailWorkflowExecutionDecision")
+def _fail(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
     delay = retry_delay_ms(run.retry_policy, run.attempt, a["failure"], tr.now_ms, run.execution_deadline_ms)
@@ -205,23 +225,27 @@ def _fail(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
         continue_as_new(tr, {"backoff_ms": delay}, dtc, initiator="RETRY_POLICY", failure=a["failure"],
                         attempt=run.attempt + 1)
         return
-    tr.add("WorkflowExecutionFailed", {"failure": a["failure"], "decision_task_completed_event_id": dtc})
+    tr.add(event_type, {"failure": a["failure"], "decision_task_completed_event_id": dtc})
 
 
-def _cancel(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add("WorkflowExecutionCanceled", {"details": a["details"], "decision_task_completed_event_id": dtc})
+@_records("CancelWorkflowExecutionDecision")
+def _cancel(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+    tr.add(event_type, {"details": a["details"], "decision_task_completed_event_id": dtc})
 
 
-def _continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+@_records("ContinueAsNewWorkflowExecutionDecision")
+def _continue_as_new(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
     continue_as_new(tr, a, dtc, initiator="DECIDER")
 
 
 def continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, *, initiator: str, failure: dict[str, Any] | None = None,
                     attempt: int = 1) -> None:
-    """Close the run and start the next one of the chain in the same transition (never one without the other)."""
+    """Close the run and start the next one of the chain in the same transition (never one without the other).
+
+    Also how a failure the run's retry policy retries is recorded (initiator RETRY_POLICY)."""
     run = tr.run
     assert run is not None
-    new_run_id = derive_run_id(tr.domain, tr.workflow_id, f"continue:{run.run_id}")
+    new_run_id = continued_run_id(tr.domain, tr.workflow_id, run.run_id)
     next_run = {
         "workflow_type": a.get("workflow_type") or run.workflow_type, "task_list": a.get("task_list") or run.task_list,
         "input": a["input"] if "input" in a else run.input,
@@ -244,18 +268,6 @@ def continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, *, initiator: s
     # else: the timers processor schedules the first decision task when the backoff is over
 
 
-_DECISIONS: dict[str, Callable[[Transition, dict[str, Any], int, HandlerEnv], None]] = {
-    "ScheduleActivityTaskDecision": _schedule_activity,
-    "RequestCancelActivityTaskDecision": _cancel_activity,
-    "StartTimerDecision": _start_timer,
-    "CancelTimerDecision": _cancel_timer,
-    "RecordMarkerDecision": _record_marker,
-    "UpsertWorkflowMemoDecision": _upsert_memo,
-    "StartChildWorkflowExecutionDecision": _start_child,
-    "SignalExternalWorkflowExecutionDecision": _signal_external,
-    "RequestCancelExternalWorkflowExecutionDecision": _cancel_external,
-    "CompleteWorkflowExecutionDecision": _complete,
-    "FailWorkflowExecutionDecision": _fail,
-    "CancelWorkflowExecutionDecision": _cancel,
-    "ContinueAsNewWorkflowExecutionDecision": _continue_as_new,
-}
+if set(_DECISIONS) != set(DECISION_EVENTS):  # a decision type without a handler, or a handler of none
+    raise ImportError(f"decision handlers {sorted(_DECISIONS)} do not match history.decisions.DECISION_EVENTS "
+                      f"{sorted(DECISION_EVENTS)}")

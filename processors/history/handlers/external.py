@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kadence.history import RunState
+from kadence.history.ids import reply_command_id
 
 from ..transition import Transition
 from .common import HandlerEnv, log, payload_too_large, reply_command
@@ -93,5 +94,5 @@ def handle_query(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: Ha
 
 
 def _reply(tr: Transition, cmd: dict[str, Any], external: dict[str, Any], payload_type: str, attrs: dict[str, Any]) -> None:
-    reply_command(tr, command_id=f"reply:{cmd['command_id']}", domain=external["domain"],
+    reply_command(tr, command_id=reply_command_id(cmd["command_id"]), domain=external["domain"],
                   workflow_id=external["workflow_id"], run_id=external["run_id"], payload_type=payload_type, attrs=attrs)

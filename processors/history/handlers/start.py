@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kadence.history import derive_run_id
+from kadence.history.ids import derive_run_id, start_failed_command_id
 
 from ..transition import Transition
 from .common import HandlerEnv, payload_too_large, reply_command
@@ -51,7 +51,7 @@ def reject(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], reason: str) 
     """A rejected start has no history: tell whoever asked (the parent, or the client via completions)."""
     parent = a["parent"]
     if parent is not None:
-        reply_command(tr, command_id=f"start-failed:{cmd['command_id']}", domain=parent["domain"],
+        reply_command(tr, command_id=start_failed_command_id(cmd["command_id"]), domain=parent["domain"],
                       workflow_id=parent["workflow_id"], run_id=parent["run_id"],
                       payload_type="StartChildWorkflowExecutionFailed", attrs={
                           "domain": tr.domain, "workflow_id": tr.workflow_id, "workflow_type": a["workflow_type"],

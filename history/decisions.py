@@ -1,0 +1,78 @@
+"""Decision -> event: which history events record each decision a workflow task returns.
+
+One table for everyone who needs the mapping (docs/protocol.md, "A run's history"):
+- the history processor records each accepted decision as its `event` (its handlers are keyed
+  by this table, processors/history/handlers/decisions.py);
+- the SDK's replay matches recorded events against the decisions workflow code produces, by
+  `events` and the `keys` attributes (kadence/_runtime.py);
+- the worker's eager activities predict the ActivityTaskScheduled event (kadence/_eager.py);
+- the test history builder writes what the processor would (kadence/_runtime_history.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class DecisionEvents(NamedTuple):
+    """How one decision type is recorded."""
+
+    #: The event types that may record the decision, the usual one first; the others record a
+    #: decision the processor could not carry out (e.g. CancelTimerFailed for an unknown timer).
+    events: tuple[str, ...]
+    #: Attributes the decision and its event must agree on for replay to match them.
+    keys: tuple[str, ...]
+
+    @property
+    def event(self) -> str:
+        """The event that records the decision when it is carried out."""
+        return self.events[0]
+
+
+DECISION_EVENTS: dict[str, DecisionEvents] = {
+    "ScheduleActivityTaskDecision": DecisionEvents(("ActivityTaskScheduled",),
+                                                   ("activity_id", "activity_type")),
+    "RequestCancelActivityTaskDecision": DecisionEvents(
+        ("ActivityTaskCancelRequested", "RequestCancelActivityTaskFailed"), ("activity_id",)),
+    "StartTimerDecision": DecisionEvents(("TimerStarted",), ("timer_id",)),
+    "CancelTimerDecision": DecisionEvents(("TimerCanceled", "CancelTimerFailed"), ("timer_id",)),
+    "CompleteWorkflowExecutionDecision": DecisionEvents(("WorkflowExecutionCompleted",), ()),
+    "FailWorkflowExecutionDecision": DecisionEvents(("WorkflowExecutionFailed",), ()),
+    "CancelWorkflowExecutionDecision": DecisionEvents(("WorkflowExecutionCanceled",), ()),
+    "ContinueAsNewWorkflowExecutionDecision": DecisionEvents(("WorkflowExecutionContinuedAsNew",), ()),
+    "RecordMarkerDecision": DecisionEvents(("MarkerRecorded",), ("marker_name",)),
+    "StartChildWorkflowExecutionDecision": DecisionEvents(("StartChildWorkflowExecutionInitiated",),
+                                                          ("workflow_id", "workflow_type")),
+    "SignalExternalWorkflowExecutionDecision": DecisionEvents(("SignalExternalWorkflowExecutionInitiated",),
+                                                              ("workflow_id", "signal_name")),
+    "RequestCancelExternalWorkflowExecutionDecision": DecisionEvents(
+        ("RequestCancelExternalWorkflowExecutionInitiated",), ("workflow_id",)),
+    "UpsertWorkflowMemoDecision": DecisionEvents(("UpsertWorkflowMemo",), ()),
+}
+
+#: Every event type that records a decision.
+DECISION_EVENT_TYPES = frozenset(e for recorded in DECISION_EVENTS.values() for e in recorded.events)
+
+#: Decisions that close the run. A failure the run's retry policy retries is recorded as
+#: WorkflowExecutionContinuedAsNew (initiator RETRY_POLICY) instead of its usual event.
+CLOSE_DECISIONS = frozenset({"CompleteWorkflowExecutionDecision", "FailWorkflowExecutionDecision",
+                             "CancelWorkflowExecutionDecision", "ContinueAsNewWorkflowExecutionDecision"})
+
+
+def activity_scheduled_attrs(decision: dict[str, Any], run_task_list: str,
+                             decision_task_completed_event_id: int) -> dict[str, Any]:
+    """The ActivityTaskScheduled attributes that record a ScheduleActivityTaskDecision.
+
+    Defaults are resolved here, once: the task list is the run's when the decision names none,
+    and start-to-close is schedule-to-close when only that is given (one of them is required).
+    """
+    return {
+        "activity_id": decision["activity_id"], "activity_type": decision["activity_type"],
+        "task_list": decision["task_list"] or run_task_list, "input": decision["input"],
+        "schedule_to_close_timeout_ms": decision["schedule_to_close_timeout_ms"],
+        "schedule_to_start_timeout_ms": decision["schedule_to_start_timeout_ms"],
+        "start_to_close_timeout_ms": (decision["start_to_close_timeout_ms"]
+                                      or decision["schedule_to_close_timeout_ms"]),
+        "heartbeat_timeout_ms": decision["heartbeat_timeout_ms"], "retry_policy": decision["retry_policy"],
+        "decision_task_completed_event_id": decision_task_completed_event_id,
+    }
