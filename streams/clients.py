@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -48,15 +49,20 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
 
 
 def make_producer(settings: Settings, **extra: Any) -> Producer:
-    return Producer(producer_config(settings, **extra))
+    """librdkafka's own log (connection failures, retries) goes to the Python logger
+    `kadence.librdkafka` instead of stderr, delivered when the client polls; the `kadence` CLI
+    verbs that report broker trouble themselves turn it off. The same for every factory here."""
+    return Producer({"logger": logging.getLogger("kadence.librdkafka"), **producer_config(settings, **extra)})
 
 
 def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
-    return Consumer(consumer_config(settings, group, **extra))
+    return Consumer(
+        {"logger": logging.getLogger("kadence.librdkafka"), **consumer_config(settings, group, **extra)}
+    )
 
 
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(admin_config(settings))
+    return AdminClient({"logger": logging.getLogger("kadence.librdkafka"), **admin_config(settings)})
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
