@@ -1,0 +1,131 @@
+"""The commands on one workflow: `kadence start`, `execute`, `result`, `signal`, `query`, `cancel`
+and `terminate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kadence.streams.settings import Settings
+
+from ._connect import command_topics, connect, fold_history, history_events, open_run
+from ._errors import EXIT_OK, CliError
+from ._parser import START_CONFIRM_TIMEOUT, read_inputs, read_memo
+from ._result import ResultWaiter, confirm_start, print_result
+
+
+def _start(args: argparse.Namespace) -> Callable[[Any], Any]:
+    """`Client.start_workflow` with the start options, as a function of the client; the flags are
+    read (usage errors raised) before anything is sent."""
+    inputs, memo = read_inputs(args), read_memo(args.memo)
+    return lambda client: client.start_workflow(
+        args.workflow_type,
+        *inputs,
+        id=args.id,
+        task_list=args.task_list,
+        execution_timeout=args.execution_timeout,
+        run_timeout=args.run_timeout,
+        task_timeout=args.task_timeout,
+        id_reuse_policy=args.id_reuse_policy,
+        memo=memo or None,
+        request_id=args.request_id,
+    )
+
+
+def _start_topics(settings: Settings) -> list[str]:
+    return [settings.commands_topic, settings.history_topic, settings.completions_topic]
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from kadence import Client
+
+    start = _start(args)
+    settings = connect(args, _start_topics)
+    with Client(settings, domain=args.domain) as client:
+        handle = start(client)
+        confirm = START_CONFIRM_TIMEOUT if args.timeout is None else args.timeout
+        waiter = ResultWaiter(handle, args.timeout if args.wait else confirm)
+        run_id = confirm_start(waiter, confirm)
+        print(f"started {args.id} run {run_id} (request {handle.start_request_id})", flush=True)
+        if args.wait:
+            return print_result(handle, waiter.result, "table", args.task_list)
+    return EXIT_OK
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    from kadence import Client
+
+    start = _start(args)
+    settings = connect(args, _start_topics)
+    with Client(settings, domain=args.domain) as client:
+        handle = start(client)
+        waiter = ResultWaiter(handle, args.timeout)
+        confirm_start(waiter, START_CONFIRM_TIMEOUT if args.timeout is None else args.timeout)
+        return print_result(handle, waiter.result, args.output, args.task_list)
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    from kadence import Client
+
+    settings = connect(args, lambda s: [s.history_topic, s.completions_topic])
+    with Client(settings, domain=args.domain) as client:
+        run = fold_history(history_events(client, args)).current
+        handle = client.get_handle(args.workflow_id, run_id=args.run_id)
+        return print_result(handle, lambda: handle.result(timeout=args.timeout), args.output, run.task_list)
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    from kadence import Client
+
+    inputs = read_inputs(args)
+    settings = connect(args, command_topics)
+    with Client(settings, domain=args.domain) as client:
+        run = open_run(client, args)
+        handle = client.get_handle(args.workflow_id, run_id=args.run_id)
+        handle.signal(args.name, *inputs, request_id=args.request_id)
+    print(f"signal {args.name} sent to {args.workflow_id} run {run.run_id}")
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from kadence import Client
+    from kadence.failures import QueryError
+
+    inputs = read_inputs(args)
+    settings = connect(args, lambda s: [s.commands_topic, s.history_topic, s.query_results_topic])
+    with Client(settings, domain=args.domain) as client:
+        history_events(client, args)
+        handle = client.get_handle(args.workflow_id, run_id=args.run_id)
+        try:
+            value = handle.query(args.name, *inputs, timeout=args.timeout)
+        except QueryError as exc:
+            raise CliError(str(exc)) from None
+    if args.output == "json":
+        print(json.dumps({"workflow_id": args.workflow_id, "query": args.name, "result": value}, default=str))
+    else:
+        print(json.dumps(value, default=str))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from kadence import Client
+
+    settings = connect(args, command_topics)
+    with Client(settings, domain=args.domain) as client:
+        run = open_run(client, args)
+        client.get_handle(args.workflow_id, run_id=args.run_id).cancel(args.reason)
+    print(f"cancel request sent to {args.workflow_id} run {run.run_id}")
+    return EXIT_OK
+
+
+def cmd_terminate(args: argparse.Namespace) -> int:
+    from kadence import Client
+
+    settings = connect(args, command_topics)
+    with Client(settings, domain=args.domain) as client:
+        run = open_run(client, args)
+        client.get_handle(args.workflow_id, run_id=args.run_id).terminate(args.reason)
+    print(f"terminate sent to {args.workflow_id} run {run.run_id}")
+    return EXIT_OK
