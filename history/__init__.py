@@ -24,8 +24,24 @@ from .state import (
 from .summary import describe_state
 
 __all__ = [
-    "apply", "fold", "fold_transition", "UnknownEventError", "ExecutionState", "RunState", "ActivityInfo",
-    "ChildInfo", "DecisionInfo", "TimerInfo", "CLOSE_EVENTS", "CLOSED_STATUSES", "DECISION_TRIGGERING_EVENTS",
-    "derive_run_id", "task_token", "parse_task_token", "TaskToken", "command_record", "fire_timer_command",
+    "apply",
+    "fold",
+    "fold_transition",
+    "UnknownEventError",
+    "ExecutionState",
+    "RunState",
+    "ActivityInfo",
+    "ChildInfo",
+    "DecisionInfo",
+    "TimerInfo",
+    "CLOSE_EVENTS",
+    "CLOSED_STATUSES",
+    "DECISION_TRIGGERING_EVENTS",
+    "derive_run_id",
+    "task_token",
+    "parse_task_token",
+    "TaskToken",
+    "command_record",
+    "fire_timer_command",
     "describe_state",
 ]

@@ -5,13 +5,16 @@ One table for everyone who needs the mapping (docs/protocol.md, "A run's history
   by this table, processors/history/handlers/decisions.py);
 - the SDK's replay matches recorded events against the decisions workflow code produces, by
   `events` and the `keys` attributes (kadence/_runtime.py);
-- the worker's eager activities predict the ActivityTaskScheduled event (kadence/_eager.py);
-- the test history builder writes what the processor would (kadence/_runtime_history.py).
+- the worker's eager activities predict the ActivityTaskScheduled event (kadence/worker/_eager.py);
+- the test history builder writes what the processor would (kadence/testing.py).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from kadence.schemas.records import ActivityTaskScheduled, ScheduleActivityTaskDecision
 
 
 class DecisionEvents(NamedTuple):
@@ -30,10 +33,12 @@ class DecisionEvents(NamedTuple):
 
 
 DECISION_EVENTS: dict[str, DecisionEvents] = {
-    "ScheduleActivityTaskDecision": DecisionEvents(("ActivityTaskScheduled",),
-                                                   ("activity_id", "activity_type")),
+    "ScheduleActivityTaskDecision": DecisionEvents(
+        ("ActivityTaskScheduled",), ("activity_id", "activity_type")
+    ),
     "RequestCancelActivityTaskDecision": DecisionEvents(
-        ("ActivityTaskCancelRequested", "RequestCancelActivityTaskFailed"), ("activity_id",)),
+        ("ActivityTaskCancelRequested", "RequestCancelActivityTaskFailed"), ("activity_id",)
+    ),
     "StartTimerDecision": DecisionEvents(("TimerStarted",), ("timer_id",)),
     "CancelTimerDecision": DecisionEvents(("TimerCanceled", "CancelTimerFailed"), ("timer_id",)),
     "CompleteWorkflowExecutionDecision": DecisionEvents(("WorkflowExecutionCompleted",), ()),
@@ -41,12 +46,15 @@ DECISION_EVENTS: dict[str, DecisionEvents] = {
     "CancelWorkflowExecutionDecision": DecisionEvents(("WorkflowExecutionCanceled",), ()),
     "ContinueAsNewWorkflowExecutionDecision": DecisionEvents(("WorkflowExecutionContinuedAsNew",), ()),
     "RecordMarkerDecision": DecisionEvents(("MarkerRecorded",), ("marker_name",)),
-    "StartChildWorkflowExecutionDecision": DecisionEvents(("StartChildWorkflowExecutionInitiated",),
-                                                          ("workflow_id", "workflow_type")),
-    "SignalExternalWorkflowExecutionDecision": DecisionEvents(("SignalExternalWorkflowExecutionInitiated",),
-                                                              ("workflow_id", "signal_name")),
+    "StartChildWorkflowExecutionDecision": DecisionEvents(
+        ("StartChildWorkflowExecutionInitiated",), ("workflow_id", "workflow_type")
+    ),
+    "SignalExternalWorkflowExecutionDecision": DecisionEvents(
+        ("SignalExternalWorkflowExecutionInitiated",), ("workflow_id", "signal_name")
+    ),
     "RequestCancelExternalWorkflowExecutionDecision": DecisionEvents(
-        ("RequestCancelExternalWorkflowExecutionInitiated",), ("workflow_id",)),
+        ("RequestCancelExternalWorkflowExecutionInitiated",), ("workflow_id",)
+    ),
     "UpsertWorkflowMemoDecision": DecisionEvents(("UpsertWorkflowMemo",), ()),
 }
 
@@ -55,24 +63,35 @@ DECISION_EVENT_TYPES = frozenset(e for recorded in DECISION_EVENTS.values() for 
 
 #: Decisions that close the run. A failure the run's retry policy retries is recorded as
 #: WorkflowExecutionContinuedAsNew (initiator RETRY_POLICY) instead of its usual event.
-CLOSE_DECISIONS = frozenset({"CompleteWorkflowExecutionDecision", "FailWorkflowExecutionDecision",
-                             "CancelWorkflowExecutionDecision", "ContinueAsNewWorkflowExecutionDecision"})
+CLOSE_DECISIONS = frozenset(
+    {
+        "CompleteWorkflowExecutionDecision",
+        "FailWorkflowExecutionDecision",
+        "CancelWorkflowExecutionDecision",
+        "ContinueAsNewWorkflowExecutionDecision",
+    }
+)
 
 
-def activity_scheduled_attrs(decision: dict[str, Any], run_task_list: str,
-                             decision_task_completed_event_id: int) -> dict[str, Any]:
+def activity_scheduled_attrs(
+    decision: ScheduleActivityTaskDecision, run_task_list: str, decision_task_completed_event_id: int
+) -> ActivityTaskScheduled:
     """The ActivityTaskScheduled attributes that record a ScheduleActivityTaskDecision.
 
     Defaults are resolved here, once: the task list is the run's when the decision names none,
     and start-to-close is schedule-to-close when only that is given (one of them is required).
     """
     return {
-        "activity_id": decision["activity_id"], "activity_type": decision["activity_type"],
-        "task_list": decision["task_list"] or run_task_list, "input": decision["input"],
+        "activity_id": decision["activity_id"],
+        "activity_type": decision["activity_type"],
+        "task_list": decision["task_list"] or run_task_list,
+        "input": decision["input"],
         "schedule_to_close_timeout_ms": decision["schedule_to_close_timeout_ms"],
         "schedule_to_start_timeout_ms": decision["schedule_to_start_timeout_ms"],
-        "start_to_close_timeout_ms": (decision["start_to_close_timeout_ms"]
-                                      or decision["schedule_to_close_timeout_ms"]),
-        "heartbeat_timeout_ms": decision["heartbeat_timeout_ms"], "retry_policy": decision["retry_policy"],
+        "start_to_close_timeout_ms": (
+            decision["start_to_close_timeout_ms"] or decision["schedule_to_close_timeout_ms"]
+        ),
+        "heartbeat_timeout_ms": decision["heartbeat_timeout_ms"],
+        "retry_policy": decision["retry_policy"],
         "decision_task_completed_event_id": decision_task_completed_event_id,
     }

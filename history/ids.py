@@ -44,8 +44,9 @@ class TaskToken(NamedTuple):
     attempt: int
 
 
-def task_token(kind: str, domain: str, workflow_id: str, run_id: str, scheduled_event_id: int,
-               attempt: int) -> str:
+def task_token(
+    kind: str, domain: str, workflow_id: str, run_id: str, scheduled_event_id: int, attempt: int
+) -> str:
     """`<kind>/<domain>/<workflow id>/<run id>/<scheduled event id>/<attempt>`, kind "d" (decision
     task) or "a" (activity task): names one attempt of one task, so an answer to any other is stale."""
     return f"{kind}/{domain}/{workflow_id}/{run_id}/{scheduled_event_id}/{attempt}"

@@ -11,31 +11,104 @@ the audit replayer.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .state import (CLOSE_EVENTS, DECISION_TRIGGERING_EVENTS, ActivityInfo, ChildInfo, DecisionInfo, ExecutionState,
-                    RunState, TimerInfo, copy_with)
 from .ids import child_start_command_id, derive_run_id
+from .state import (
+    CLOSE_EVENTS,
+    DECISION_TRIGGERING_EVENTS,
+    ActivityInfo,
+    ChildInfo,
+    DecisionInfo,
+    ExecutionState,
+    RunState,
+    TimerInfo,
+    copy_with,
+)
+
+if TYPE_CHECKING:
+    from kadence.schemas.records import (
+        ActivityTaskCanceled,
+        ActivityTaskCancelRequested,
+        ActivityTaskCompleted,
+        ActivityTaskFailed,
+        ActivityTaskRetrying,
+        ActivityTaskScheduled,
+        ActivityTaskStarted,
+        ActivityTaskTimedOut,
+        ChildWorkflowExecutionCanceled,
+        ChildWorkflowExecutionCompleted,
+        ChildWorkflowExecutionFailed,
+        ChildWorkflowExecutionStarted,
+        ChildWorkflowExecutionTerminated,
+        ChildWorkflowExecutionTimedOut,
+        DecisionTaskCompleted,
+        DecisionTaskScheduled,
+        ExternalWorkflowExecutionCancelRequested,
+        ExternalWorkflowExecutionSignaled,
+        HistoryEvent,
+        HistoryTransition,
+        RequestCancelExternalWorkflowExecutionFailed,
+        RequestCancelExternalWorkflowExecutionInitiated,
+        SignalExternalWorkflowExecutionFailed,
+        SignalExternalWorkflowExecutionInitiated,
+        StartChildWorkflowExecutionFailed,
+        StartChildWorkflowExecutionInitiated,
+        TimerCanceled,
+        TimerFired,
+        TimerStarted,
+        UpsertWorkflowMemo,
+        WorkflowExecutionSignaled,
+        WorkflowExecutionStarted,
+    )
+
+    from .state import CloseAttributes
+
+    #: The events that end a pending child (its start failed, or it closed).
+    ChildClosed: TypeAlias = (
+        StartChildWorkflowExecutionFailed
+        | ChildWorkflowExecutionCompleted
+        | ChildWorkflowExecutionFailed
+        | ChildWorkflowExecutionCanceled
+        | ChildWorkflowExecutionTimedOut
+        | ChildWorkflowExecutionTerminated
+    )
+    #: The events that end a pending outgoing signal or cancel request.
+    OutgoingDone: TypeAlias = (
+        SignalExternalWorkflowExecutionFailed
+        | ExternalWorkflowExecutionSignaled
+        | RequestCancelExternalWorkflowExecutionFailed
+        | ExternalWorkflowExecutionCancelRequested
+    )
 
 #: Earlier runs remembered per workflow id (for idempotence of restores and `describe`).
 MAX_CHAIN = 64
 EVENT_OVERHEAD_BYTES = 64
 
-Event = dict[str, Any]
+#: What an event changes in its run: `RunState` field name -> new value (see `state.copy_with`).
+Changes: TypeAlias = dict[str, Any]
+#: The rule of one event type: (run, event, the event's attributes) -> changes. The attributes
+#: are the body of the event type the rule is registered for in `_HANDLERS` (typed `Any` there:
+#: the table pairs each type with its body; each rule declares the body it reads).
+Rule: TypeAlias = Callable[[RunState, "HistoryEvent", Any], Changes]
 
 
 class UnknownEventError(ValueError):
     """The reducer has no meaning for this event type (or the event names a run it does not know)."""
 
 
-def apply(state: ExecutionState, event: Event) -> ExecutionState:
-    event_type, attrs = event["attributes"]
-    if event_type == "WorkflowExecutionStarted":
-        return _start_run(state, event, attrs)
+def apply(state: ExecutionState, event: HistoryEvent) -> ExecutionState:
+    attributes = event["attributes"]
+    if attributes[0] == "WorkflowExecutionStarted":
+        return _start_run(state, event, attributes[1])
+    event_type, attrs = attributes
     run = state.current
     if run is None or run.run_id != event["run_id"]:
-        raise UnknownEventError(f"event {event['event_id']} {event_type} names run {event['run_id']}, "
-                                f"not the current run of {state.workflow_id}")
+        raise UnknownEventError(
+            f"event {event['event_id']} {event_type} names run {event['run_id']}, "
+            f"not the current run of {state.workflow_id}"
+        )
     handler = _HANDLERS.get(event_type)
     if handler is None:
         raise UnknownEventError(f"no reducer for event type {event_type}")
@@ -47,7 +120,7 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
     return copy_with(state, {"current": copy_with(run, changes)})
 
 
-def fold(events: Iterable[Event], state: ExecutionState | None = None) -> ExecutionState | None:
+def fold(events: Iterable[HistoryEvent], state: ExecutionState | None = None) -> ExecutionState | None:
     """Fold events of one workflow id (in history order) into its state."""
     for event in events:
         if state is None:
@@ -56,12 +129,14 @@ def fold(events: Iterable[Event], state: ExecutionState | None = None) -> Execut
     return state
 
 
-def fold_transition(state: ExecutionState | None, transition: dict[str, Any]) -> tuple[ExecutionState | None, list[Event]]:
+def fold_transition(
+    state: ExecutionState | None, transition: HistoryTransition
+) -> tuple[ExecutionState | None, list[HistoryEvent]]:
     """Apply a HistoryTransition idempotently: events already applied (a duplicate record) are skipped.
 
     Returns the new state and the events that were new.
     """
-    fresh: list[Event] = []
+    fresh: list[HistoryEvent] = []
     for event in transition["events"]:
         if state is not None and already_applied(state, event):
             continue
@@ -72,7 +147,7 @@ def fold_transition(state: ExecutionState | None, transition: dict[str, Any]) ->
     return state, fresh
 
 
-def already_applied(state: ExecutionState, event: Event) -> bool:
+def already_applied(state: ExecutionState, event: HistoryEvent) -> bool:
     run_id = event["run_id"]
     cur = state.current
     if cur is not None and cur.run_id == run_id:
@@ -80,7 +155,7 @@ def already_applied(state: ExecutionState, event: Event) -> bool:
     return state.knows_run(run_id)
 
 
-def event_size(attrs: dict[str, Any]) -> int:
+def event_size(attrs: Mapping[str, Any]) -> int:
     """Approximate bytes of an event: payload bytes plus a fixed overhead (deterministic, cheap)."""
     size = EVENT_OVERHEAD_BYTES
     for key in ("input", "result", "details"):
@@ -95,64 +170,99 @@ def event_size(attrs: dict[str, Any]) -> int:
 
 # -- run lifecycle -------------------------------------------------------------------------------
 
-def _start_run(state: ExecutionState, event: Event, a: dict[str, Any]) -> ExecutionState:
+
+def _start_run(state: ExecutionState, event: HistoryEvent, a: WorkflowExecutionStarted) -> ExecutionState:
     previous = state.previous_runs
     if state.current is not None:
         previous = (previous + ((state.current.run_id, state.current.status),))[-MAX_CHAIN:]
     run = RunState(
-        run_id=event["run_id"], first_run_id=a["first_run_id"], workflow_type=a["workflow_type"],
-        task_list=a["task_list"], task_timeout_ms=a["task_timeout_ms"], run_timeout_ms=a["run_timeout_ms"],
-        execution_timeout_ms=a["execution_timeout_ms"], execution_deadline_ms=a["execution_deadline_ms"],
-        start_time=event["timestamp"], request_id=a["request_id"], input=a["input"], parent=a["parent"],
-        retry_policy=a["retry_policy"], attempt=a["attempt"], memo=dict(a["memo"]),
-        next_event_id=event["event_id"] + 1, history_size=event_size(a))
+        run_id=event["run_id"],
+        first_run_id=a["first_run_id"],
+        workflow_type=a["workflow_type"],
+        task_list=a["task_list"],
+        task_timeout_ms=a["task_timeout_ms"],
+        run_timeout_ms=a["run_timeout_ms"],
+        execution_timeout_ms=a["execution_timeout_ms"],
+        execution_deadline_ms=a["execution_deadline_ms"],
+        start_time=event["timestamp"],
+        request_id=a["request_id"],
+        input=a["input"],
+        parent=a["parent"],
+        retry_policy=a["retry_policy"],
+        attempt=a["attempt"],
+        memo=dict(a["memo"]),
+        next_event_id=event["event_id"] + 1,
+        history_size=event_size(a),
+    )
     return copy_with(state, {"current": run, "previous_runs": previous})
 
 
-def _close(status: str) -> Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]:
-    def on_close(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
-        return {"status": status, "close_event_id": event["event_id"], "close_time": event["timestamp"],
-                "close": a, "close_type": event["attributes"][0], "decision": None}
+def _close(status: str) -> Rule:
+    def on_close(run: RunState, event: HistoryEvent, a: CloseAttributes) -> Changes:
+        return {
+            "status": status,
+            "close_event_id": event["event_id"],
+            "close_time": event["timestamp"],
+            "close": a,
+            "close_type": event["attributes"][0],
+            "decision": None,
+        }
+
     return on_close
 
 
-def _on_memo(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_memo(run: RunState, event: HistoryEvent, a: UpsertWorkflowMemo) -> Changes:
     return {"memo": {**run.memo, **a["memo"]}}
 
 
 # -- decision tasks -----------------------------------------------------------------------------
 
-def _on_decision_scheduled(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
-    return {"decision": DecisionInfo(event["event_id"], a["attempt"], a["task_list"], a["start_to_close_timeout_ms"],
-                                     event["timestamp"]),
-            "decision_attempt": a["attempt"]}
+
+def _on_decision_scheduled(run: RunState, event: HistoryEvent, a: DecisionTaskScheduled) -> Changes:
+    return {
+        "decision": DecisionInfo(
+            event["event_id"],
+            a["attempt"],
+            a["task_list"],
+            a["start_to_close_timeout_ms"],
+            event["timestamp"],
+        ),
+        "decision_attempt": a["attempt"],
+    }
 
 
-def _on_decision_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_decision_started(run: RunState, event: HistoryEvent, a: object) -> Changes:
     assert run.decision is not None, "DecisionTaskStarted without a scheduled decision task"
     started = copy_with(run.decision, {"started_event_id": event["event_id"]})
     return {"decision": started, "unhandled_events": 0}
 
 
-def _on_decision_completed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_decision_completed(run: RunState, event: HistoryEvent, a: DecisionTaskCompleted) -> Changes:
     return {"decision": None, "decision_attempt": 1, "last_completed_started_event_id": a["started_event_id"]}
 
 
-def _on_decision_failed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_decision_failed(run: RunState, event: HistoryEvent, a: object) -> Changes:
     # The code saw none of this attempt's events as handled: a new decision task is needed.
-    return {"decision": None, "decision_attempt": run.decision_attempt + 1,
-            "unhandled_events": max(run.unhandled_events, 1)}
+    return {
+        "decision": None,
+        "decision_attempt": run.decision_attempt + 1,
+        "unhandled_events": max(run.unhandled_events, 1),
+    }
 
 
 # -- activities ---------------------------------------------------------------------------------
 
-def _on_activity_scheduled(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+
+def _on_activity_scheduled(run: RunState, event: HistoryEvent, a: ActivityTaskScheduled) -> Changes:
     eid = event["event_id"]
     info = ActivityInfo(eid, a["activity_id"], a["activity_type"], a["task_list"], a, event["timestamp"])
-    return {"activities": {**run.activities, eid: info}, "activity_ids": {**run.activity_ids, a["activity_id"]: eid}}
+    return {
+        "activities": {**run.activities, eid: info},
+        "activity_ids": {**run.activity_ids, a["activity_id"]: eid},
+    }
 
 
-def _on_activity_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_activity_started(run: RunState, event: HistoryEvent, a: ActivityTaskStarted) -> Changes:
     info = run.activities.get(a["scheduled_event_id"])
     if info is None:
         return {}
@@ -160,7 +270,11 @@ def _on_activity_started(run: RunState, event: Event, a: dict[str, Any]) -> dict
     return {"activities": {**run.activities, info.scheduled_event_id: started}}
 
 
-def _on_activity_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_activity_closed(
+    run: RunState,
+    event: HistoryEvent,
+    a: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskTimedOut | ActivityTaskCanceled,
+) -> Changes:
     info = run.activities.get(a["scheduled_event_id"])
     if info is None:
         return {}
@@ -171,30 +285,34 @@ def _on_activity_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[
     return {"activities": activities, "activity_ids": ids}
 
 
-def _on_activity_cancel_requested(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_activity_cancel_requested(
+    run: RunState, event: HistoryEvent, a: ActivityTaskCancelRequested
+) -> Changes:
     eid = run.activity_ids.get(a["activity_id"])
     if eid is None:
         return {}
     return {"activities": {**run.activities, eid: copy_with(run.activities[eid], {"cancel_requested": True})}}
 
 
-def _on_activity_retrying(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_activity_retrying(run: RunState, event: HistoryEvent, a: ActivityTaskRetrying) -> Changes:
     info = run.activities.get(a["scheduled_event_id"])
     if info is None:
         return {}
-    retried = copy_with(info, {"attempt": a["attempt"] + 1,
-                               "attempt_time": event["timestamp"] + a["backoff_ms"]})
+    retried = copy_with(
+        info, {"attempt": a["attempt"] + 1, "attempt_time": event["timestamp"] + a["backoff_ms"]}
+    )
     return {"activities": {**run.activities, info.scheduled_event_id: retried}}
 
 
 # -- timers -------------------------------------------------------------------------------------
 
-def _on_timer_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+
+def _on_timer_started(run: RunState, event: HistoryEvent, a: TimerStarted) -> Changes:
     info = TimerInfo(a["timer_id"], event["event_id"], event["timestamp"] + a["start_to_fire_timeout_ms"])
     return {"timers": {**run.timers, a["timer_id"]: info}}
 
 
-def _on_timer_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_timer_closed(run: RunState, event: HistoryEvent, a: TimerFired | TimerCanceled) -> Changes:
     if a["timer_id"] not in run.timers:
         return {}
     timers = dict(run.timers)
@@ -204,14 +322,19 @@ def _on_timer_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str
 
 # -- children -----------------------------------------------------------------------------------
 
-def _on_child_initiated(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+
+def _on_child_initiated(
+    run: RunState, event: HistoryEvent, a: StartChildWorkflowExecutionInitiated
+) -> Changes:
     eid = event["event_id"]
     first_run_id = derive_run_id(a["domain"], a["workflow_id"], child_start_command_id(run.run_id, eid))
-    info = ChildInfo(eid, a["domain"], a["workflow_id"], a["workflow_type"], a["parent_close_policy"], first_run_id)
+    info = ChildInfo(
+        eid, a["domain"], a["workflow_id"], a["workflow_type"], a["parent_close_policy"], first_run_id
+    )
     return {"children": {**run.children, eid: info}}
 
 
-def _on_child_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_child_started(run: RunState, event: HistoryEvent, a: ChildWorkflowExecutionStarted) -> Changes:
     info = run.children.get(a["initiated_event_id"])
     if info is None:
         return {}
@@ -219,7 +342,7 @@ def _on_child_started(run: RunState, event: Event, a: dict[str, Any]) -> dict[st
     return {"children": {**run.children, info.initiated_event_id: started}}
 
 
-def _on_child_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_child_closed(run: RunState, event: HistoryEvent, a: ChildClosed) -> Changes:
     if a["initiated_event_id"] not in run.children:
         return {}
     children = dict(run.children)
@@ -229,38 +352,45 @@ def _on_child_closed(run: RunState, event: Event, a: dict[str, Any]) -> dict[str
 
 # -- signals and cancellation, in and out ---------------------------------------------------------
 
-def _on_signaled(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+
+def _on_signaled(run: RunState, event: HistoryEvent, a: WorkflowExecutionSignaled) -> Changes:
     if not a["request_id"]:
         return {}
     return {"signal_request_ids": run.signal_request_ids | {a["request_id"]}}
 
 
-def _on_cancel_requested(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _on_cancel_requested(run: RunState, event: HistoryEvent, a: object) -> Changes:
     return {"cancel_requested": True}
 
 
-def _outgoing(kind: str) -> Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]:
-    def on_initiated(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _outgoing(kind: str) -> Rule:
+    def on_initiated(
+        run: RunState,
+        event: HistoryEvent,
+        a: SignalExternalWorkflowExecutionInitiated | RequestCancelExternalWorkflowExecutionInitiated,
+    ) -> Changes:
         return {kind: {**getattr(run, kind), event["event_id"]: a}}
+
     return on_initiated
 
 
-def _outgoing_done(kind: str) -> Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]:
-    def on_done(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
-        pending = getattr(run, kind)
+def _outgoing_done(kind: str) -> Rule:
+    def on_done(run: RunState, event: HistoryEvent, a: OutgoingDone) -> Changes:
+        pending: dict[int, object] = getattr(run, kind)
         if a["initiated_event_id"] not in pending:
             return {}
         rest = dict(pending)
         del rest[a["initiated_event_id"]]
         return {kind: rest}
+
     return on_done
 
 
-def _nothing(run: RunState, event: Event, a: dict[str, Any]) -> dict[str, Any]:
+def _nothing(run: RunState, event: HistoryEvent, a: object) -> Changes:
     return {}
 
 
-_HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], dict[str, Any]]] = {
+_HANDLERS: dict[str, Rule] = {
     **{event_type: _close(status) for event_type, status in CLOSE_EVENTS.items()},
     "DecisionTaskScheduled": _on_decision_scheduled,
     "DecisionTaskStarted": _on_decision_started,

@@ -9,15 +9,21 @@ activities, the execution deadline for workflows).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kadence.schemas.records import Failure, RetryPolicy
 
 
-def retry_delay_ms(policy: dict[str, Any] | None, attempt: int, failure: dict[str, Any] | None, now_ms: int,
-                   deadline_ms: int = 0) -> int | None:
+def retry_delay_ms(
+    policy: RetryPolicy | None, attempt: int, failure: Failure | None, now_ms: int, deadline_ms: int = 0
+) -> int | None:
     """Milliseconds until the next attempt, or None when the failure is final."""
     if policy is None:
         return None
-    if failure is not None and (failure.get("non_retryable") or failure["type"] in policy["non_retryable_error_types"]):
+    if failure is not None and (
+        failure.get("non_retryable") or failure["type"] in policy["non_retryable_error_types"]
+    ):
         return None
     if policy["maximum_attempts"] and attempt >= policy["maximum_attempts"]:
         return None
@@ -29,7 +35,13 @@ def retry_delay_ms(policy: dict[str, Any] | None, attempt: int, failure: dict[st
     return delay
 
 
-def timeout_failure(kind: str, timeout_type: str, message: str) -> dict[str, Any]:
+def timeout_failure(kind: str, timeout_type: str, message: str) -> Failure:
     """The Failure record of a timeout (what the workflow sees as the cause)."""
-    return {"type": "TimeoutError", "message": f"{kind} {timeout_type} timeout: {message}", "stack": "",
-            "non_retryable": False, "details": None, "cause": None}
+    return {
+        "type": "TimeoutError",
+        "message": f"{kind} {timeout_type} timeout: {message}",
+        "stack": "",
+        "non_retryable": False,
+        "details": None,
+        "cause": None,
+    }

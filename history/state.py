@@ -6,31 +6,81 @@ what an event changes), so `fold(history) == live state` is a test anyone can wr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MemberDescriptorType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-CLOSED_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT"})
+if TYPE_CHECKING:  # types only: `history` imports nothing of Kadence at run time (docs/architecture.md §1)
+    from _typeshed import DataclassInstance
+
+    from kadence.schemas.records import (
+        ActivityTaskScheduled,
+        ParentExecution,
+        Payload,
+        RequestCancelExternalWorkflowExecutionInitiated,
+        RetryPolicy,
+        SignalExternalWorkflowExecutionInitiated,
+        WorkflowExecutionCanceled,
+        WorkflowExecutionCompleted,
+        WorkflowExecutionContinuedAsNew,
+        WorkflowExecutionFailed,
+        WorkflowExecutionTerminated,
+        WorkflowExecutionTimedOut,
+    )
+
+    #: The attributes of an event in `CLOSE_EVENTS` (what `RunState.close` keeps).
+    CloseAttributes: TypeAlias = (
+        WorkflowExecutionCompleted
+        | WorkflowExecutionFailed
+        | WorkflowExecutionCanceled
+        | WorkflowExecutionTerminated
+        | WorkflowExecutionTimedOut
+        | WorkflowExecutionContinuedAsNew
+    )
+
+CLOSED_STATUSES = frozenset(
+    {"COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT"}
+)
 
 #: The events that close a run, and the status each gives it.
 CLOSE_EVENTS = {
-    "WorkflowExecutionCompleted": "COMPLETED", "WorkflowExecutionFailed": "FAILED",
-    "WorkflowExecutionCanceled": "CANCELED", "WorkflowExecutionTerminated": "TERMINATED",
-    "WorkflowExecutionTimedOut": "TIMED_OUT", "WorkflowExecutionContinuedAsNew": "CONTINUED_AS_NEW",
+    "WorkflowExecutionCompleted": "COMPLETED",
+    "WorkflowExecutionFailed": "FAILED",
+    "WorkflowExecutionCanceled": "CANCELED",
+    "WorkflowExecutionTerminated": "TERMINATED",
+    "WorkflowExecutionTimedOut": "TIMED_OUT",
+    "WorkflowExecutionContinuedAsNew": "CONTINUED_AS_NEW",
 }
 
 #: Events that the workflow code must see: one arriving makes a new decision task necessary.
-DECISION_TRIGGERING_EVENTS = frozenset({
-    "ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled",
-    "TimerFired", "WorkflowExecutionSignaled", "WorkflowExecutionCancelRequested",
-    "StartChildWorkflowExecutionFailed", "ChildWorkflowExecutionStarted", "ChildWorkflowExecutionCompleted",
-    "ChildWorkflowExecutionFailed", "ChildWorkflowExecutionCanceled", "ChildWorkflowExecutionTimedOut",
-    "ChildWorkflowExecutionTerminated", "SignalExternalWorkflowExecutionFailed", "ExternalWorkflowExecutionSignaled",
-    "RequestCancelExternalWorkflowExecutionFailed", "ExternalWorkflowExecutionCancelRequested",
-    "RequestCancelActivityTaskFailed", "CancelTimerFailed",
-})
+DECISION_TRIGGERING_EVENTS = frozenset(
+    {
+        "ActivityTaskCompleted",
+        "ActivityTaskFailed",
+        "ActivityTaskTimedOut",
+        "ActivityTaskCanceled",
+        "TimerFired",
+        "WorkflowExecutionSignaled",
+        "WorkflowExecutionCancelRequested",
+        "StartChildWorkflowExecutionFailed",
+        "ChildWorkflowExecutionStarted",
+        "ChildWorkflowExecutionCompleted",
+        "ChildWorkflowExecutionFailed",
+        "ChildWorkflowExecutionCanceled",
+        "ChildWorkflowExecutionTimedOut",
+        "ChildWorkflowExecutionTerminated",
+        "SignalExternalWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionSignaled",
+        "RequestCancelExternalWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionCancelRequested",
+        "RequestCancelActivityTaskFailed",
+        "CancelTimerFailed",
+    }
+)
 
 _V = TypeVar("_V")
+_D = TypeVar("_D", bound="DataclassInstance")
 
 #: The generated copier of each state class (see `_value_class`).
 _COPIERS: dict[type, Callable[[Any, Mapping[str, Any]], Any]] = {}
@@ -40,10 +90,11 @@ def copy_with(obj: _V, changes: Mapping[str, Any]) -> _V:
     """A copy of a state object with `changes` (field name -> new value) applied: what
     `dataclasses.replace(obj, **changes)` does for the classes of this module, about 4x cheaper.
     The copy is shallow, and `obj` itself is never modified."""
-    return _COPIERS[type(obj)](obj, changes)  # type: ignore[no-any-return]
+    copier: Callable[[_V, Mapping[str, Any]], _V] = _COPIERS[type(obj)]
+    return copier(obj, changes)
 
 
-def _value_class(cls: type[_V]) -> type[_V]:
+def _value_class(cls: type[_D]) -> type[_D]:
     """Give a frozen slots dataclass a cheap copier (for `copy_with`) and cheap pickling.
 
     Why: the reducer copies a `RunState` (31 fields) and its `ExecutionState` for every event, and
@@ -59,7 +110,7 @@ def _value_class(cls: type[_V]) -> type[_V]:
     dataclasses default still load (through its `__setstate__`, left in place); a pickle of a
     different field layout fails to load (the stores are rebuilt from the history topic).
     """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    names = [f.name for f in fields(cls)]
     setters: dict[str, Callable[[Any, Any], None]] = {}
     for name in names:
         slot = cls.__dict__.get(name)
@@ -69,32 +120,39 @@ def _value_class(cls: type[_V]) -> type[_V]:
     # Generated names are prefixed by an underscore (fields may not begin with one).
     if any(name.startswith("_") for name in names):
         raise TypeError(f"{cls.__name__}: a field name begins with an underscore")
-    source = "\n".join([
-        "def _copy(_obj, _changes):",
-        "    _new_obj = _new(_cls)",
-        *(f"    _set_{n}(_new_obj, _obj.{n})" for n in names),
-        "    for _name, _value in _changes.items():",
-        "        if _name not in _setters:",
-        "            raise TypeError(f'{_cls.__name__} has no field {_name!r}')",
-        "        _setters[_name](_new_obj, _value)",
-        "    return _new_obj",
-        "",
-        "def __reduce__(_self):",
-        f"    return _cls._unpickle, ({', '.join(f'_self.{n}' for n in names)},)",
-        "",
-        f"def _unpickle({', '.join(names)}):",
-        "    _new_obj = _new(_cls)",
-        *(f"    _set_{n}(_new_obj, {n})" for n in names),
-        "    return _new_obj",
-    ])
-    namespace: dict[str, Any] = {"__name__": cls.__module__, "_new": object.__new__, "_cls": cls,
-                                 "_setters": setters, **{f"_set_{n}": setter for n, setter in setters.items()}}
+    source = "\n".join(
+        [
+            "def _copy(_obj, _changes):",
+            "    _new_obj = _new(_cls)",
+            *(f"    _set_{n}(_new_obj, _obj.{n})" for n in names),
+            "    for _name, _value in _changes.items():",
+            "        if _name not in _setters:",
+            "            raise TypeError(f'{_cls.__name__} has no field {_name!r}')",
+            "        _setters[_name](_new_obj, _value)",
+            "    return _new_obj",
+            "",
+            "def __reduce__(_self):",
+            f"    return _cls._unpickle, ({', '.join(f'_self.{n}' for n in names)},)",
+            "",
+            f"def _unpickle({', '.join(names)}):",
+            "    _new_obj = _new(_cls)",
+            *(f"    _set_{n}(_new_obj, {n})" for n in names),
+            "    return _new_obj",
+        ]
+    )
+    namespace: dict[str, Any] = {
+        "__name__": cls.__module__,
+        "_new": object.__new__,
+        "_cls": cls,
+        "_setters": setters,
+        **{f"_set_{n}": setter for n, setter in setters.items()},
+    }
     exec(compile(source, f"<generated by history.state._value_class for {cls.__name__}>", "exec"), namespace)
     reduce, unpickle = namespace["__reduce__"], namespace["_unpickle"]
     reduce.__qualname__ = f"{cls.__name__}.__reduce__"
     unpickle.__qualname__ = f"{cls.__name__}._unpickle"  # pickle finds it by module and qualified name
-    setattr(cls, "__reduce__", reduce)
-    setattr(cls, "_unpickle", staticmethod(unpickle))
+    for name, method in (("__reduce__", reduce), ("_unpickle", staticmethod(unpickle))):
+        setattr(cls, name, method)  # generated methods: installed by name on the finished class
     _COPIERS[cls] = namespace["_copy"]
     return cls
 
@@ -118,7 +176,7 @@ class ActivityInfo:
     activity_type: str
     task_list: str
     #: The ActivityTaskScheduled attributes (input, timeouts, retry policy): needed to re-dispatch.
-    scheduled: dict[str, Any]
+    scheduled: ActivityTaskScheduled
     scheduled_time: int
     attempt: int = 1
     cancel_requested: bool = False
@@ -165,16 +223,16 @@ class RunState:
     execution_deadline_ms: int
     start_time: int
     request_id: str
-    input: dict[str, Any] | None
-    parent: dict[str, Any] | None
-    retry_policy: dict[str, Any] | None
+    input: Payload | None
+    parent: ParentExecution | None
+    retry_policy: RetryPolicy | None
     attempt: int
-    memo: dict[str, Any]
+    memo: dict[str, Payload]
     status: str = "RUNNING"
     close_event_id: int = 0
     close_time: int = 0
     #: Attributes of the close event (result, failure, new run id...).
-    close: dict[str, Any] | None = None
+    close: CloseAttributes | None = None
     close_type: str = ""
     next_event_id: int = 1
     #: Approximate history size in bytes (payload bytes + a fixed cost per event).
@@ -189,8 +247,8 @@ class RunState:
     activity_ids: dict[str, int] = field(default_factory=dict)
     timers: dict[str, TimerInfo] = field(default_factory=dict)
     children: dict[int, ChildInfo] = field(default_factory=dict)
-    signals_out: dict[int, dict[str, Any]] = field(default_factory=dict)
-    cancels_out: dict[int, dict[str, Any]] = field(default_factory=dict)
+    signals_out: dict[int, SignalExternalWorkflowExecutionInitiated] = field(default_factory=dict)
+    cancels_out: dict[int, RequestCancelExternalWorkflowExecutionInitiated] = field(default_factory=dict)
     signal_request_ids: frozenset[str] = frozenset()
     cancel_requested: bool = False
 
@@ -218,4 +276,6 @@ class ExecutionState:
         return None
 
     def knows_run(self, run_id: str) -> bool:
-        return (self.current is not None and self.current.run_id == run_id) or any(r == run_id for r, _ in self.previous_runs)
+        return (self.current is not None and self.current.run_id == run_id) or any(
+            r == run_id for r, _ in self.previous_runs
+        )

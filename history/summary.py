@@ -18,12 +18,20 @@ def describe_state(state: ExecutionState) -> dict[str, Any] | None:
     if run is None:
         return None
     return {
-        "workflow_id": state.workflow_id, "domain": state.domain, "status": run.status, "run_id": run.run_id,
-        "first_run_id": run.first_run_id, "chain": [r for r, _ in state.previous_runs] + [run.run_id],
-        "workflow_type": run.workflow_type, "task_list": run.task_list,
-        "history_length": run.next_event_id - 1, "history_bytes": run.history_size,
-        "pending_activities": len(run.activities), "pending_timers": len(run.timers),
+        "workflow_id": state.workflow_id,
+        "domain": state.domain,
+        "status": run.status,
+        "run_id": run.run_id,
+        "first_run_id": run.first_run_id,
+        "chain": [r for r, _ in state.previous_runs] + [run.run_id],
+        "workflow_type": run.workflow_type,
+        "task_list": run.task_list,
+        "history_length": run.next_event_id - 1,
+        "history_bytes": run.history_size,
+        "pending_activities": len(run.activities),
+        "pending_timers": len(run.timers),
         "pending_children": [c.workflow_id for c in run.children.values()],
-        "decision_outstanding": run.decision is not None, "parent": run.parent,
+        "decision_outstanding": run.decision is not None,
+        "parent": run.parent,
         "close": run.close_type or None,
     }

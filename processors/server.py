@@ -8,8 +8,8 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from kadence.streams.launch import spawn
 from kadence.streams.loop import ProcessorRunner
@@ -40,10 +40,10 @@ class ServerProcesses:
     settings: Settings
     components: Sequence[str] = ("history", "derived")
     slot: int = 0
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> "ServerProcesses":
+    def start(self) -> ServerProcesses:
         ensure_core_topics(self.settings)
         for component in self.components:
             self._spawn(component)
@@ -85,12 +85,16 @@ class InProcessEngine:
     threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start(self, wait_assigned: float = 30.0) -> "InProcessEngine":
+    def start(self, wait_assigned: float = 30.0) -> InProcessEngine:
         ensure_core_topics(self.settings)
-        self.runners = [ProcessorRunner(self.settings, HistoryProcessor(self.settings, self.config)),
-                        ProcessorRunner(self.settings, DerivedProcessor(self.settings, self.modules))]
+        self.runners = [
+            ProcessorRunner(self.settings, HistoryProcessor(self.settings, self.config)),
+            ProcessorRunner(self.settings, DerivedProcessor(self.settings, self.modules)),
+        ]
         for runner in self.runners:
-            t = threading.Thread(target=self._run, args=(runner,), name=f"kadence-{runner.processor.name}", daemon=True)
+            t = threading.Thread(
+                target=self._run, args=(runner,), name=f"kadence-{runner.processor.name}", daemon=True
+            )
             t.start()
             self.threads.append(t)
         deadline = time.monotonic() + wait_assigned
@@ -111,7 +115,7 @@ class InProcessEngine:
         for t in self.threads:
             t.join(15)
 
-    def __enter__(self) -> "InProcessEngine":
+    def __enter__(self) -> InProcessEngine:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

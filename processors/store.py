@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any, cast
 
 from kadence.history import ExecutionState
+from kadence.schemas.records import HistoryEvent
 from kadence.streams.processing import StateView
 from kadence.streams.serde import serde
 
@@ -71,10 +73,10 @@ class ExecutionStore:
             self._cache.clear()  # cheap bound; a miss only costs one unpickle
         self._cache[key] = state
 
-    def put_events(self, view: StateView, events: list[dict[str, Any]]) -> list[bytes]:
+    def put_events(self, view: StateView, events: list[HistoryEvent]) -> list[bytes]:
         """Store the events; returns their Avro bodies (reused in the records that carry them)."""
         bodies = []
-        for ev in events:
+        for ev in cast(list[dict[str, Any]], events):  # the serde takes plain dicts
             body = self._serde.encode_body("HistoryEvent", ev)
             view.put(event_prefix(ev["run_id"]) + _EVENT.pack(ev["event_id"]), body)
             bodies.append(body)

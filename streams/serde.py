@@ -13,6 +13,7 @@ Unions of records use fastavro's tuple notation: ``("TimerFired", {...})``.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -65,7 +66,7 @@ class Serde:
     def fingerprint(self, record_type: str) -> bytes:
         return self._prefix[record_type][2:]
 
-    def encode(self, record_type: str, record: dict[str, Any]) -> bytes:
+    def encode(self, record_type: str, record: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()
         buf.write(self._prefix[record_type])
         schemaless_writer(buf, self._schema[record_type], record)

@@ -21,11 +21,14 @@ def _take_modules(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--modules" in argv:
         i = argv.index("--modules")
         modules = [m for m in argv[i + 1].split(",") if m]
-        argv = argv[:i] + argv[i + 2:]
+        argv = argv[:i] + argv[i + 2 :]
     return modules, argv
 
 
 if __name__ == "__main__":
     chosen, rest = _take_modules(sys.argv[1:])
-    sys.exit(processor_main(lambda s: DerivedProcessor(s, chosen), rest, prepare=ensure_core_topics,
-                            description=__doc__ or ""))
+    sys.exit(
+        processor_main(
+            lambda s: DerivedProcessor(s, chosen), rest, prepare=ensure_core_topics, description=__doc__ or ""
+        )
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from kadence.history import CLOSE_EVENTS, ExecutionState, RunState  # noqa: F401 - re-exported for the modules
+from kadence.history import ExecutionState, RunState
 from kadence.history.commands import command_record
+from kadence.schemas.records import CommandPayload, HistoryEvent
 from kadence.streams.processing import Context, OutRecord
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
@@ -19,18 +20,41 @@ class Emitter:
         self.ctx = ctx
         self._serde = serde()
 
-    def command(self, *, command_id: str, domain: str, workflow_id: str, run_id: str, timestamp: int,
-                payload_type: str, attrs: dict[str, Any]) -> None:
-        record = command_record(command_id=command_id, domain=domain, workflow_id=workflow_id, run_id=run_id,
-                                timestamp=timestamp, payload_type=payload_type, attrs=attrs)
-        self.ctx.emit(OutRecord(self.settings.commands_topic, workflow_id.encode(), self._serde.encode("Command", record),
-                                tuple(self._serde.headers("Command")), None, timestamp))
-
+    def command(
+        self,
+        *,
+        command_id: str,
+        domain: str,
+        workflow_id: str,
+        run_id: str,
+        timestamp: int,
+        payload: CommandPayload,
+    ) -> None:
+        record = command_record(
+            command_id=command_id,
+            domain=domain,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            timestamp=timestamp,
+            payload=payload,
+        )
+        self.ctx.emit(
+            OutRecord(
+                self.settings.commands_topic,
+                workflow_id.encode(),
+                self._serde.encode("Command", record),
+                tuple(self._serde.headers("Command")),
+                None,
+                timestamp,
+            )
+        )
 
 
 class Module(Protocol):
     name: str
 
-    def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
+    def on_event(
+        self, event: HistoryEvent, before: RunState | None, state: ExecutionState, out: Emitter
+    ) -> None:
         """React to one new event. `before` is the event's run before it (None for a run's first event)."""
         ...

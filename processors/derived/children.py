@@ -8,59 +8,176 @@ first run's start and its close is the last run's close.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kadence.history import ExecutionState, RunState
 from kadence.history.ids import child_closed_command_id, child_start_command_id, child_started_command_id
+from kadence.schemas.records import (
+    ChildWorkflowExecutionCanceled,
+    ChildWorkflowExecutionCompleted,
+    ChildWorkflowExecutionFailed,
+    ChildWorkflowExecutionStarted,
+    ChildWorkflowExecutionTerminated,
+    ChildWorkflowExecutionTimedOut,
+    CommandPayload,
+    HistoryEvent,
+    HistoryEventAttributes,
+    ParentExecution,
+    StartChildWorkflowExecutionInitiated,
+    StartWorkflowExecution,
+)
 
 from .base import Emitter
 
-_CLOSE_TO_CHILD_EVENT = {
-    "WorkflowExecutionCompleted": ("ChildWorkflowExecutionCompleted", lambda a: {"result": a["result"]}),
-    "WorkflowExecutionFailed": ("ChildWorkflowExecutionFailed", lambda a: {"failure": a["failure"]}),
-    "WorkflowExecutionCanceled": ("ChildWorkflowExecutionCanceled", lambda a: {"details": a["details"]}),
-    "WorkflowExecutionTimedOut": ("ChildWorkflowExecutionTimedOut", lambda a: {"timeout_type": a["timeout_type"]}),
-    "WorkflowExecutionTerminated": ("ChildWorkflowExecutionTerminated", lambda a: {"reason": a["reason"]}),
-}
+#: The close events a child's last run reports to its parent (continue-as-new is not a close of the chain).
+_CHILD_CLOSES = frozenset(
+    {
+        "WorkflowExecutionCompleted",
+        "WorkflowExecutionFailed",
+        "WorkflowExecutionCanceled",
+        "WorkflowExecutionTimedOut",
+        "WorkflowExecutionTerminated",
+    }
+)
 
 
 class ChildrenModule:
     name = "children"
 
-    def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
-        event_type, a = event["attributes"]
-        if event_type == "StartChildWorkflowExecutionInitiated":
-            self._start_child(event, a, out)
-        elif event_type == "WorkflowExecutionStarted" and a["parent"] is not None and a["continued_execution_run_id"] is None:
+    def on_event(
+        self, event: HistoryEvent, before: RunState | None, state: ExecutionState, out: Emitter
+    ) -> None:
+        attributes = event["attributes"]
+        if attributes[0] == "StartChildWorkflowExecutionInitiated":
+            self._start_child(event, attributes[1], out)
+        elif attributes[0] == "WorkflowExecutionStarted":
+            a = attributes[1]
             parent = a["parent"]
-            out.command(command_id=child_started_command_id(event["run_id"]), domain=parent["domain"],
-                        workflow_id=parent["workflow_id"], run_id=parent["run_id"], timestamp=event["timestamp"],
-                        payload_type="ChildWorkflowExecutionStarted", attrs={
-                            "domain": event["domain"], "workflow_id": event["workflow_id"], "run_id": event["run_id"],
-                            "workflow_type": a["workflow_type"], "initiated_event_id": parent["initiated_event_id"],
-                            "started_event_id": 0})
-        elif event_type in _CLOSE_TO_CHILD_EVENT:
+            if parent is None or a["continued_execution_run_id"] is not None:
+                return
+            out.command(
+                command_id=child_started_command_id(event["run_id"]),
+                domain=parent["domain"],
+                workflow_id=parent["workflow_id"],
+                run_id=parent["run_id"],
+                timestamp=event["timestamp"],
+                payload=(
+                    "ChildWorkflowExecutionStarted",
+                    ChildWorkflowExecutionStarted(
+                        domain=event["domain"],
+                        workflow_id=event["workflow_id"],
+                        run_id=event["run_id"],
+                        workflow_type=a["workflow_type"],
+                        initiated_event_id=parent["initiated_event_id"],
+                        started_event_id=0,
+                    ),
+                ),
+            )
+        elif attributes[0] in _CHILD_CLOSES:
             run = state.current
             if run is None or run.parent is None:
                 return
             parent = run.parent
-            child_event, extra = _CLOSE_TO_CHILD_EVENT[event_type]
-            out.command(command_id=child_closed_command_id(event["run_id"]), domain=parent["domain"],
-                        workflow_id=parent["workflow_id"], run_id=parent["run_id"], timestamp=event["timestamp"],
-                        payload_type=child_event, attrs={
-                            "domain": event["domain"], "workflow_id": event["workflow_id"], "run_id": event["run_id"],
-                            "workflow_type": run.workflow_type, "initiated_event_id": parent["initiated_event_id"],
-                            "started_event_id": 0, **extra(a)})
+            notification = _child_closed(attributes, event, run.workflow_type, parent)
+            if notification is not None:
+                out.command(
+                    command_id=child_closed_command_id(event["run_id"]),
+                    domain=parent["domain"],
+                    workflow_id=parent["workflow_id"],
+                    run_id=parent["run_id"],
+                    timestamp=event["timestamp"],
+                    payload=notification,
+                )
 
     @staticmethod
-    def _start_child(event: dict[str, Any], a: dict[str, Any], out: Emitter) -> None:
+    def _start_child(event: HistoryEvent, a: StartChildWorkflowExecutionInitiated, out: Emitter) -> None:
         command_id = child_start_command_id(event["run_id"], event["event_id"])
-        out.command(command_id=command_id, domain=a["domain"], workflow_id=a["workflow_id"], run_id="",
-                    timestamp=event["timestamp"], payload_type="StartWorkflowExecution", attrs={
-                        "workflow_type": a["workflow_type"], "task_list": a["task_list"], "input": a["input"],
-                        "execution_timeout_ms": a["execution_timeout_ms"], "run_timeout_ms": a["run_timeout_ms"],
-                        "task_timeout_ms": a["task_timeout_ms"], "id_reuse_policy": a["id_reuse_policy"],
-                        "retry_policy": a["retry_policy"], "memo": a["memo"], "request_id": command_id, "identity": "",
-                        "parent": {"domain": event["domain"], "workflow_id": event["workflow_id"],
-                                   "run_id": event["run_id"], "initiated_event_id": event["event_id"]},
-                        "cron_schedule": ""})
+        parent = ParentExecution(
+            domain=event["domain"],
+            workflow_id=event["workflow_id"],
+            run_id=event["run_id"],
+            initiated_event_id=event["event_id"],
+        )
+        out.command(
+            command_id=command_id,
+            domain=a["domain"],
+            workflow_id=a["workflow_id"],
+            run_id="",
+            timestamp=event["timestamp"],
+            payload=(
+                "StartWorkflowExecution",
+                StartWorkflowExecution(
+                    workflow_type=a["workflow_type"],
+                    task_list=a["task_list"],
+                    input=a["input"],
+                    execution_timeout_ms=a["execution_timeout_ms"],
+                    run_timeout_ms=a["run_timeout_ms"],
+                    task_timeout_ms=a["task_timeout_ms"],
+                    id_reuse_policy=a["id_reuse_policy"],
+                    retry_policy=a["retry_policy"],
+                    memo=a["memo"],
+                    request_id=command_id,
+                    identity="",
+                    parent=parent,
+                    cron_schedule="",
+                ),
+            ),
+        )
+
+
+def _child_closed(
+    attributes: HistoryEventAttributes, event: HistoryEvent, workflow_type: str, parent: ParentExecution
+) -> CommandPayload | None:
+    """The ChildWorkflowExecution<Close> notification of a child run's close event (None for other events)."""
+    domain, workflow_id, run_id = event["domain"], event["workflow_id"], event["run_id"]
+    initiated = parent["initiated_event_id"]
+    match attributes:
+        case ("WorkflowExecutionCompleted", a):
+            return "ChildWorkflowExecutionCompleted", ChildWorkflowExecutionCompleted(
+                domain=domain,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                workflow_type=workflow_type,
+                initiated_event_id=initiated,
+                started_event_id=0,
+                result=a["result"],
+            )
+        case ("WorkflowExecutionFailed", a):
+            return "ChildWorkflowExecutionFailed", ChildWorkflowExecutionFailed(
+                domain=domain,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                workflow_type=workflow_type,
+                initiated_event_id=initiated,
+                started_event_id=0,
+                failure=a["failure"],
+            )
+        case ("WorkflowExecutionCanceled", a):
+            return "ChildWorkflowExecutionCanceled", ChildWorkflowExecutionCanceled(
+                domain=domain,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                workflow_type=workflow_type,
+                initiated_event_id=initiated,
+                started_event_id=0,
+                details=a["details"],
+            )
+        case ("WorkflowExecutionTimedOut", a):
+            return "ChildWorkflowExecutionTimedOut", ChildWorkflowExecutionTimedOut(
+                domain=domain,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                workflow_type=workflow_type,
+                initiated_event_id=initiated,
+                started_event_id=0,
+                timeout_type=a["timeout_type"],
+            )
+        case ("WorkflowExecutionTerminated", a):
+            return "ChildWorkflowExecutionTerminated", ChildWorkflowExecutionTerminated(
+                domain=domain,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                workflow_type=workflow_type,
+                initiated_event_id=initiated,
+                started_event_id=0,
+                reason=a["reason"],
+            )
+    return None

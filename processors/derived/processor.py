@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from kadence.history import ExecutionState, apply
 from kadence.history.reducer import already_applied
+from kadence.schemas.records import HistoryTransition
 from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
@@ -21,8 +23,10 @@ from .timers import TimersModule, fire_due
 
 log = logging.getLogger("kadence.derived")
 
-ALL_MODULES: dict[str, type] = {
-    "children": ChildrenModule, "signals": SignalsModule, "cancellations": CancellationsModule,
+ALL_MODULES: dict[str, Callable[[], Module]] = {
+    "children": ChildrenModule,
+    "signals": SignalsModule,
+    "cancellations": CancellationsModule,
     "timers": TimersModule,
 }
 
@@ -38,8 +42,9 @@ class _Muted:
 
 
 class DerivedProcessor(Processor):
-    def __init__(self, settings: Settings, modules: Sequence[str] = tuple(ALL_MODULES),
-                 timer_interval_ms: int = 5) -> None:
+    def __init__(
+        self, settings: Settings, modules: Sequence[str] = tuple(ALL_MODULES), timer_interval_ms: int = 5
+    ) -> None:
         unknown = set(modules) - set(ALL_MODULES)
         if unknown:
             raise ValueError(f"unknown derived modules {sorted(unknown)}; choose from {sorted(ALL_MODULES)}")
@@ -59,16 +64,19 @@ class DerivedProcessor(Processor):
 
     def restore(self, record: InRecord, ctx: Context) -> int | None:
         try:
-            self._fold(record, _Muted(ctx))  # type: ignore[arg-type]
+            self._fold(record, _Muted(ctx))
         except PoisonRecord as exc:
-            log.error("%s[%d]@%d skipped in restore: %s", record.topic, record.partition, record.offset, exc.reason)
+            log.error(
+                "%s[%d]@%d skipped in restore: %s", record.topic, record.partition, record.offset, exc.reason
+            )
         return record.offset
 
     def _fold(self, record: InRecord, ctx: Context) -> None:
         try:
-            _, transition = self.serde.decode(record.value, "HistoryTransition")
+            _, decoded = self.serde.decode(record.value, "HistoryTransition")
         except SerdeError as exc:
             raise PoisonRecord(f"undecodable history record: {exc}") from exc
+        transition = cast(HistoryTransition, decoded)
         state = self.store.load(ctx.state, transition["domain"], transition["workflow_id"])
         out = Emitter(self.settings, ctx)
         changed = False

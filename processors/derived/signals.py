@@ -4,10 +4,9 @@ redelivered signal a no-op."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from kadence.history import ExecutionState, RunState
 from kadence.history.ids import signal_external_command_id
+from kadence.schemas.records import HistoryEvent, ParentExecution, SignalWorkflowExecution
 
 from .base import Emitter
 
@@ -15,18 +14,45 @@ from .base import Emitter
 class SignalsModule:
     name = "signals"
 
-    def on_event(self, event: dict[str, Any], before: RunState | None, state: ExecutionState, out: Emitter) -> None:
-        event_type, a = event["attributes"]
-        if event_type != "SignalExternalWorkflowExecutionInitiated":
+    def on_event(
+        self, event: HistoryEvent, before: RunState | None, state: ExecutionState, out: Emitter
+    ) -> None:
+        attributes = event["attributes"]
+        if attributes[0] != "SignalExternalWorkflowExecutionInitiated":
             return
+        a = attributes[1]
         request_id = signal_external_command_id(event["run_id"], event["event_id"])
         run_id = a["run_id"]
         run = state.current
         if not run_id and run is not None:  # signalling our own child: pin its chain
-            run_id = next((c.first_run_id for c in run.children.values()
-                           if c.workflow_id == a["workflow_id"] and c.domain == a["domain"]), "")
-        out.command(command_id=request_id, domain=a["domain"], workflow_id=a["workflow_id"], run_id=run_id,
-                    timestamp=event["timestamp"], payload_type="SignalWorkflowExecution", attrs={
-                        "signal_name": a["signal_name"], "input": a["input"], "identity": "", "request_id": request_id,
-                        "external": {"domain": event["domain"], "workflow_id": event["workflow_id"],
-                                     "run_id": event["run_id"], "initiated_event_id": event["event_id"]}})
+            run_id = next(
+                (
+                    c.first_run_id
+                    for c in run.children.values()
+                    if c.workflow_id == a["workflow_id"] and c.domain == a["domain"]
+                ),
+                "",
+            )
+        sender = ParentExecution(
+            domain=event["domain"],
+            workflow_id=event["workflow_id"],
+            run_id=event["run_id"],
+            initiated_event_id=event["event_id"],
+        )
+        out.command(
+            command_id=request_id,
+            domain=a["domain"],
+            workflow_id=a["workflow_id"],
+            run_id=run_id,
+            timestamp=event["timestamp"],
+            payload=(
+                "SignalWorkflowExecution",
+                SignalWorkflowExecution(
+                    signal_name=a["signal_name"],
+                    input=a["input"],
+                    identity="",
+                    request_id=request_id,
+                    external=sender,
+                ),
+            ),
+        )

@@ -14,28 +14,39 @@ token).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
-from kadence.history import fire_timer_command, fold_transition
+from kadence.history import RunState, fire_timer_command, fold_transition
 from kadence.history.reducer import already_applied
+from kadence.schemas.records import (
+    Command,
+    HistoryEvent,
+    HistoryTransition,
+    Task,
+    TaskTask,
+    WorkflowExecutionTerminated,
+    WorkflowOutcome,
+)
 from kadence.streams.clients import murmur2_partition
 from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_topics, task_topic
 
+from ..store import ExecutionStore
 from .config import HistoryConfig
 from .handlers import HANDLERS, HandlerEnv
 from .liveness import AttemptKey, LivenessTracker
-from ..store import ExecutionStore
 from .tasks import activity_task, decision_task, query_task
-from .transition import Transition
+from .transition import Dispatch, Transition
 
 log = logging.getLogger("kadence.history")
 
 
 class HistoryProcessor(Processor):
     name = "history"
+    #: The history topic (set in `__init__`): this processor always has a changelog.
+    changelog_topic: str
     #: Heartbeat / schedule-to-start deadlines are checked this often (they are seconds-scale).
     punctuate_interval_ms = 50
 
@@ -50,29 +61,46 @@ class HistoryProcessor(Processor):
         self._task_topics: set[str] = set()
         self.liveness = LivenessTracker()
         #: partition -> source offset -> (replies, outcomes, timestamp) seen while restoring
-        self._restored_sends: dict[int, dict[int, tuple[list[Any], list[Any], int]]] = {}
+        self._restored_sends: dict[int, dict[int, tuple[list[Command], list[WorkflowOutcome], int]]] = {}
         self._partitions = settings.partitions
-        self._headers = {t: tuple(self.serde.headers(t)) for t in ("HistoryTransition", "Task", "Command",
-                                                                   "WorkflowOutcome", "QueryResult")}
+        self._headers = {
+            t: tuple(self.serde.headers(t))
+            for t in ("HistoryTransition", "Task", "Command", "WorkflowOutcome", "QueryResult")
+        }
 
     # -- processing ------------------------------------------------------------------------------
     def process(self, record: InRecord, ctx: Context) -> None:
         try:
-            _, cmd = self.serde.decode(record.value, "Command")
+            _, decoded = self.serde.decode(record.value, "Command")
         except SerdeError as exc:
             raise PoisonRecord(f"undecodable command: {exc}") from exc
+        cmd = cast(Command, decoded)
         payload_type, attrs = cmd["payload"]
         handler = HANDLERS.get(payload_type)
         if handler is None:
             raise PoisonRecord(f"the history processor does not handle {payload_type} commands")
         owner = murmur2_partition(cmd["workflow_id"].encode(), self._partitions)
         if owner != record.partition:
-            log.warning("%s[%d]@%d: command for %s belongs to partition %d (producer without murmur2?); forwarded",
-                        record.topic, record.partition, record.offset, cmd["workflow_id"], owner)
-            ctx.emit(OutRecord(self.input_topic, cmd["workflow_id"].encode(), record.value, record.headers, owner))
+            log.warning(
+                "%s[%d]@%d: command for %s belongs to partition %d (producer without murmur2?); forwarded",
+                record.topic,
+                record.partition,
+                record.offset,
+                cmd["workflow_id"],
+                owner,
+            )
+            assert record.value is not None  # it decoded
+            ctx.emit(
+                OutRecord(self.input_topic, cmd["workflow_id"].encode(), record.value, record.headers, owner)
+            )
             return
-        tr = Transition(cmd["domain"], cmd["workflow_id"], cmd["command_id"], ctx.now_ms,
-                        self.store.load(ctx.state, cmd["domain"], cmd["workflow_id"]))
+        tr = Transition(
+            cmd["domain"],
+            cmd["workflow_id"],
+            cmd["command_id"],
+            ctx.now_ms,
+            self.store.load(ctx.state, cmd["domain"], cmd["workflow_id"]),
+        )
         handler(tr, cmd, attrs, self.env)
         self._enforce_history_limits(tr)
         self._write(tr, record, ctx)
@@ -83,20 +111,27 @@ class HistoryProcessor(Processor):
             return
         length = run.next_event_id - 1
         if length > self.config.hard_history_events or run.history_size > self.config.hard_history_bytes:
-            tr.add("WorkflowExecutionTerminated", {
+            terminated: WorkflowExecutionTerminated = {
                 "reason": f"history limit exceeded: {length} events / {run.history_size} bytes (limits "
-                          f"{self.config.hard_history_events} events, {self.config.hard_history_bytes} bytes); "
-                          "use continue-as-new for long-running workflows", "details": None, "identity": "kadence"})
+                f"{self.config.hard_history_events} events, {self.config.hard_history_bytes} bytes); "
+                "use continue-as-new for long-running workflows",
+                "details": None,
+                "identity": "kadence",
+            }
+            tr.add(("WorkflowExecutionTerminated", terminated))
         elif length > self.config.warn_history_events:
-            log.warning("workflow %s run %s has %d history events; continue-as-new is suggested",
-                        tr.workflow_id, run.run_id, length)
+            log.warning(
+                "workflow %s run %s has %d history events; continue-as-new is suggested",
+                tr.workflow_id,
+                run.run_id,
+                length,
+            )
 
     def _write(self, tr: Transition, record: InRecord, ctx: Context) -> None:
         key = tr.workflow_id.encode()
         if tr.heartbeat is not None:
             self._note_heartbeat(tr, ctx)
-        replies = [rec for kind, rec in tr.replies if kind == "command"]
-        outcomes = [rec for kind, rec in tr.replies if kind == "outcome"]
+        replies, outcomes = tr.commands, tr.outcomes
         bodies: list[bytes] = []
         if tr.events:
             assert tr.state is not None
@@ -106,72 +141,130 @@ class HistoryProcessor(Processor):
         if tr.events or replies or outcomes:
             # Replies and outcomes travel in the transition too: a restore re-sends those of an
             # interrupted transaction whose history record leaked but whose replies did not.
-            transition = {"domain": tr.domain, "workflow_id": tr.workflow_id, "command_id": tr.command_id,
-                          "source_partition": record.partition, "source_offset": record.offset,
-                          "replies": replies, "outcomes": outcomes}
+            # The HistoryTransition but its events (their stored bodies are spliced in).
+            transition: dict[str, Any] = {
+                "domain": tr.domain,
+                "workflow_id": tr.workflow_id,
+                "command_id": tr.command_id,
+                "source_partition": record.partition,
+                "source_offset": record.offset,
+                "replies": replies,
+                "outcomes": outcomes,
+            }
             value = self.serde.encode_spliced("HistoryTransition", transition, "events", bodies)
-            ctx.emit(OutRecord(self.changelog_topic, key, value, self._headers["HistoryTransition"], ctx.partition,
-                               tr.now_ms))
+            ctx.emit(
+                OutRecord(
+                    self.changelog_topic,
+                    key,
+                    value,
+                    self._headers["HistoryTransition"],
+                    ctx.partition,
+                    tr.now_ms,
+                )
+            )
         for dispatch in tr.dispatches:
             self._dispatch(tr, dispatch, ctx)
         self._send(replies, outcomes, ctx, tr.now_ms)
-        for kind, rec in tr.replies:
-            if kind == "query_result":
-                topic = rec.pop("_topic")
-                ctx.emit(OutRecord(topic, rec["query_id"].encode(), self.serde.encode("QueryResult", rec),
-                                   self._headers["QueryResult"], None, tr.now_ms))
+        for topic, result in tr.query_results:
+            ctx.emit(
+                OutRecord(
+                    topic,
+                    result["query_id"].encode(),
+                    self.serde.encode("QueryResult", result),
+                    self._headers["QueryResult"],
+                    None,
+                    tr.now_ms,
+                )
+            )
 
-    def _send(self, replies: list[dict[str, Any]], outcomes: list[dict[str, Any]], ctx: Context, now_ms: int) -> None:
-        for rec in replies:
-            ctx.emit(OutRecord(self.settings.commands_topic, rec["workflow_id"].encode(),
-                               self.serde.encode("Command", rec), self._headers["Command"], None, now_ms))
-        for rec in outcomes:  # in the transaction, not dispatched: whoever has a run's outcome must
+    def _send(
+        self, replies: list[Command], outcomes: list[WorkflowOutcome], ctx: Context, now_ms: int
+    ) -> None:
+        for command in replies:
+            ctx.emit(
+                OutRecord(
+                    self.settings.commands_topic,
+                    command["workflow_id"].encode(),
+                    self.serde.encode("Command", command),
+                    self._headers["Command"],
+                    None,
+                    now_ms,
+                )
+            )
+        for outcome in outcomes:  # in the transaction, not dispatched: whoever has a run's outcome must
             # find its close in history (read-your-writes; docs/deviations.md 19)
-            ctx.emit(OutRecord(self.settings.completions_topic, rec["workflow_id"].encode(),
-                               self.serde.encode("WorkflowOutcome", rec), self._headers["WorkflowOutcome"], None, now_ms))
+            ctx.emit(
+                OutRecord(
+                    self.settings.completions_topic,
+                    outcome["workflow_id"].encode(),
+                    self.serde.encode("WorkflowOutcome", outcome),
+                    self._headers["WorkflowOutcome"],
+                    None,
+                    now_ms,
+                )
+            )
 
-    def _dispatch(self, tr: Transition, dispatch: tuple[Any, ...], ctx: Context) -> None:
+    def _dispatch(self, tr: Transition, dispatch: Dispatch, ctx: Context) -> None:
         state = tr.state
         assert state is not None
-        kind, run_id = dispatch[0], dispatch[1]
+        run_id = dispatch[1]
         run = state.run(run_id)
         if run is None:
             return
-        if kind == "decision":
+        if dispatch[0] == "decision":
             if not run.is_open or run.decision is None:
                 return
             full = dispatch[2]
-            events = self.store.event_bodies(ctx.state, run_id, 0 if full else run.last_completed_started_event_id)
-            self._emit_task(tr.workflow_id, run.decision.task_list, "DecisionTask",
-                            decision_task(state, run, full, self.config), ctx, events)
-        elif kind == "activity":
+            events = self.store.event_bodies(
+                ctx.state, run_id, 0 if full else run.last_completed_started_event_id
+            )
+            self._emit_task(
+                tr.workflow_id,
+                run.decision.task_list,
+                ("DecisionTask", decision_task(state, run, full, self.config)),
+                ctx,
+                events,
+            )
+        elif dispatch[0] == "activity":
             task = activity_task(state, run, dispatch[2]) if run.is_open else None
             if task is not None:
-                self._emit_task(tr.workflow_id, task["task_list"], "ActivityTask", task, ctx)
+                self._emit_task(tr.workflow_id, task["task_list"], ("ActivityTask", task), ctx)
                 self._arm_liveness(state.domain, state.workflow_id, run, dispatch[2], ctx)
-        elif kind == "eager_activity":  # started by the deciding worker: only its liveness to arm
+        elif dispatch[0] == "eager_activity":  # started by the deciding worker: only its liveness to arm
             if run.is_open and dispatch[2] in run.activities:
                 self._arm_liveness(state.domain, state.workflow_id, run, dispatch[2], ctx, started=True)
-        elif kind == "query":
+        elif dispatch[0] == "query":
             events = self.store.event_bodies(ctx.state, run_id, 0)
-            self._emit_task(tr.workflow_id, run.task_list, "QueryTask", query_task(state, run, dispatch[2]), ctx, events)
+            self._emit_task(
+                tr.workflow_id, run.task_list, ("QueryTask", query_task(state, run, dispatch[2])), ctx, events
+            )
 
-    def _emit_task(self, workflow_id: str, task_list: str, kind: str, task: dict[str, Any], ctx: Context,
-                   events: list[bytes] | None = None) -> None:
+    def _emit_task(
+        self,
+        workflow_id: str,
+        task_list: str,
+        task: TaskTask,
+        ctx: Context,
+        events: list[bytes] | None = None,
+    ) -> None:
         """Emit a Task; a decision or query task's `events` are stored event bodies, spliced in."""
         topic = self.settings.tasks_topic(task_list)
         if topic not in self._task_topics:
             ensure_topics(self.settings, [task_topic(self.settings, task_list)])
             self._task_topics.add(topic)
         if events is None:
-            value = self.serde.encode("Task", {"task": (kind, task)})
+            record: Task = {"task": task}
+            value = self.serde.encode("Task", record)
         else:
-            value = self.serde.encode_spliced("Task", task, "events", events, branch=kind)
+            kind, body = task
+            value = self.serde.encode_spliced(
+                "Task", cast(dict[str, Any], body), "events", events, branch=kind
+            )
         # dispatch: sent before the transaction (workers de-duplicate tasks by token; a redo after
         # an abort sends the same bytes), saving the worker the transaction's round trips
         ctx.emit(OutRecord(topic, workflow_id.encode(), value, self._headers["Task"], dispatch=True))
 
-    def _drop_continued_runs(self, ctx: Context, events: list[dict[str, Any]]) -> None:
+    def _drop_continued_runs(self, ctx: Context, events: list[HistoryEvent]) -> None:
         """A run that continued as new is never addressed again (queries, tasks go to the new run):
         its stored events go (the history topic keeps them), so long chains do not grow the store."""
         for event in events:
@@ -179,17 +272,31 @@ class HistoryProcessor(Processor):
                 self.store.drop_events(ctx.state, event["run_id"])
 
     # -- liveness (heartbeat, schedule-to-start) ------------------------------------------------------
-    def _arm_liveness(self, domain: str, workflow_id: str, run: Any, scheduled_event_id: int, ctx: Context,
-                      started: bool = False) -> None:
+    def _arm_liveness(
+        self,
+        domain: str,
+        workflow_id: str,
+        run: RunState,
+        scheduled_event_id: int,
+        ctx: Context,
+        started: bool = False,
+    ) -> None:
         """Arm the attempt's heartbeat and (unless it is `started`: eager) schedule-to-start deadlines."""
         info = run.activities[scheduled_event_id]
         key = AttemptKey(domain, workflow_id, run.run_id, scheduled_event_id, info.attempt)
         heartbeat = info.scheduled["heartbeat_timeout_ms"]
         if heartbeat:
-            self.liveness.arm(ctx.partition, "heartbeat_timeout", key, max(ctx.now_ms, info.dispatch_time) + heartbeat)
+            self.liveness.arm(
+                ctx.partition, "heartbeat_timeout", key, max(ctx.now_ms, info.dispatch_time) + heartbeat
+            )
         to_start = info.scheduled["schedule_to_start_timeout_ms"]
         if to_start and not started:
-            self.liveness.arm(ctx.partition, "schedule_to_start_timeout", key, max(ctx.now_ms, info.dispatch_time) + to_start)
+            self.liveness.arm(
+                ctx.partition,
+                "schedule_to_start_timeout",
+                key,
+                max(ctx.now_ms, info.dispatch_time) + to_start,
+            )
 
     def _note_heartbeat(self, tr: Transition, ctx: Context) -> None:
         run = tr.run
@@ -206,23 +313,46 @@ class HistoryProcessor(Processor):
             info = run.activities.get(key.scheduled_event_id) if run is not None and run.is_open else None
             if info is None or info.attempt != key.attempt:
                 continue  # the attempt finished meanwhile
-            command = fire_timer_command(kind=kind, domain=key.domain, workflow_id=key.workflow_id,
-                                         run_id=key.run_id, event_id=key.scheduled_event_id, attempt=key.attempt,
-                                         timestamp=ctx.now_ms)
-            ctx.emit(OutRecord(self.input_topic, key.workflow_id.encode(), self.serde.encode("Command", command),
-                               self._headers["Command"], None, ctx.now_ms))
+            command = fire_timer_command(
+                kind=kind,
+                domain=key.domain,
+                workflow_id=key.workflow_id,
+                run_id=key.run_id,
+                event_id=key.scheduled_event_id,
+                attempt=key.attempt,
+                timestamp=ctx.now_ms,
+            )
+            ctx.emit(
+                OutRecord(
+                    self.input_topic,
+                    key.workflow_id.encode(),
+                    self.serde.encode("Command", command),
+                    self._headers["Command"],
+                    None,
+                    ctx.now_ms,
+                )
+            )
 
     # -- restore and re-dispatch -------------------------------------------------------------------
     def restore(self, record: InRecord, ctx: Context) -> int | None:
         try:
-            _, transition = self.serde.decode(record.value, "HistoryTransition")
+            _, decoded = self.serde.decode(record.value, "HistoryTransition")
         except SerdeError as exc:
-            log.error("%s[%d]@%d: unreadable history record skipped in restore: %s",
-                      record.topic, record.partition, record.offset, exc)
+            log.error(
+                "%s[%d]@%d: unreadable history record skipped in restore: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
             return None
+        transition = cast(HistoryTransition, decoded)
         if transition["replies"] or transition["outcomes"]:
             self._restored_sends.setdefault(record.partition, {})[transition["source_offset"]] = (
-                transition["replies"], transition["outcomes"], record.timestamp_ms)
+                transition["replies"],
+                transition["outcomes"],
+                record.timestamp_ms,
+            )
         state = self.store.load(ctx.state, transition["domain"], transition["workflow_id"])
         if state is not None and all(already_applied(state, e) for e in transition["events"]):
             return transition["source_offset"]  # a duplicate (or a leaked aborted copy): nothing new
@@ -247,7 +377,9 @@ class HistoryProcessor(Processor):
             if run.decision is not None and run.decision.started_event_id:
                 tr.dispatches.append(("decision", run.run_id, True))
             for scheduled_event_id, info in run.activities.items():
-                if info.dispatch_time <= ctx.now_ms:  # a retry still in its backoff is dispatched by its timer
+                if (
+                    info.dispatch_time <= ctx.now_ms
+                ):  # a retry still in its backoff is dispatched by its timer
                     tr.dispatches.append(("activity", run.run_id, scheduled_event_id))
             for dispatch in tr.dispatches:
                 self._dispatch(tr, dispatch, ctx)

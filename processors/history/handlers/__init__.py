@@ -1,18 +1,32 @@
-"""Command handlers of the history processor: one function per command type (see HANDLERS)."""
+"""Command handlers of the history processor: one function per command type (see HANDLERS).
+
+A handler is called as `handler(transition, command, payload body, env)`: each declares the body
+type of the command type(s) it is registered for (`RespondActivityTaskCompleted`, ...).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from kadence.schemas.records import Command
 
 from ..transition import Transition
-from .activities import handle_activity_canceled, handle_activity_completed, handle_activity_failed, handle_heartbeat
+from .activities import (
+    handle_activity_canceled,
+    handle_activity_completed,
+    handle_activity_failed,
+    handle_heartbeat,
+)
 from .common import HandlerEnv
 from .decisions import handle_decision_completed, handle_decision_failed
 from .external import handle_cancel_request, handle_query, handle_signal, handle_terminate
 from .notifications import handle_child_event, handle_external_result, handle_fire_timer
 from .start import handle_start
 
-Handler = Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]
+#: (transition, the command, its payload's body, env). The body is typed `Any` here: `HANDLERS`
+#: pairs each command type with the handler of its body.
+Handler: TypeAlias = Callable[[Transition, Command, Any, HandlerEnv], None]
 
 HANDLERS: dict[str, Handler] = {
     "StartWorkflowExecution": handle_start,

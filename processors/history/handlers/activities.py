@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, TypeAlias
 
 from kadence.history import ActivityInfo
 from kadence.history.retry import retry_delay_ms, timeout_failure
+from kadence.schemas.records import (
+    ActivityTaskCanceled,
+    ActivityTaskCompleted,
+    ActivityTaskFailed,
+    ActivityTaskRetrying,
+    ActivityTaskStarted,
+    ActivityTaskTimedOut,
+    Command,
+    Failure,
+    RecordActivityTaskHeartbeat,
+    RespondActivityTaskCanceled,
+    RespondActivityTaskCompleted,
+    RespondActivityTaskFailed,
+    TimeoutType,
+)
 
 from ..transition import Transition
 from .common import HandlerEnv, open_run, payload_too_large, stale, token_of
 
+#: A worker's answer to (or heartbeat of) an activity attempt.
+ActivityAnswer: TypeAlias = (
+    RespondActivityTaskCompleted
+    | RespondActivityTaskFailed
+    | RespondActivityTaskCanceled
+    | RecordActivityTaskHeartbeat
+)
 
-def _pending(tr: Transition, a: dict[str, Any]) -> ActivityInfo | None:
-    token = token_of(a, "a")
+
+def _pending(tr: Transition, a: ActivityAnswer) -> ActivityInfo | None:
+    token = token_of(a["task_token"], "a")
     run = open_run(tr, token.run_id)
     if run is None:
         stale(tr, "activity result", f"run {token.run_id} is not open")
@@ -23,89 +46,158 @@ def _pending(tr: Transition, a: dict[str, Any]) -> ActivityInfo | None:
         return None
     if a.get("activity_id") and a["activity_id"] != info.activity_id:
         # an eager execution whose predicted event id went to another activity
-        stale(tr, "activity result", f"token {a['task_token']} names activity {info.activity_id!r}, "
-                                     f"not {a['activity_id']!r}")
+        stale(
+            tr,
+            "activity result",
+            f"token {a['task_token']} names activity {info.activity_id!r}, not {a['activity_id']!r}",
+        )
         return None
     return info
 
 
-def _started(tr: Transition, info: ActivityInfo, identity: str, last_failure: dict[str, Any] | None = None) -> int:
-    event = tr.add("ActivityTaskStarted", {"scheduled_event_id": info.scheduled_event_id, "identity": identity,
-                                           "request_id": "", "attempt": info.attempt, "last_failure": last_failure})
-    return event["event_id"]
+def _started(tr: Transition, info: ActivityInfo, identity: str, last_failure: Failure | None = None) -> int:
+    started: ActivityTaskStarted = {
+        "scheduled_event_id": info.scheduled_event_id,
+        "identity": identity,
+        "request_id": "",
+        "attempt": info.attempt,
+        "last_failure": last_failure,
+    }
+    return tr.add(("ActivityTaskStarted", started))["event_id"]
 
 
-def retry_or_close(tr: Transition, info: ActivityInfo, failure: dict[str, Any], identity: str,
-                   timeout_type: str = "") -> None:
+def retry_or_close(
+    tr: Transition,
+    info: ActivityInfo,
+    failure: Failure,
+    identity: str,
+    timeout_type: TimeoutType | Literal[""] = "",
+) -> None:
     """The attempt failed (or timed out): retry per the activity's retry policy, or record the final
     outcome. A retry is recorded as ActivityTaskRetrying (the workflow is not woken); the next
     attempt is dispatched now, or by the timers processor after the backoff."""
     s2close = info.scheduled["schedule_to_close_timeout_ms"]
-    delay = retry_delay_ms(info.scheduled["retry_policy"], info.attempt, failure, tr.now_ms,
-                           info.scheduled_time + s2close if s2close else 0)
+    delay = retry_delay_ms(
+        info.scheduled["retry_policy"],
+        info.attempt,
+        failure,
+        tr.now_ms,
+        info.scheduled_time + s2close if s2close else 0,
+    )
     if delay is not None:
         run = tr.run
         assert run is not None
-        tr.add("ActivityTaskRetrying", {"scheduled_event_id": info.scheduled_event_id, "attempt": info.attempt,
-                                        "failure": failure, "timeout_type": timeout_type, "backoff_ms": delay,
-                                        "identity": identity})
+        retrying: ActivityTaskRetrying = {
+            "scheduled_event_id": info.scheduled_event_id,
+            "attempt": info.attempt,
+            "failure": failure,
+            "timeout_type": timeout_type,
+            "backoff_ms": delay,
+            "identity": identity,
+        }
+        tr.add(("ActivityTaskRetrying", retrying))
         if delay == 0:
             tr.dispatches.append(("activity", run.run_id, info.scheduled_event_id))
         return
     started = _started(tr, info, identity)
     if timeout_type:
-        tr.add("ActivityTaskTimedOut", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                        "timeout_type": timeout_type, "last_failure": failure})
+        timed_out: ActivityTaskTimedOut = {
+            "scheduled_event_id": info.scheduled_event_id,
+            "started_event_id": started,
+            "timeout_type": timeout_type,
+            "last_failure": failure,
+        }
+        tr.add(("ActivityTaskTimedOut", timed_out))
     else:
-        tr.add("ActivityTaskFailed", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                      "failure": failure, "identity": identity})
+        failed: ActivityTaskFailed = {
+            "scheduled_event_id": info.scheduled_event_id,
+            "started_event_id": started,
+            "failure": failure,
+            "identity": identity,
+        }
+        tr.add(("ActivityTaskFailed", failed))
     tr.schedule_decision_if_needed()
 
 
-def handle_activity_completed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_activity_completed(
+    tr: Transition, cmd: Command, a: RespondActivityTaskCompleted, env: HandlerEnv
+) -> None:
     info = _pending(tr, a)
     if info is None:
         return
     too_large = payload_too_large(env, a["result"])
     if too_large:
-        retry_or_close(tr, info, {"type": "PayloadTooLarge", "message": f"activity result rejected: {too_large}",
-                                  "stack": "", "non_retryable": True, "details": None, "cause": None}, a["identity"])
+        retry_or_close(
+            tr,
+            info,
+            {
+                "type": "PayloadTooLarge",
+                "message": f"activity result rejected: {too_large}",
+                "stack": "",
+                "non_retryable": True,
+                "details": None,
+                "cause": None,
+            },
+            a["identity"],
+        )
         return
     started = _started(tr, info, a["identity"])
-    tr.add("ActivityTaskCompleted", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                     "result": a["result"], "identity": a["identity"]})
+    completed: ActivityTaskCompleted = {
+        "scheduled_event_id": info.scheduled_event_id,
+        "started_event_id": started,
+        "result": a["result"],
+        "identity": a["identity"],
+    }
+    tr.add(("ActivityTaskCompleted", completed))
     tr.schedule_decision_if_needed()
 
 
-def handle_activity_failed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_activity_failed(
+    tr: Transition, cmd: Command, a: RespondActivityTaskFailed, env: HandlerEnv
+) -> None:
     info = _pending(tr, a)
     if info is not None:
         retry_or_close(tr, info, a["failure"], a["identity"])
 
 
-def handle_activity_canceled(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_activity_canceled(
+    tr: Transition, cmd: Command, a: RespondActivityTaskCanceled, env: HandlerEnv
+) -> None:
     info = _pending(tr, a)
     if info is None:
         return
     started = _started(tr, info, a["identity"])
-    tr.add("ActivityTaskCanceled", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                    "latest_cancel_requested_event_id": 0, "details": a["details"], "identity": a["identity"]})
+    canceled: ActivityTaskCanceled = {
+        "scheduled_event_id": info.scheduled_event_id,
+        "started_event_id": started,
+        "latest_cancel_requested_event_id": 0,
+        "details": a["details"],
+        "identity": a["identity"],
+    }
+    tr.add(("ActivityTaskCanceled", canceled))
     tr.schedule_decision_if_needed()
 
 
-def handle_heartbeat(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_heartbeat(tr: Transition, cmd: Command, a: RecordActivityTaskHeartbeat, env: HandlerEnv) -> None:
     """Heartbeats record nothing in history (the processor's liveness tracker notes them)."""
     info = _pending(tr, a)
     if info is not None:
         tr.heartbeat = (info.scheduled_event_id, info.attempt)
 
 
-def activity_timed_out(tr: Transition, info: ActivityInfo, timeout_type: str, retryable: bool = True) -> None:
+def activity_timed_out(
+    tr: Transition, info: ActivityInfo, timeout_type: TimeoutType, retryable: bool = True
+) -> None:
     failure = timeout_failure("activity", timeout_type, f"{info.activity_type} (attempt {info.attempt})")
     if retryable:
         retry_or_close(tr, info, failure, "", timeout_type)
         return
     started = _started(tr, info, "")
-    tr.add("ActivityTaskTimedOut", {"scheduled_event_id": info.scheduled_event_id, "started_event_id": started,
-                                    "timeout_type": timeout_type, "last_failure": failure})
+    timed_out: ActivityTaskTimedOut = {
+        "scheduled_event_id": info.scheduled_event_id,
+        "started_event_id": started,
+        "timeout_type": timeout_type,
+        "last_failure": failure,
+    }
+    tr.add(("ActivityTaskTimedOut", timed_out))
     tr.schedule_decision_if_needed()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from kadence.history import RunState, TaskToken, command_record, parse_task_token
+from kadence.schemas.records import CommandPayload, Payload
 from kadence.streams.processing import PoisonRecord
 
 from ..config import HistoryConfig
@@ -20,19 +20,31 @@ class HandlerEnv:
     config: HistoryConfig
 
 
-def reply_command(tr: Transition, *, command_id: str, domain: str, workflow_id: str, run_id: str,
-                  payload_type: str, attrs: dict[str, Any]) -> None:
-    tr.command(command_record(command_id=command_id, domain=domain, workflow_id=workflow_id, run_id=run_id,
-                              timestamp=tr.now_ms, payload_type=payload_type, attrs=attrs))
+def reply_command(
+    tr: Transition, *, command_id: str, domain: str, workflow_id: str, run_id: str, payload: CommandPayload
+) -> None:
+    tr.command(
+        command_record(
+            command_id=command_id,
+            domain=domain,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            timestamp=tr.now_ms,
+            payload=payload,
+        )
+    )
 
 
-def token_of(attrs: dict[str, Any], kind: str) -> TaskToken:
+def token_of(task_token: str, kind: str) -> TaskToken:
+    """The parsed token of a worker's answer; a malformed one, or one of the other kind, is poison."""
     try:
-        token = parse_task_token(attrs["task_token"])
+        token = parse_task_token(task_token)
     except ValueError as exc:
-        raise PoisonRecord(f"malformed task token {attrs['task_token']!r}: {exc}") from exc
+        raise PoisonRecord(f"malformed task token {task_token!r}: {exc}") from exc
     if token.kind != kind:
-        raise PoisonRecord(f"task token {attrs['task_token']!r} is not a {'decision' if kind == 'd' else 'activity'} token")
+        raise PoisonRecord(
+            f"task token {task_token!r} is not a {'decision' if kind == 'd' else 'activity'} token"
+        )
     return token
 
 
@@ -48,7 +60,7 @@ def stale(tr: Transition, what: str, why: str) -> None:
     log.info("dropping stale %s for %s: %s", what, tr.workflow_id, why)
 
 
-def payload_too_large(env: HandlerEnv, *payloads: dict[str, Any] | None) -> str | None:
+def payload_too_large(env: HandlerEnv, *payloads: Payload | None) -> str | None:
     for p in payloads:
         if p is None:
             continue

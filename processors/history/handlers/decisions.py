@@ -2,56 +2,123 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias
 
 from kadence.history import RunState
 from kadence.history.decisions import CLOSE_DECISIONS, DECISION_EVENTS, activity_scheduled_attrs
 from kadence.history.ids import continued_run_id
 from kadence.history.retry import retry_delay_ms
+from kadence.schemas.records import (
+    ActivityTaskCanceled,
+    ActivityTaskCancelRequested,
+    CancelTimerDecision,
+    CancelTimerFailed,
+    CancelWorkflowExecutionDecision,
+    Command,
+    CompleteWorkflowExecutionDecision,
+    ContinueAsNewWorkflowExecutionDecision,
+    DecisionAttributes,
+    DecisionTaskCompleted,
+    DecisionTaskFailed,
+    Failure,
+    FailWorkflowExecutionDecision,
+    MarkerRecorded,
+    RecordMarkerDecision,
+    RequestCancelActivityTaskDecision,
+    RequestCancelActivityTaskFailed,
+    RequestCancelExternalWorkflowExecutionDecision,
+    RequestCancelExternalWorkflowExecutionInitiated,
+    RespondDecisionTaskCompleted,
+    RespondDecisionTaskFailed,
+    ScheduleActivityTaskDecision,
+    SignalExternalWorkflowExecutionDecision,
+    SignalExternalWorkflowExecutionInitiated,
+    StartChildWorkflowExecutionDecision,
+    StartChildWorkflowExecutionInitiated,
+    StartTimerDecision,
+    TimerCanceled,
+    TimerStarted,
+    UpsertWorkflowMemo,
+    UpsertWorkflowMemoDecision,
+    WorkflowExecutionCanceled,
+    WorkflowExecutionCompleted,
+    WorkflowExecutionContinuedAsNew,
+    WorkflowExecutionFailed,
+    WorkflowExecutionStarted,
+)
 
 from ..transition import Transition
 from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of
 
-#: A decision's handler: (transition, the event that records the decision (`DECISION_EVENTS`),
-#: the decision's attributes, the DecisionTaskCompleted event id, env).
-DecisionHandler = Callable[[Transition, str, dict[str, Any], int, HandlerEnv], None]
+#: A decision's handler: (transition, the decision's attributes, the DecisionTaskCompleted event
+#: id, env). It records the decision as the event `history.decisions.DECISION_EVENTS` names. The
+#: attributes are the body of the decision type the handler is registered for (`_records`).
+DecisionHandler: TypeAlias = Callable[[Transition, Any, int, HandlerEnv], None]
 
 
-def _current_decision(tr: Transition, a: dict[str, Any]) -> RunState | None:
-    token = token_of(a, "d")
+def _current_decision(
+    tr: Transition, a: RespondDecisionTaskCompleted | RespondDecisionTaskFailed
+) -> RunState | None:
+    token = token_of(a["task_token"], "d")
     run = open_run(tr, token.run_id)
     if run is None:
         stale(tr, "decision result", f"run {token.run_id} is not open")
         return None
     d = run.decision
-    if d is None or d.scheduled_event_id != token.scheduled_event_id or d.attempt != token.attempt or not d.started_event_id:
+    if (
+        d is None
+        or d.scheduled_event_id != token.scheduled_event_id
+        or d.attempt != token.attempt
+        or not d.started_event_id
+    ):
         stale(tr, "decision result", f"token {a['task_token']} is not the outstanding decision task")
         return None
     return run
 
 
-def handle_decision_completed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_decision_completed(
+    tr: Transition, cmd: Command, a: RespondDecisionTaskCompleted, env: HandlerEnv
+) -> None:
     run = _current_decision(tr, a)
     if run is None:
         return
     decisions = [d["attributes"] for d in a["decisions"]]
     cause = _validate(run, decisions, env)
     if cause is None and run.unhandled_events > 0 and any(name in CLOSE_DECISIONS for name, _ in decisions):
-        cause = ("UNHANDLED_DECISION", "events arrived after the decision task started; the close decision is refused")
+        cause = (
+            "UNHANDLED_DECISION",
+            "events arrived after the decision task started; the close decision is refused",
+        )
     d = run.decision
     assert d is not None
     if cause is not None:
-        tr.add("DecisionTaskFailed", {"scheduled_event_id": d.scheduled_event_id, "started_event_id": d.started_event_id,
-                                      "cause": cause[0], "identity": a["identity"], "failure": {
-                                          "type": cause[0], "message": cause[1], "stack": "", "non_retryable": False,
-                                          "details": None, "cause": None}})
+        failed: DecisionTaskFailed = {
+            "scheduled_event_id": d.scheduled_event_id,
+            "started_event_id": d.started_event_id,
+            "cause": cause[0],
+            "identity": a["identity"],
+            "failure": {
+                "type": cause[0],
+                "message": cause[1],
+                "stack": "",
+                "non_retryable": False,
+                "details": None,
+                "cause": None,
+            },
+        }
+        tr.add(("DecisionTaskFailed", failed))
         tr.schedule_decision()
         return
-    completed = tr.add("DecisionTaskCompleted", {"scheduled_event_id": d.scheduled_event_id,
-                                                 "started_event_id": d.started_event_id, "identity": a["identity"]})
+    completed_attrs: DecisionTaskCompleted = {
+        "scheduled_event_id": d.scheduled_event_id,
+        "started_event_id": d.started_event_id,
+        "identity": a["identity"],
+    }
+    completed = tr.add(("DecisionTaskCompleted", completed_attrs))
     dtc = completed["event_id"]
     for name, attrs in decisions:
-        _DECISIONS[name](tr, DECISION_EVENTS[name].event, attrs, dtc, env)
+        _DECISIONS[name](tr, attrs, dtc, env)
         if tr.run is None or tr.run.run_id != run.run_id:
             break  # continued as new: the rest belongs to no run
         if not tr.run.is_open:
@@ -64,7 +131,9 @@ def handle_decision_completed(tr: Transition, cmd: dict[str, Any], a: dict[str, 
             tr.schedule_decision_if_needed()
 
 
-def handle_decision_failed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_decision_failed(
+    tr: Transition, cmd: Command, a: RespondDecisionTaskFailed, env: HandlerEnv
+) -> None:
     run = _current_decision(tr, a)
     if run is None:
         return
@@ -73,42 +142,64 @@ def handle_decision_failed(tr: Transition, cmd: dict[str, Any], a: dict[str, Any
         return
     d = run.decision
     assert d is not None
-    log.warning("decision task failed for %s run %s: %s %s", tr.workflow_id, run.run_id, a["cause"],
-                (a["failure"] or {}).get("message", ""))
-    tr.add("DecisionTaskFailed", {"scheduled_event_id": d.scheduled_event_id, "started_event_id": d.started_event_id,
-                                  "cause": a["cause"], "failure": a["failure"], "identity": a["identity"]})
+    failure = a["failure"]
+    log.warning(
+        "decision task failed for %s run %s: %s %s",
+        tr.workflow_id,
+        run.run_id,
+        a["cause"],
+        failure.get("message", "") if failure else "",
+    )
+    failed: DecisionTaskFailed = {
+        "scheduled_event_id": d.scheduled_event_id,
+        "started_event_id": d.started_event_id,
+        "cause": a["cause"],
+        "failure": failure,
+        "identity": a["identity"],
+    }
+    tr.add(("DecisionTaskFailed", failed))
     # A few immediate retries; after that the timers processor retries with backoff (a run whose
     # code keeps failing waits visibly with the recorded cause instead of spinning).
     if d.attempt <= env.config.immediate_decision_retries:
         tr.schedule_decision(full_history=True)
 
 
-def _validate(run: RunState, decisions: list[tuple[str, dict[str, Any]]], env: HandlerEnv) -> tuple[str, str] | None:
+def _validate(run: RunState, decisions: list[DecisionAttributes], env: HandlerEnv) -> tuple[str, str] | None:
     activity_ids = set(run.activity_ids)
     timer_ids = set(run.timers)
     children = len(run.children)
-    for name, a in decisions:
+    for decision in decisions:
+        name = decision[0]
         if name not in _DECISIONS:
             return "UNKNOWN_DECISION", f"unknown decision {name}"
-        too_large = payload_too_large(env, a.get("input"), a.get("result"), a.get("details"))
+        fields: Mapping[str, Any] = decision[1]  # the payloads any decision type may carry
+        too_large = payload_too_large(env, fields.get("input"), fields.get("result"), fields.get("details"))
         if too_large:
             return "BAD_PAYLOAD", f"{name}: {too_large}"
-        if name == "ScheduleActivityTaskDecision":
+        if decision[0] == "ScheduleActivityTaskDecision":
+            a = decision[1]
             if a["activity_id"] in activity_ids:
-                return "BAD_SCHEDULE_ACTIVITY_ATTRIBUTES", f"activity id {a['activity_id']!r} is already pending"
+                return (
+                    "BAD_SCHEDULE_ACTIVITY_ATTRIBUTES",
+                    f"activity id {a['activity_id']!r} is already pending",
+                )
             if not (a["start_to_close_timeout_ms"] or a["schedule_to_close_timeout_ms"]):
                 return "BAD_SCHEDULE_ACTIVITY_ATTRIBUTES", (
-                    f"activity {a['activity_type']!r} needs start_to_close_timeout or schedule_to_close_timeout")
+                    f"activity {a['activity_type']!r} needs start_to_close_timeout or "
+                    "schedule_to_close_timeout"
+                )
             activity_ids.add(a["activity_id"])
-        elif name == "StartTimerDecision":
-            if a["timer_id"] in timer_ids:
-                return "BAD_START_TIMER_ATTRIBUTES", f"timer id {a['timer_id']!r} is already pending"
-            timer_ids.add(a["timer_id"])
-        elif name == "StartChildWorkflowExecutionDecision":
+        elif decision[0] == "StartTimerDecision":
+            timer_id = decision[1]["timer_id"]
+            if timer_id in timer_ids:
+                return "BAD_START_TIMER_ATTRIBUTES", f"timer id {timer_id!r} is already pending"
+            timer_ids.add(timer_id)
+        elif decision[0] == "StartChildWorkflowExecutionDecision":
             children += 1
             if children > env.config.max_pending_children:
                 return "PENDING_CHILDREN_LIMIT_EXCEEDED", (
-                    f"more than {env.config.max_pending_children} pending child workflows in one run")
+                    f"more than {env.config.max_pending_children} pending child workflows in one run"
+                )
     return None
 
 
@@ -118,19 +209,21 @@ _DECISIONS: dict[str, DecisionHandler] = {}
 
 
 def _records(decision_type: str) -> Callable[[DecisionHandler], DecisionHandler]:
-    """Register the handler of `decision_type`; it is called with the event that records the
-    decision according to `history.decisions.DECISION_EVENTS`."""
+    """Register the handler of `decision_type`; it records the decision as the event that
+    `history.decisions.DECISION_EVENTS` names."""
+
     def register(handler: DecisionHandler) -> DecisionHandler:
         _DECISIONS[decision_type] = handler
         return handler
+
     return register
 
 
 @_records("ScheduleActivityTaskDecision")
-def _schedule_activity(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+def _schedule_activity(tr: Transition, a: ScheduleActivityTaskDecision, dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
-    event = tr.add(event_type, activity_scheduled_attrs(a, run.task_list, dtc))
+    event = tr.add(("ActivityTaskScheduled", activity_scheduled_attrs(a, run.task_list, dtc)))
     if a.get("eager_scheduled_event_id") == event["event_id"]:
         # The deciding worker is running attempt 1 already (docs/protocol.md, eager activities):
         # no task to send; start-to-close runs from now and the heartbeat deadline is armed as
@@ -141,133 +234,245 @@ def _schedule_activity(tr: Transition, event_type: str, a: dict[str, Any], dtc: 
 
 
 @_records("RequestCancelActivityTaskDecision")
-def _cancel_activity(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+def _cancel_activity(tr: Transition, a: RequestCancelActivityTaskDecision, dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
     scheduled = run.activity_ids.get(a["activity_id"])
     if scheduled is None:
-        tr.add("RequestCancelActivityTaskFailed", {"activity_id": a["activity_id"], "cause": "ACTIVITY_ID_UNKNOWN",
-                                                   "decision_task_completed_event_id": dtc})
+        failed: RequestCancelActivityTaskFailed = {
+            "activity_id": a["activity_id"],
+            "cause": "ACTIVITY_ID_UNKNOWN",
+            "decision_task_completed_event_id": dtc,
+        }
+        tr.add(("RequestCancelActivityTaskFailed", failed))
         return
-    requested = tr.add(event_type, {"activity_id": a["activity_id"], "decision_task_completed_event_id": dtc})
+    request: ActivityTaskCancelRequested = {
+        "activity_id": a["activity_id"],
+        "decision_task_completed_event_id": dtc,
+    }
+    requested = tr.add(("ActivityTaskCancelRequested", request))
     # TRY_CANCEL: the activity is canceled now; a result that comes later is dropped as stale.
-    tr.add("ActivityTaskCanceled", {"scheduled_event_id": scheduled, "started_event_id": 0,
-                                    "latest_cancel_requested_event_id": requested["event_id"], "details": None, "identity": ""})
+    canceled: ActivityTaskCanceled = {
+        "scheduled_event_id": scheduled,
+        "started_event_id": 0,
+        "latest_cancel_requested_event_id": requested["event_id"],
+        "details": None,
+        "identity": "",
+    }
+    tr.add(("ActivityTaskCanceled", canceled))
 
 
 @_records("StartTimerDecision")
-def _start_timer(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add(event_type, {"timer_id": a["timer_id"], "start_to_fire_timeout_ms": a["start_to_fire_timeout_ms"],
-                        "decision_task_completed_event_id": dtc})
+def _start_timer(tr: Transition, a: StartTimerDecision, dtc: int, env: HandlerEnv) -> None:
+    started: TimerStarted = {
+        "timer_id": a["timer_id"],
+        "start_to_fire_timeout_ms": a["start_to_fire_timeout_ms"],
+        "decision_task_completed_event_id": dtc,
+    }
+    tr.add(("TimerStarted", started))
 
 
 @_records("CancelTimerDecision")
-def _cancel_timer(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+def _cancel_timer(tr: Transition, a: CancelTimerDecision, dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
     timer = run.timers.get(a["timer_id"])
     if timer is None:
-        tr.add("CancelTimerFailed", {"timer_id": a["timer_id"], "cause": "TIMER_ID_UNKNOWN", "decision_task_completed_event_id": dtc})
+        failed: CancelTimerFailed = {
+            "timer_id": a["timer_id"],
+            "cause": "TIMER_ID_UNKNOWN",
+            "decision_task_completed_event_id": dtc,
+        }
+        tr.add(("CancelTimerFailed", failed))
         return
-    tr.add(event_type, {"timer_id": a["timer_id"], "started_event_id": timer.started_event_id,
-                        "decision_task_completed_event_id": dtc, "identity": ""})
+    canceled: TimerCanceled = {
+        "timer_id": a["timer_id"],
+        "started_event_id": timer.started_event_id,
+        "decision_task_completed_event_id": dtc,
+        "identity": "",
+    }
+    tr.add(("TimerCanceled", canceled))
 
 
 @_records("RecordMarkerDecision")
-def _record_marker(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add(event_type, {"marker_name": a["marker_name"], "details": a["details"], "decision_task_completed_event_id": dtc})
+def _record_marker(tr: Transition, a: RecordMarkerDecision, dtc: int, env: HandlerEnv) -> None:
+    marker: MarkerRecorded = {
+        "marker_name": a["marker_name"],
+        "details": a["details"],
+        "decision_task_completed_event_id": dtc,
+    }
+    tr.add(("MarkerRecorded", marker))
 
 
 @_records("UpsertWorkflowMemoDecision")
-def _upsert_memo(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add(event_type, {"memo": a["memo"], "decision_task_completed_event_id": dtc})
+def _upsert_memo(tr: Transition, a: UpsertWorkflowMemoDecision, dtc: int, env: HandlerEnv) -> None:
+    upsert: UpsertWorkflowMemo = {"memo": a["memo"], "decision_task_completed_event_id": dtc}
+    tr.add(("UpsertWorkflowMemo", upsert))
 
 
 @_records("StartChildWorkflowExecutionDecision")
-def _start_child(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+def _start_child(tr: Transition, a: StartChildWorkflowExecutionDecision, dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
-    tr.add(event_type, {
-        "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "workflow_type": a["workflow_type"],
-        "task_list": a["task_list"] or run.task_list, "input": a["input"],
-        "execution_timeout_ms": a["execution_timeout_ms"], "run_timeout_ms": a["run_timeout_ms"],
-        "task_timeout_ms": a["task_timeout_ms"] or run.task_timeout_ms or 10_000, "retry_policy": a["retry_policy"],
-        "memo": a["memo"], "parent_close_policy": a["parent_close_policy"], "id_reuse_policy": a["id_reuse_policy"],
-        "decision_task_completed_event_id": dtc, "control": a["control"]})
+    initiated: StartChildWorkflowExecutionInitiated = {
+        "domain": a["domain"] or tr.domain,
+        "workflow_id": a["workflow_id"],
+        "workflow_type": a["workflow_type"],
+        "task_list": a["task_list"] or run.task_list,
+        "input": a["input"],
+        "execution_timeout_ms": a["execution_timeout_ms"],
+        "run_timeout_ms": a["run_timeout_ms"],
+        "task_timeout_ms": a["task_timeout_ms"] or run.task_timeout_ms or 10_000,
+        "retry_policy": a["retry_policy"],
+        "memo": a["memo"],
+        "parent_close_policy": a["parent_close_policy"],
+        "id_reuse_policy": a["id_reuse_policy"],
+        "decision_task_completed_event_id": dtc,
+        "control": a["control"],
+    }
+    tr.add(("StartChildWorkflowExecutionInitiated", initiated))
 
 
 @_records("SignalExternalWorkflowExecutionDecision")
-def _signal_external(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add(event_type, {
-        "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "run_id": a["run_id"],
-        "signal_name": a["signal_name"], "input": a["input"], "child_workflow_only": a["child_workflow_only"],
-        "control": a["control"], "decision_task_completed_event_id": dtc})
+def _signal_external(
+    tr: Transition, a: SignalExternalWorkflowExecutionDecision, dtc: int, env: HandlerEnv
+) -> None:
+    initiated: SignalExternalWorkflowExecutionInitiated = {
+        "domain": a["domain"] or tr.domain,
+        "workflow_id": a["workflow_id"],
+        "run_id": a["run_id"],
+        "signal_name": a["signal_name"],
+        "input": a["input"],
+        "child_workflow_only": a["child_workflow_only"],
+        "control": a["control"],
+        "decision_task_completed_event_id": dtc,
+    }
+    tr.add(("SignalExternalWorkflowExecutionInitiated", initiated))
 
 
 @_records("RequestCancelExternalWorkflowExecutionDecision")
-def _cancel_external(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add(event_type, {
-        "domain": a["domain"] or tr.domain, "workflow_id": a["workflow_id"], "run_id": a["run_id"],
-        "child_workflow_only": a["child_workflow_only"], "control": a["control"], "decision_task_completed_event_id": dtc})
+def _cancel_external(
+    tr: Transition, a: RequestCancelExternalWorkflowExecutionDecision, dtc: int, env: HandlerEnv
+) -> None:
+    initiated: RequestCancelExternalWorkflowExecutionInitiated = {
+        "domain": a["domain"] or tr.domain,
+        "workflow_id": a["workflow_id"],
+        "run_id": a["run_id"],
+        "child_workflow_only": a["child_workflow_only"],
+        "control": a["control"],
+        "decision_task_completed_event_id": dtc,
+    }
+    tr.add(("RequestCancelExternalWorkflowExecutionInitiated", initiated))
 
 
 @_records("CompleteWorkflowExecutionDecision")
-def _complete(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add(event_type, {"result": a["result"], "decision_task_completed_event_id": dtc})
+def _complete(tr: Transition, a: CompleteWorkflowExecutionDecision, dtc: int, env: HandlerEnv) -> None:
+    completed: WorkflowExecutionCompleted = {"result": a["result"], "decision_task_completed_event_id": dtc}
+    tr.add(("WorkflowExecutionCompleted", completed))
 
 
 @_records("FailWorkflowExecutionDecision")
-def _fail(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+def _fail(tr: Transition, a: FailWorkflowExecutionDecision, dtc: int, env: HandlerEnv) -> None:
     run = tr.run
     assert run is not None
     delay = retry_delay_ms(run.retry_policy, run.attempt, a["failure"], tr.now_ms, run.execution_deadline_ms)
     if delay is not None:  # a retry is a new run of the same id; the parent still sees one execution
-        continue_as_new(tr, {"backoff_ms": delay}, dtc, initiator="RETRY_POLICY", failure=a["failure"],
-                        attempt=run.attempt + 1)
+        continue_as_new(
+            tr,
+            {"backoff_ms": delay},
+            dtc,
+            initiator="RETRY_POLICY",
+            failure=a["failure"],
+            attempt=run.attempt + 1,
+        )
         return
-    tr.add(event_type, {"failure": a["failure"], "decision_task_completed_event_id": dtc})
+    failed: WorkflowExecutionFailed = {"failure": a["failure"], "decision_task_completed_event_id": dtc}
+    tr.add(("WorkflowExecutionFailed", failed))
 
 
 @_records("CancelWorkflowExecutionDecision")
-def _cancel(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
-    tr.add(event_type, {"details": a["details"], "decision_task_completed_event_id": dtc})
+def _cancel(tr: Transition, a: CancelWorkflowExecutionDecision, dtc: int, env: HandlerEnv) -> None:
+    canceled: WorkflowExecutionCanceled = {"details": a["details"], "decision_task_completed_event_id": dtc}
+    tr.add(("WorkflowExecutionCanceled", canceled))
 
 
 @_records("ContinueAsNewWorkflowExecutionDecision")
-def _continue_as_new(tr: Transition, event_type: str, a: dict[str, Any], dtc: int, env: HandlerEnv) -> None:
+def _continue_as_new(
+    tr: Transition, a: ContinueAsNewWorkflowExecutionDecision, dtc: int, env: HandlerEnv
+) -> None:
     continue_as_new(tr, a, dtc, initiator="DECIDER")
 
 
-def continue_as_new(tr: Transition, a: dict[str, Any], dtc: int, *, initiator: str, failure: dict[str, Any] | None = None,
-                    attempt: int = 1) -> None:
+def continue_as_new(
+    tr: Transition,
+    a: ContinueAsNewWorkflowExecutionDecision,
+    dtc: int,
+    *,
+    initiator: str,
+    failure: Failure | None = None,
+    attempt: int = 1,
+) -> None:
     """Close the run and start the next one of the chain in the same transition (never one without the other).
 
     Also how a failure the run's retry policy retries is recorded (initiator RETRY_POLICY)."""
     run = tr.run
     assert run is not None
     new_run_id = continued_run_id(tr.domain, tr.workflow_id, run.run_id)
-    next_run = {
-        "workflow_type": a.get("workflow_type") or run.workflow_type, "task_list": a.get("task_list") or run.task_list,
-        "input": a["input"] if "input" in a else run.input,
-        "execution_timeout_ms": run.execution_timeout_ms, "run_timeout_ms": a.get("run_timeout_ms") or run.run_timeout_ms,
-        "task_timeout_ms": a.get("task_timeout_ms") or run.task_timeout_ms,
-        "retry_policy": a.get("retry_policy") or run.retry_policy,
-        "memo": a["memo"] if a.get("memo") is not None else run.memo,
+    # What the next run is: the decision's value, else the closing run's.
+    workflow_type = a.get("workflow_type") or run.workflow_type
+    task_list = a.get("task_list") or run.task_list
+    input_ = a.get("input", run.input)
+    run_timeout_ms = a.get("run_timeout_ms") or run.run_timeout_ms
+    task_timeout_ms = a.get("task_timeout_ms") or run.task_timeout_ms
+    retry_policy = a.get("retry_policy") or run.retry_policy
+    memo = a.get("memo")
+    if memo is None:
+        memo = run.memo
+    continued: WorkflowExecutionContinuedAsNew = {
+        "new_execution_run_id": new_run_id,
+        "workflow_type": workflow_type,
+        "task_list": task_list,
+        "input": input_,
+        "execution_timeout_ms": run.execution_timeout_ms,
+        "run_timeout_ms": run_timeout_ms,
+        "task_timeout_ms": task_timeout_ms,
+        "retry_policy": retry_policy,
+        "memo": memo,
+        "decision_task_completed_event_id": dtc,
+        "initiator": initiator,
+        "failure": failure,
+        "backoff_ms": a.get("backoff_ms", 0),
+        "keep_children": a.get("keep_children", False),
     }
-    tr.add("WorkflowExecutionContinuedAsNew", {"new_execution_run_id": new_run_id, **next_run,
-                                               "decision_task_completed_event_id": dtc, "initiator": initiator,
-                                               "failure": failure, "backoff_ms": a.get("backoff_ms", 0),
-                                               "keep_children": a.get("keep_children", False)})
-    tr.add("WorkflowExecutionStarted", {**next_run, "request_id": run.request_id, "identity": "",
-                                        "first_run_id": run.first_run_id, "continued_execution_run_id": run.run_id,
-                                        "parent": run.parent, "attempt": attempt,
-                                        "execution_deadline_ms": run.execution_deadline_ms, "initiator": initiator,
-                                        "continued_failure": failure, "last_completion_result": None}, run_id=new_run_id)
+    tr.add(("WorkflowExecutionContinuedAsNew", continued))
+    started: WorkflowExecutionStarted = {
+        "workflow_type": workflow_type,
+        "task_list": task_list,
+        "input": input_,
+        "execution_timeout_ms": run.execution_timeout_ms,
+        "run_timeout_ms": run_timeout_ms,
+        "task_timeout_ms": task_timeout_ms,
+        "retry_policy": retry_policy,
+        "memo": memo,
+        "request_id": run.request_id,
+        "identity": "",
+        "first_run_id": run.first_run_id,
+        "continued_execution_run_id": run.run_id,
+        "parent": run.parent,
+        "attempt": attempt,
+        "execution_deadline_ms": run.execution_deadline_ms,
+        "initiator": initiator,
+        "continued_failure": failure,
+        "last_completion_result": None,
+    }
+    tr.add(("WorkflowExecutionStarted", started), run_id=new_run_id)
     if not a.get("backoff_ms"):
         tr.schedule_decision(full_history=True)
     # else: the timers processor schedules the first decision task when the backoff is over
 
 
 if set(_DECISIONS) != set(DECISION_EVENTS):  # a decision type without a handler, or a handler of none
-    raise ImportError(f"decision handlers {sorted(_DECISIONS)} do not match history.decisions.DECISION_EVENTS "
-                      f"{sorted(DECISION_EVENTS)}")
+    raise ImportError(
+        f"decision handlers {sorted(_DECISIONS)} do not match history.decisions.DECISION_EVENTS "
+        f"{sorted(DECISION_EVENTS)}"
+    )

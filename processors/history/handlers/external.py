@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kadence.history import RunState
 from kadence.history.ids import reply_command_id
+from kadence.schemas.records import (
+    Command,
+    CommandPayload,
+    ExternalWorkflowExecutionCancelRequested,
+    ExternalWorkflowExecutionSignaled,
+    ParentExecution,
+    QueryResult,
+    QueryWorkflow,
+    RequestCancelExternalWorkflowExecutionFailed,
+    RequestCancelWorkflowExecution,
+    SignalExternalWorkflowExecutionFailed,
+    SignalWorkflowExecution,
+    TerminateWorkflowExecution,
+    WorkflowExecutionCancelRequested,
+    WorkflowExecutionSignaled,
+    WorkflowExecutionTerminated,
+)
 
 from ..transition import Transition
 from .common import HandlerEnv, log, payload_too_large, reply_command
 
 
-def _target(tr: Transition, cmd: dict[str, Any], first_run_id: str = "") -> RunState | None:
+def _target(tr: Transition, cmd: Command, first_run_id: str = "") -> RunState | None:
     """The open run a command addresses; `first_run_id` pins a chain (parent close policies)."""
     if tr.state is None:
         return None
     run = tr.state.run(cmd["run_id"])
-    if run is None and cmd["run_id"] and tr.state.current is not None and tr.state.current.first_run_id == cmd["run_id"]:
+    if (
+        run is None
+        and cmd["run_id"]
+        and tr.state.current is not None
+        and tr.state.current.first_run_id == cmd["run_id"]
+    ):
         run = tr.state.current  # addressed by the chain's first run id: it continued as new since
     if run is None or not run.is_open:
         return None
@@ -25,74 +45,138 @@ def _target(tr: Transition, cmd: dict[str, Any], first_run_id: str = "") -> RunS
     return run
 
 
-def handle_signal(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_signal(tr: Transition, cmd: Command, a: SignalWorkflowExecution, env: HandlerEnv) -> None:
     run = _target(tr, cmd)
     external = a["external"]
     too_large = payload_too_large(env, a["input"])
     if run is None or too_large:
         cause = too_large or "workflow execution not found or already closed"
         if external is not None:
-            _reply(tr, cmd, external, "SignalExternalWorkflowExecutionFailed", {
-                "domain": tr.domain, "workflow_id": tr.workflow_id, "run_id": cmd["run_id"], "cause": cause,
-                "initiated_event_id": external["initiated_event_id"], "decision_task_completed_event_id": 0, "control": ""})
+            failed: SignalExternalWorkflowExecutionFailed = {
+                "domain": tr.domain,
+                "workflow_id": tr.workflow_id,
+                "run_id": cmd["run_id"],
+                "cause": cause,
+                "initiated_event_id": external["initiated_event_id"],
+                "decision_task_completed_event_id": 0,
+                "control": "",
+            }
+            _reply(tr, cmd, external, ("SignalExternalWorkflowExecutionFailed", failed))
         else:
             log.warning("signal %s to %s dropped: %s", a["signal_name"], tr.workflow_id, cause)
         return
     duplicate = bool(a["request_id"]) and a["request_id"] in run.signal_request_ids
     if not duplicate:
-        tr.add("WorkflowExecutionSignaled", {"signal_name": a["signal_name"], "input": a["input"],
-                                             "identity": a["identity"], "request_id": a["request_id"]})
+        signaled: WorkflowExecutionSignaled = {
+            "signal_name": a["signal_name"],
+            "input": a["input"],
+            "identity": a["identity"],
+            "request_id": a["request_id"],
+        }
+        tr.add(("WorkflowExecutionSignaled", signaled))
     if external is not None:
-        _reply(tr, cmd, external, "ExternalWorkflowExecutionSignaled", {
-            "domain": tr.domain, "workflow_id": tr.workflow_id, "run_id": run.run_id,
-            "initiated_event_id": external["initiated_event_id"], "control": ""})
+        done: ExternalWorkflowExecutionSignaled = {
+            "domain": tr.domain,
+            "workflow_id": tr.workflow_id,
+            "run_id": run.run_id,
+            "initiated_event_id": external["initiated_event_id"],
+            "control": "",
+        }
+        _reply(tr, cmd, external, ("ExternalWorkflowExecutionSignaled", done))
     tr.schedule_decision_if_needed()
 
 
-def handle_cancel_request(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_cancel_request(
+    tr: Transition, cmd: Command, a: RequestCancelWorkflowExecution, env: HandlerEnv
+) -> None:
     run = _target(tr, cmd, a["first_execution_run_id"])
     external = a["external"]
     if run is None:
         if external is not None:
-            _reply(tr, cmd, external, "RequestCancelExternalWorkflowExecutionFailed", {
-                "domain": tr.domain, "workflow_id": tr.workflow_id, "run_id": cmd["run_id"],
+            failed: RequestCancelExternalWorkflowExecutionFailed = {
+                "domain": tr.domain,
+                "workflow_id": tr.workflow_id,
+                "run_id": cmd["run_id"],
                 "cause": "workflow execution not found or already closed",
-                "initiated_event_id": external["initiated_event_id"], "decision_task_completed_event_id": 0, "control": ""})
+                "initiated_event_id": external["initiated_event_id"],
+                "decision_task_completed_event_id": 0,
+                "control": "",
+            }
+            _reply(tr, cmd, external, ("RequestCancelExternalWorkflowExecutionFailed", failed))
         return
     if not run.cancel_requested:
-        tr.add("WorkflowExecutionCancelRequested", {
-            "cause": a["cause"], "identity": a["identity"], "request_id": a["request_id"],
+        requested: WorkflowExecutionCancelRequested = {
+            "cause": a["cause"],
+            "identity": a["identity"],
+            "request_id": a["request_id"],
             "external_initiated_event_id": external["initiated_event_id"] if external else 0,
-            "external_workflow_execution": ({"domain": external["domain"], "workflow_id": external["workflow_id"],
-                                             "run_id": external["run_id"]} if external else None)})
+            "external_workflow_execution": (
+                {
+                    "domain": external["domain"],
+                    "workflow_id": external["workflow_id"],
+                    "run_id": external["run_id"],
+                }
+                if external
+                else None
+            ),
+        }
+        tr.add(("WorkflowExecutionCancelRequested", requested))
     if external is not None and external["initiated_event_id"] > 0:
-        _reply(tr, cmd, external, "ExternalWorkflowExecutionCancelRequested", {
-            "domain": tr.domain, "workflow_id": tr.workflow_id, "run_id": run.run_id,
-            "initiated_event_id": external["initiated_event_id"]})
+        done: ExternalWorkflowExecutionCancelRequested = {
+            "domain": tr.domain,
+            "workflow_id": tr.workflow_id,
+            "run_id": run.run_id,
+            "initiated_event_id": external["initiated_event_id"],
+        }
+        _reply(tr, cmd, external, ("ExternalWorkflowExecutionCancelRequested", done))
     tr.schedule_decision_if_needed()
 
 
-def handle_terminate(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_terminate(tr: Transition, cmd: Command, a: TerminateWorkflowExecution, env: HandlerEnv) -> None:
     run = _target(tr, cmd, a["first_execution_run_id"])
     if run is None:
-        log.info("terminate of %s ignored: no open run%s", tr.workflow_id,
-                 f" of chain {a['first_execution_run_id']}" if a["first_execution_run_id"] else "")
+        log.info(
+            "terminate of %s ignored: no open run%s",
+            tr.workflow_id,
+            f" of chain {a['first_execution_run_id']}" if a["first_execution_run_id"] else "",
+        )
         return
-    tr.add("WorkflowExecutionTerminated", {"reason": a["reason"], "details": a["details"], "identity": a["identity"]})
+    terminated: WorkflowExecutionTerminated = {
+        "reason": a["reason"],
+        "details": a["details"],
+        "identity": a["identity"],
+    }
+    tr.add(("WorkflowExecutionTerminated", terminated))
 
 
-def handle_query(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def handle_query(tr: Transition, cmd: Command, a: QueryWorkflow, env: HandlerEnv) -> None:
     """Queries write nothing to history: the run's events go to a worker as a QueryTask."""
     run = tr.state.run(cmd["run_id"]) if tr.state is not None else None
     if run is None:
-        tr.replies.append(("query_result", {"query_id": a["query_id"], "result": None, "error": {
-            "type": "QueryFailed", "message": f"workflow {tr.workflow_id!r} (run {cmd['run_id'] or 'current'}) not found "
-                                              f"in domain {tr.domain!r}",
-            "stack": "", "non_retryable": True, "details": None, "cause": None}, "_topic": a["reply_topic"]}))
+        result: QueryResult = {
+            "query_id": a["query_id"],
+            "result": None,
+            "error": {
+                "type": "QueryFailed",
+                "message": f"workflow {tr.workflow_id!r} (run {cmd['run_id'] or 'current'}) not found "
+                f"in domain {tr.domain!r}",
+                "stack": "",
+                "non_retryable": True,
+                "details": None,
+                "cause": None,
+            },
+        }
+        tr.query_results.append((a["reply_topic"], result))
         return
     tr.dispatches.append(("query", run.run_id, a))
 
 
-def _reply(tr: Transition, cmd: dict[str, Any], external: dict[str, Any], payload_type: str, attrs: dict[str, Any]) -> None:
-    reply_command(tr, command_id=reply_command_id(cmd["command_id"]), domain=external["domain"],
-                  workflow_id=external["workflow_id"], run_id=external["run_id"], payload_type=payload_type, attrs=attrs)
+def _reply(tr: Transition, cmd: Command, external: ParentExecution, payload: CommandPayload) -> None:
+    reply_command(
+        tr,
+        command_id=reply_command_id(cmd["command_id"]),
+        domain=external["domain"],
+        workflow_id=external["workflow_id"],
+        run_id=external["run_id"],
+        payload=payload,
+    )

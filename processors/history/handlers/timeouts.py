@@ -3,42 +3,64 @@ is still pending (same event id and attempt); otherwise the fire is stale and dr
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TypeAlias
 
 from kadence.history import ActivityInfo
+from kadence.schemas.records import (
+    Command,
+    DecisionTaskTimedOut,
+    FireTimer,
+    TimeoutType,
+    TimerFired,
+    WorkflowExecutionTimedOut,
+)
 
 from ..transition import Transition
 from .activities import activity_timed_out
 from .common import HandlerEnv, open_run, stale
 
+#: What fires a FireTimer command of one kind (`FIRE_KINDS`).
+FireHandler: TypeAlias = Callable[[Transition, Command, FireTimer, HandlerEnv], None]
 
-def _user_timer(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+
+def _user_timer(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
     run = open_run(tr, cmd["run_id"])
     timer = run.timers.get(a["timer_id"]) if run is not None else None
     if timer is None or timer.started_event_id != a["event_id"]:
         return stale(tr, "timer fire", f"timer {a['timer_id']!r} is not pending")
-    tr.add("TimerFired", {"timer_id": a["timer_id"], "started_event_id": timer.started_event_id})
+    fired: TimerFired = {"timer_id": a["timer_id"], "started_event_id": timer.started_event_id}
+    tr.add(("TimerFired", fired))
     tr.schedule_decision_if_needed()
 
 
-def _decision_retry(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def _decision_retry(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
     run = open_run(tr, cmd["run_id"])
     if run is None or run.decision is not None or run.decision_attempt != a["attempt"]:
         return stale(tr, "decision retry", "the decision task is no longer waiting for a retry")
     tr.schedule_decision(full_history=True)
 
 
-def _decision_timeout(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def _decision_timeout(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
     run = open_run(tr, cmd["run_id"])
     d = run.decision if run is not None else None
-    if d is None or d.scheduled_event_id != a["event_id"] or d.attempt != a["attempt"] or not d.started_event_id:
+    if (
+        d is None
+        or d.scheduled_event_id != a["event_id"]
+        or d.attempt != a["attempt"]
+        or not d.started_event_id
+    ):
         return stale(tr, "decision timeout", "the decision task is no longer outstanding")
-    tr.add("DecisionTaskTimedOut", {"scheduled_event_id": d.scheduled_event_id, "started_event_id": d.started_event_id,
-                                    "timeout_type": "START_TO_CLOSE"})
+    timed_out: DecisionTaskTimedOut = {
+        "scheduled_event_id": d.scheduled_event_id,
+        "started_event_id": d.started_event_id,
+        "timeout_type": "START_TO_CLOSE",
+    }
+    tr.add(("DecisionTaskTimedOut", timed_out))
     tr.schedule_decision(full_history=True)  # another worker (or the restarted one) gets attempt + 1
 
 
-def _pending_attempt(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], what: str) -> ActivityInfo | None:
+def _pending_attempt(tr: Transition, cmd: Command, a: FireTimer, what: str) -> ActivityInfo | None:
     run = open_run(tr, cmd["run_id"])
     info = run.activities.get(a["event_id"]) if run is not None else None
     if info is None or (a["attempt"] and info.attempt != a["attempt"]):
@@ -47,22 +69,23 @@ def _pending_attempt(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], wha
     return info
 
 
-def _activity_timeout(timeout_type: str, retryable: bool) -> Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]:
-    def fire(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def _activity_timeout(timeout_type: TimeoutType, retryable: bool) -> FireHandler:
+    def fire(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
         info = _pending_attempt(tr, cmd, a, f"activity {timeout_type} timeout")
         if info is not None:
             activity_timed_out(tr, info, timeout_type, retryable)
+
     return fire
 
 
-def _activity_retry(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def _activity_retry(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
     """The backoff of a retry is over: dispatch the next attempt (nothing is recorded)."""
     info = _pending_attempt(tr, cmd, a, "activity retry")
     if info is not None:
         tr.dispatches.append(("activity", cmd["run_id"], info.scheduled_event_id))
 
 
-def _workflow_backoff(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def _workflow_backoff(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
     """A retried (or delayed continue-as-new) run's first decision task is due."""
     run = open_run(tr, cmd["run_id"])
     if run is None or run.decision is not None or run.last_completed_started_event_id:
@@ -70,16 +93,18 @@ def _workflow_backoff(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], en
     tr.schedule_decision(full_history=True)
 
 
-def _workflow_timeout(timeout_type: str) -> Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]:
-    def fire(tr: Transition, cmd: dict[str, Any], a: dict[str, Any], env: HandlerEnv) -> None:
+def _workflow_timeout(timeout_type: TimeoutType) -> FireHandler:
+    def fire(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
         run = open_run(tr, cmd["run_id"])
         if run is None:
             return stale(tr, f"{timeout_type} timeout", "the run is closed")
-        tr.add("WorkflowExecutionTimedOut", {"timeout_type": timeout_type})
+        timed_out: WorkflowExecutionTimedOut = {"timeout_type": timeout_type}
+        tr.add(("WorkflowExecutionTimedOut", timed_out))
+
     return fire
 
 
-FIRE_KINDS: dict[str, Callable[[Transition, dict[str, Any], dict[str, Any], HandlerEnv], None]] = {
+FIRE_KINDS: dict[str, FireHandler] = {
     "timer": _user_timer,
     "decision_retry": _decision_retry,
     "decision_timeout": _decision_timeout,
