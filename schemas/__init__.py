@@ -21,13 +21,26 @@ from fastavro.schema import parse_schema, to_parsing_canonical_form
 SCHEMA_DIR = Path(__file__).resolve().parent
 #: Files in dependency order: each may name types defined by the files before it.
 SCHEMA_FILES = (
-    "common.avsc", "events.avsc", "history.avsc", "decisions.avsc",
-    "commands.avsc", "tasks.avsc", "outcomes.avsc", "transition.avsc", "dead_letter.avsc",
+    "common.avsc",
+    "events.avsc",
+    "history.avsc",
+    "decisions.avsc",
+    "commands.avsc",
+    "tasks.avsc",
+    "outcomes.avsc",
+    "transition.avsc",
+    "dead_letter.avsc",
 )
 #: Record types that are values of a topic, or stored on their own.
 TOP_LEVEL_TYPES = (
-    "HistoryTransition", "HistoryEvent", "Command", "Decision", "Task",
-    "WorkflowOutcome", "QueryResult", "DeadLetter",
+    "HistoryTransition",
+    "HistoryEvent",
+    "Command",
+    "Decision",
+    "Task",
+    "WorkflowOutcome",
+    "QueryResult",
+    "DeadLetter",
 )
 
 
@@ -44,7 +57,8 @@ class SchemaRegistry:
             parse_schema(document, named_schemas=self.named)
         #: Each top-level type as a self-contained parsed schema (named types inlined at first use).
         self.current: dict[str, Any] = {
-            t: parse_schema(self.standalone(t), named_schemas={}) for t in TOP_LEVEL_TYPES}
+            t: parse_schema(self.standalone(t), named_schemas={}) for t in TOP_LEVEL_TYPES
+        }
         self.canonical: dict[str, str] = {t: to_parsing_canonical_form(s) for t, s in self.current.items()}
         #: (type name, standalone parsed schema) of each previous version, from versions/<Type>.vN.avsc
         self.previous: list[tuple[str, Any]] = []
@@ -67,7 +81,10 @@ class SchemaRegistry:
             if isinstance(node, dict):
                 if node.get("type") in ("record", "enum", "fixed") and "name" in node:
                     seen.add(node["name"])
-                return {k: (inline(v) if k in ("type", "items", "values", "fields") else v) for k, v in node.items()}
+                return {
+                    k: (inline(v) if k in ("type", "items", "values", "fields") else v)
+                    for k, v in node.items()
+                }
             return node
 
         return inline(record_type)
@@ -95,4 +112,12 @@ def standalone_schema_json(record_type: str) -> str:
     return registry().canonical[record_type]
 
 
-__all__ = ["SchemaRegistry", "registry", "event_types", "standalone_schema_json", "SCHEMA_DIR", "TOP_LEVEL_TYPES", "fastavro"]
+__all__ = [
+    "SchemaRegistry",
+    "registry",
+    "event_types",
+    "standalone_schema_json",
+    "SCHEMA_DIR",
+    "TOP_LEVEL_TYPES",
+    "fastavro",
+]
