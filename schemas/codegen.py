@@ -41,8 +41,14 @@ LINE_LENGTH = 110
 REGENERATE = "python -m kadence.schemas.codegen"
 
 PRIMITIVES = {
-    "null": "None", "boolean": "bool", "int": "int", "long": "int",
-    "float": "float", "double": "float", "bytes": "bytes", "string": "str",
+    "null": "None",
+    "boolean": "bool",
+    "int": "int",
+    "long": "int",
+    "float": "float",
+    "double": "float",
+    "bytes": "bytes",
+    "string": "str",
 }
 NAMED_KINDS = ("record", "enum", "fixed")
 
@@ -106,7 +112,9 @@ class Emitter:
         named = [k for k in kinds if k in NAMED_KINDS]
         if len(named) <= 1:
             # fastavro's `return_record_name_override`: a union with one named branch decodes bare.
-            parts = [self.annotation(b, where, refs) for b, k in zip(branches, kinds) if k != "null"]
+            parts = [
+                self.annotation(b, where, refs) for b, k in zip(branches, kinds, strict=True) if k != "null"
+            ]
             if "null" in kinds:
                 parts.append("None")
             return " | ".join(parts)
@@ -130,11 +138,13 @@ class Emitter:
 
     def tagged_union(self, branches: list[Any], kinds: list[str], where: str, refs: set[str]) -> str:
         """An alias for `(branch name, record)` tuples, defined before the record that uses it."""
-        alias = "".join(_camel(part) for part in where.replace("[]", ".Item.").replace("{}", ".Value.").split("."))
+        alias = "".join(
+            _camel(part) for part in where.replace("[]", ".Item.").replace("{}", ".Value.").split(".")
+        )
         if alias in self.named or alias in self.defined:
             raise CodegenError(f"{where}: union alias name {alias} is already taken")
         members: list[str] = []
-        for branch, kind in zip(branches, kinds):
+        for branch, kind in zip(branches, kinds, strict=True):
             if kind == "null":
                 continue
             if kind == "record":
@@ -173,7 +183,9 @@ class Emitter:
         for f in item.schema["fields"]:
             name = f["name"]
             if not name.isidentifier() or keyword.iskeyword(name):
-                raise CodegenError(f"{item.name}.{name}: not a Python identifier (needs the functional TypedDict form)")
+                raise CodegenError(
+                    f"{item.name}.{name}: not a Python identifier (needs the functional TypedDict form)"
+                )
             refs: set[str] = set()
             annotation = self.annotation(f["type"], f"{item.name}.{name}", refs)
             if refs - self.defined:  # the record itself, or a later one: a forward reference
@@ -190,9 +202,12 @@ class Emitter:
         self.typing_names.add("TypedDict")
         top = item.name in TOP_LEVEL_TYPES
         summary = f"Avro record ``{item.name}`` from ``{item.source}``" + (
-            "; top-level: a topic value or stored on its own." if top else ".")
+            "; top-level: a topic value or stored on its own." if top else "."
+        )
         doc = item.schema.get("doc") or ""
-        docstring = _docstring(([*_wrap(doc, LINE_LENGTH - 8), ""] if doc else []) + _wrap(summary, LINE_LENGTH - 8))
+        docstring = _docstring(
+            ([*_wrap(doc, LINE_LENGTH - 8), ""] if doc else []) + _wrap(summary, LINE_LENGTH - 8)
+        )
         body = "\n".join([docstring, "", *lines]) if lines else docstring
         self.blocks.append(f"class {item.name}(TypedDict):\n{body}")
         self.defined.add(item.name)
@@ -260,7 +275,9 @@ def load(directory: Path = SCHEMA_DIR, files: Sequence[str] = SCHEMA_FILES) -> l
                     yield from walk(node[key], source)
             if node.get("type") in NAMED_KINDS and "name" in node:
                 if "namespace" in node or "." in node["name"]:
-                    raise CodegenError(f"{node['name']}: namespaces are not mapped (the serde's tags would be full names)")
+                    raise CodegenError(
+                        f"{node['name']}: namespaces are not mapped (the serde's tags would be full names)"
+                    )
                 yield Named(node["name"], node["type"], node, source)
 
     for name in files:
@@ -315,7 +332,10 @@ def _join_sections(blocks: list[str]) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kadence.schemas.codegen", description="Generate schemas/records.py from schemas/*.avsc.")
+    parser = argparse.ArgumentParser(
+        prog="python -m kadence.schemas.codegen",
+        description="Generate schemas/records.py from schemas/*.avsc.",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if records.py is stale; write nothing")
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default: {OUTPUT}")
     args = parser.parse_args(argv)
