@@ -34,13 +34,42 @@ def _module_and_env(component: str) -> tuple[str, dict[str, str]]:
 
 
 @dataclass
+class RestartBackoff:
+    """When to restart a component that keeps exiting: exponential backoff with a cap.
+
+    A process that ran at least `healthy_after_s` before it exited starts the count again, so one
+    crash a day restarts at once while a crash loop backs off to one restart every `cap_s`."""
+
+    initial_s: float = 0.5
+    cap_s: float = 30.0
+    healthy_after_s: float = 60.0
+    #: Exits in a row after which the supervisor says, at ERROR, that the component keeps dying.
+    alarm_after: int = 5
+    exits_in_a_row: int = 0
+
+    def on_exit(self, ran_for_s: float) -> float:
+        """Record an exit after `ran_for_s` seconds of running; return the delay before the restart."""
+        self.exits_in_a_row = 1 if ran_for_s >= self.healthy_after_s else self.exits_in_a_row + 1
+        return float(min(self.cap_s, self.initial_s * 2 ** (self.exits_in_a_row - 1)))
+
+    @property
+    def alarming(self) -> bool:
+        return self.exits_in_a_row >= self.alarm_after
+
+
+@dataclass
 class ServerProcesses:
-    """Supervises one OS process per component; restarts a process that exits."""
+    """Supervises one OS process per component; restarts a process that exits, backing off while it
+    keeps exiting (RestartBackoff) and saying so in the log."""
 
     settings: Settings
     components: Sequence[str] = ("history", "derived")
     slot: int = 0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    backoff: dict[str, RestartBackoff] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    restart_at: dict[str, float] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> ServerProcesses:
@@ -52,14 +81,50 @@ class ServerProcesses:
     def _spawn(self, component: str) -> None:
         module, env = _module_and_env(component)
         self.procs[component] = spawn(module, self.settings, self.slot, env={**os.environ, **env})
+        self.started_at[component] = time.monotonic()
 
-    def supervise(self, poll_s: float = 0.5) -> None:
+    def supervise(self, poll_s: float = 0.1) -> None:
         while not self._stop.is_set():
+            now = time.monotonic()
             for component, proc in list(self.procs.items()):
-                if proc.poll() is not None and not self._stop.is_set():
-                    log.warning("%s exited with %s; restarting", component, proc.returncode)
-                    self._spawn(component)
+                if self._stop.is_set():
+                    break
+                if component in self.restart_at:
+                    if now >= self.restart_at[component]:
+                        del self.restart_at[component]
+                        self.restarts[component] = self.restarts.get(component, 0) + 1
+                        self._spawn(component)
+                elif proc.poll() is not None:
+                    self._schedule_restart(component, proc, now)
             self._stop.wait(poll_s)
+
+    def _schedule_restart(self, component: str, proc: subprocess.Popen[bytes], now: float) -> None:
+        backoff = self.backoff.setdefault(component, RestartBackoff())
+        ran_for = now - self.started_at.get(component, now)
+        delay = backoff.on_exit(ran_for)
+        self.restart_at[component] = now + delay
+        if backoff.alarming:
+            log.error(
+                "%s (pid %s) keeps dying: %d exits in a row, the last with %s after %.1fs; restarting in %.1fs. "
+                "Its own log lines above say what it failed on; restarts alone do not get past a cause that "
+                "kills it every time",
+                component,
+                proc.pid,
+                backoff.exits_in_a_row,
+                proc.returncode,
+                ran_for,
+                delay,
+            )
+        else:
+            log.warning(
+                "%s (pid %s) exited with %s after %.1fs (%d in a row); restarting in %.1fs",
+                component,
+                proc.pid,
+                proc.returncode,
+                ran_for,
+                backoff.exits_in_a_row,
+                delay,
+            )
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
