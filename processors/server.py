@@ -105,9 +105,9 @@ class ServerProcesses:
         self.restart_at[component] = now + delay
         if backoff.alarming:
             log.error(
-                "%s (pid %s) keeps dying: %d exits in a row, the last with %s after %.1fs; restarting in %.1fs. "
-                "Its own log lines above say what it failed on; restarts alone do not get past a cause that "
-                "kills it every time",
+                "%s (pid %s) keeps dying: %d exits in a row, the last with %s after %.1fs; "
+                "restarting in %.1fs. Its own log lines above say what it failed on; restarts alone "
+                "do not get past a cause that kills it every time",
                 component,
                 proc.pid,
                 backoff.exits_in_a_row,
