@@ -7,18 +7,58 @@ from kadence import Client, Worker, activity, workflow
 
 from . import activity, workflow
 from .client import Client, WorkflowHandle
-from .failures import (ActivityError, ApplicationError, CanceledError, ChildWorkflowError, KadenceError,
-                       NondeterminismError, QueryError, TerminatedError, TimeoutError, WorkflowAlreadyStartedError,
-                       WorkflowFailureError)
+from .failures import (
+    ActivityError,
+    ApplicationError,
+    CanceledError,
+    ChildWorkflowError,
+    KadenceError,
+    NondeterminismError,
+    QueryError,
+    TerminatedError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailureError,
+)
 from .replayer import Replayer, dump_history, load_history
 from .worker import Worker
-from .workflow import (CancellationScope, ChildWorkflowCancellationType, ChildWorkflowHandle, ExternalWorkflowHandle,
-                       IdReusePolicy, ParentClosePolicy, RetryPolicy, WorkflowInfo)
+from .workflow import (
+    CancellationScope,
+    ChildWorkflowCancellationType,
+    ChildWorkflowHandle,
+    ExternalWorkflowHandle,
+    IdReusePolicy,
+    ParentClosePolicy,
+    RetryPolicy,
+    WorkflowInfo,
+)
 
 __all__ = [
-    "Client", "WorkflowHandle", "Worker", "activity", "workflow", "ActivityError", "ApplicationError",
-    "CanceledError", "ChildWorkflowError", "KadenceError", "NondeterminismError", "QueryError", "TerminatedError",
-    "TimeoutError", "WorkflowAlreadyStartedError", "WorkflowFailureError", "Replayer", "dump_history", "load_history",
-    "CancellationScope", "ChildWorkflowCancellationType", "ChildWorkflowHandle", "ExternalWorkflowHandle",
-    "IdReusePolicy", "ParentClosePolicy", "RetryPolicy", "WorkflowInfo",
+    "Client",
+    "WorkflowHandle",
+    "Worker",
+    "activity",
+    "workflow",
+    "ActivityError",
+    "ApplicationError",
+    "CanceledError",
+    "ChildWorkflowError",
+    "KadenceError",
+    "NondeterminismError",
+    "QueryError",
+    "TerminatedError",
+    "TimeoutError",
+    "WorkflowAlreadyStartedError",
+    "WorkflowFailureError",
+    "Replayer",
+    "dump_history",
+    "load_history",
+    "CancellationScope",
+    "ChildWorkflowCancellationType",
+    "ChildWorkflowHandle",
+    "ExternalWorkflowHandle",
+    "IdReusePolicy",
+    "ParentClosePolicy",
+    "RetryPolicy",
+    "WorkflowInfo",
 ]

@@ -26,28 +26,41 @@ activation was not accepted (DecisionTaskFailed/TimedOut for it, or an event id 
 from __future__ import annotations
 
 import asyncio
-import asyncio.events
 import collections
+import contextvars
 import logging
 import random
 import uuid
+from asyncio.events import _get_running_loop, _set_running_loop
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVarTuple
 
 from kadence.history.decisions import CLOSE_DECISIONS, DECISION_EVENT_TYPES, DECISION_EVENTS
-from kadence.history.ids import default_activity_id, default_child_workflow_id, timer_id as make_timer_id
-# The server's measure, so `info().history_size_bytes` agrees with DecisionTask.history_size_bytes.
-from kadence.history.reducer import event_size
+from kadence.history.ids import default_activity_id, default_child_workflow_id
+from kadence.history.ids import timer_id as make_timer_id
+from kadence.history.reducer import event_size  # the server's measure: info().history_size_bytes agrees
 
 from ._runtime_defn import (
-    ChildWorkflowCancellationType, ParentInfo, WorkflowDefinition, WorkflowInfo,
+    ChildWorkflowCancellationType,
+    ParentInfo,
+    WorkflowDefinition,
+    WorkflowInfo,
 )
-from ._runtime_ops import ActivityOp, ChildOp, ExternalOp, Op, TimerOp
+from ._runtime_ops import ActivityOp, ChildOp, ContinueAsNewError, ExternalOp, Op, TimerOp, WorkflowRuntime
 from .converter import default_converter
 from .failures import (
-    ActivityError, ApplicationError, CanceledError, ChildWorkflowError, KadenceError, NondeterminismError,
-    QueryError, TerminatedError, TimeoutError, from_failure, to_failure,
+    ActivityError,
+    ApplicationError,
+    CanceledError,
+    ChildWorkflowError,
+    KadenceError,
+    NondeterminismError,
+    QueryError,
+    TerminatedError,
+    TimeoutError,
+    from_failure,
+    to_failure,
 )
 
 log = logging.getLogger("kadence.runtime")
@@ -62,15 +75,8 @@ class CacheMissError(KadenceError):
     evict it and replay the full history."""
 
 
-class ContinueAsNewError(BaseException):
-    """Raised by `workflow.continue_as_new`; a BaseException so `except Exception` cannot eat it."""
-
-    def __init__(self, decision: dict[str, Any]) -> None:
-        super().__init__("continue as new")
-        self.decision = decision
-
-
 Decision = dict[str, Any]
+_Ts = TypeVarTuple("_Ts")
 
 
 def _describe_decision(decision: Decision) -> str:
@@ -93,11 +99,28 @@ class _Condition:
         self.fut = fut
 
 
+class _Handle(asyncio.Handle):
+    """What `call_soon` returns and the ready queue holds."""
+
+    __slots__ = ()
+
+    def step(self) -> None:
+        """Run the callback unless cancelled (the loop's one step for this handle)."""
+        if not self._cancelled:
+            self._run()
+
+
 class _DurableTimerHandle(asyncio.TimerHandle):
     """What `call_later` returns: cancelling it cancels the durable timer."""
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
-                 loop: WorkflowInstance, context: Any) -> None:
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: WorkflowInstance,
+        context: contextvars.Context | None,
+    ) -> None:
         super().__init__(when, callback, args, loop, context=context)
         self.op: TimerOp | None = None
 
@@ -106,17 +129,30 @@ class _DurableTimerHandle(asyncio.TimerHandle):
             self.op.cancel()
         super().cancel()
 
+    def step(self) -> None:
+        """Run the callback unless cancelled (the loop's one step for this handle)."""
+        if not self._cancelled:
+            self._run()
 
-def _not_in_workflow(name: str) -> Callable[..., Any]:
+    def mark_cancelled(self) -> None:
+        """Its timer was cancelled: never run the callback (without `cancel()`, which cancels the timer)."""
+        self._cancelled = True
+
+
+def _not_in_workflow(name: str) -> Any:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(f"loop.{name}() is not allowed in workflow code: it is not deterministic. "
-                           "Do I/O, threads and subprocesses in an activity.")
+        raise RuntimeError(
+            f"loop.{name}() is not allowed in workflow code: it is not deterministic. "
+            "Do I/O, threads and subprocesses in an activity."
+        )
+
     method.__name__ = name
     return method
 
 
-class WorkflowInstance(asyncio.AbstractEventLoop):
-    """One workflow run: a deterministic event loop plus the history appliers.
+class WorkflowInstance(WorkflowRuntime):
+    """One workflow run: a deterministic event loop plus the history appliers (the
+    `WorkflowRuntime` that workflow code and its operations see).
 
     `info` seeds ids before WorkflowExecutionStarted is applied (optional); the started event
     fills the rest. The continue-as-new suggestion is computed here, deterministically from the
@@ -124,15 +160,21 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     activation sees the same `workflow.info()` the live activation saw.
     """
 
-    def __init__(self, definition: WorkflowDefinition, info: WorkflowInfo | None = None, converter: Any = None, *,
-                 suggest_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
-                 suggest_bytes: int = SUGGEST_CONTINUE_AS_NEW_BYTES) -> None:
+    def __init__(
+        self,
+        definition: WorkflowDefinition,
+        info: WorkflowInfo | None = None,
+        converter: Any = None,
+        *,
+        suggest_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
+        suggest_bytes: int = SUGGEST_CONTINUE_AS_NEW_BYTES,
+    ) -> None:
         self.definition = definition
         self.converter = converter or default_converter
         self._info = info
         self.suggest_events = suggest_events
         self.suggest_bytes = suggest_bytes
-        self._ready: collections.deque[asyncio.Handle] = collections.deque()
+        self._ready: collections.deque[_Handle | _DurableTimerHandle] = collections.deque()
         self._decisions: list[tuple[Decision, Op | None]] = []
         self._seq: dict[str, int] = collections.defaultdict(int)
         self._by_event: dict[int, Op] = {}
@@ -173,6 +215,11 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     @property
     def workflow_object(self) -> Any:
         return self._obj
+
+    @property
+    def finished(self) -> bool:
+        """The run has decided to close or its history shows it closed: nothing more to decide."""
+        return self._close is not None or self.closed
 
     def activate(self, events: Iterable[dict[str, Any]]) -> list[Decision]:
         """Apply `events` (the whole history or the events after the last applied one) and return
@@ -226,12 +273,17 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
             raise QueryError(f"workflow {self.definition.name} has not started running yet")
         values = self.converter.args_from_payload(args, handler.arg_hints)
         before = len(self._decisions)
-        with self._running():
+        prev = self._enter_activation()
+        try:
             result = handler.fn(self._obj, *values)
+        finally:
+            self._exit_activation(prev)
         if len(self._decisions) != before or asyncio.iscoroutine(result):
             del self._decisions[before:]
-            raise QueryError(f"query {name!r} must be a plain function that reads state: it may not await or "
-                             "start activities, timers or children")
+            raise QueryError(
+                f"query {name!r} must be a plain function that reads state: it may not await or "
+                "start activities, timers or children"
+            )
         return self.converter.to_payload(result)
 
     # -- activation -------------------------------------------------------------------------------
@@ -240,15 +292,19 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         info = self.info
         info.history_length = started["event_id"]
         info.history_size_bytes = self._history_size
-        info.continue_as_new_suggested = (info.history_length >= self.suggest_events
-                                          or self._history_size >= self.suggest_bytes)
+        info.continue_as_new_suggested = (
+            info.history_length >= self.suggest_events or self._history_size >= self.suggest_bytes
+        )
         self._decisions = []
         if self._close is not None or self.closed:
             return []
-        with self._running():
+        prev = self._enter_activation()
+        try:
             if self._obj is None:
                 self._start_main()
             self._run_until_idle()
+        finally:
+            self._exit_activation(prev)
         if self._internal_error is not None:
             raise self._internal_error
         close = self._close_decision()
@@ -258,22 +314,16 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         produced, self._decisions = self._decisions, []
         return produced
 
-    class _RunningCtx:
-        def __init__(self, loop: WorkflowInstance) -> None:
-            self.loop = loop
-            self.prev: Any = None
+    def _enter_activation(self) -> asyncio.AbstractEventLoop | None:
+        """Make this the running loop (workflow code runs now); returns the one to restore."""
+        prev = _get_running_loop()
+        _set_running_loop(self)
+        self._in_activation = True
+        return prev
 
-        def __enter__(self) -> None:
-            self.prev = asyncio.events._get_running_loop()
-            asyncio.events._set_running_loop(self.loop)
-            self.loop._in_activation = True
-
-        def __exit__(self, *exc: object) -> None:
-            self.loop._in_activation = False
-            asyncio.events._set_running_loop(self.prev)
-
-    def _running(self) -> WorkflowInstance._RunningCtx:
-        return WorkflowInstance._RunningCtx(self)
+    def _exit_activation(self, prev: asyncio.AbstractEventLoop | None) -> None:
+        self._in_activation = False
+        _set_running_loop(prev)
 
     def _start_main(self) -> None:
         defn = self.definition
@@ -287,9 +337,7 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     def _run_until_idle(self) -> None:
         while True:
             while self._ready:
-                handle = self._ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
+                self._ready.popleft().step()
                 if self._internal_error is not None:
                     return
             if not self._check_conditions():
@@ -324,12 +372,17 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         if main.cancelled():
             if self._cancel_requested:
                 return {"attributes": ("CancelWorkflowExecutionDecision", {"details": None})}
-            return self._fail_decision(CanceledError("workflow code raised asyncio.CancelledError "
-                                                     "without a cancel request"))
+            return self._fail_decision(
+                CanceledError("workflow code raised asyncio.CancelledError without a cancel request")
+            )
         exc = main.exception()
         if exc is None:
-            return {"attributes": ("CompleteWorkflowExecutionDecision",
-                                   {"result": self.converter.to_payload(main.result())})}
+            return {
+                "attributes": (
+                    "CompleteWorkflowExecutionDecision",
+                    {"result": self.converter.to_payload(main.result())},
+                )
+            }
         if isinstance(exc, ContinueAsNewError):
             return {"attributes": ("ContinueAsNewWorkflowExecutionDecision", exc.decision)}
         if isinstance(exc, NondeterminismError):
@@ -344,25 +397,37 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     def _match(self, ev: dict[str, Any], etype: str, attrs: dict[str, Any]) -> None:
         eid = ev["event_id"]
         if self._completed_id is None:
-            raise NondeterminismError(f"event {eid} {_describe_event(ev)} is a decision event outside a "
-                                      "completed decision task")
+            raise NondeterminismError(
+                f"event {eid} {_describe_event(ev)} is a decision event outside a completed decision task"
+            )
         dtc = attrs.get("decision_task_completed_event_id", 0)
         if dtc and dtc != self._completed_id:
-            raise NondeterminismError(f"event {eid} {_describe_event(ev)} names decision task completed event "
-                                      f"{dtc}, expected {self._completed_id}")
+            raise NondeterminismError(
+                f"event {eid} {_describe_event(ev)} names decision task completed event "
+                f"{dtc}, expected {self._completed_id}"
+            )
         if not self._expected:
-            raise NondeterminismError(f"history event {eid} {_describe_event(ev)} was recorded, but the workflow "
-                                      "code produced no matching decision")
+            raise NondeterminismError(
+                f"history event {eid} {_describe_event(ev)} was recorded, but the workflow "
+                "code produced no matching decision"
+            )
         decision, op = self._expected.popleft()
         dtype, dattrs = decision["attributes"]
         types, keys = DECISION_EVENTS[dtype]
-        ok = etype in types or (dtype in CLOSE_DECISIONS and etype == "WorkflowExecutionContinuedAsNew"
-                                and attrs.get("initiator", "DECIDER") != "DECIDER")
-        if ok and not (dtype == "ContinueAsNewWorkflowExecutionDecision" and etype != "WorkflowExecutionContinuedAsNew"):
+        ok = etype in types or (
+            dtype in CLOSE_DECISIONS
+            and etype == "WorkflowExecutionContinuedAsNew"
+            and attrs.get("initiator", "DECIDER") != "DECIDER"
+        )
+        if ok and not (
+            dtype == "ContinueAsNewWorkflowExecutionDecision" and etype != "WorkflowExecutionContinuedAsNew"
+        ):
             ok = all(attrs.get(k) == dattrs.get(k) for k in keys)
         if not ok:
-            raise NondeterminismError(f"history event {eid} recorded {_describe_event(ev)}, but the workflow code "
-                                      f"produced {_describe_decision(decision)}")
+            raise NondeterminismError(
+                f"history event {eid} recorded {_describe_event(ev)}, but the workflow code "
+                f"produced {_describe_decision(decision)}"
+            )
         if op is not None and dtype not in ("RequestCancelActivityTaskDecision", "CancelTimerDecision"):
             op.on_recorded(eid, attrs)
             self._by_event[eid] = op
@@ -371,23 +436,34 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         if not self._expected:
             return
         if self._completed_id is None:
-            raise CacheMissError(f"the decisions of the activation at event {self._expected_started} were "
-                                 "never completed")
+            raise CacheMissError(
+                f"the decisions of the activation at event {self._expected_started} were never completed"
+            )
         decision, _ = self._expected[0]
-        raise NondeterminismError(f"the workflow code produced {_describe_decision(decision)} in the decision task "
-                                  f"completed at event {self._completed_id}, but history records no event for it")
+        raise NondeterminismError(
+            f"the workflow code produced {_describe_decision(decision)} in the decision task "
+            f"completed at event {self._completed_id}, but history records no event for it"
+        )
 
     # -- appliers (replay rule, step 3) -----------------------------------------------------------
     def _apply_WorkflowExecutionStarted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         parent = a.get("parent")
         memo = {k: self.converter.from_payload(v) for k, v in (a.get("memo") or {}).items()}
         self._info = WorkflowInfo(
-            workflow_id=ev["workflow_id"], run_id=ev["run_id"], workflow_type=a["workflow_type"],
-            task_list=a["task_list"], domain=ev["domain"], attempt=a.get("attempt", 1),
+            workflow_id=ev["workflow_id"],
+            run_id=ev["run_id"],
+            workflow_type=a["workflow_type"],
+            task_list=a["task_list"],
+            domain=ev["domain"],
+            attempt=a.get("attempt", 1),
             first_run_id=a.get("first_run_id") or ev["run_id"],
-            parent=ParentInfo(**parent) if parent else None, memo=memo,
-            execution_timeout=a.get("execution_timeout_ms", 0) / 1000, run_timeout=a.get("run_timeout_ms", 0) / 1000,
-            task_timeout=a.get("task_timeout_ms", 10000) / 1000, continued_run_id=a.get("continued_execution_run_id"))
+            parent=ParentInfo(**parent) if parent else None,
+            memo=memo,
+            execution_timeout=a.get("execution_timeout_ms", 0) / 1000,
+            run_timeout=a.get("run_timeout_ms", 0) / 1000,
+            task_timeout=a.get("task_timeout_ms", 10000) / 1000,
+            continued_run_id=a.get("continued_execution_run_id"),
+        )
         self._input = a.get("input")
         self._random = random.Random(ev["run_id"])
         self._now_ms = ev["timestamp"]
@@ -424,15 +500,22 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
 
     def _apply_DecisionTaskCompleted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         if a["started_event_id"] != self._expected_started:
-            raise CacheMissError(f"DecisionTaskCompleted {ev['event_id']} completes started event "
-                                 f"{a['started_event_id']}, but the last activation was at {self._expected_started}")
+            raise CacheMissError(
+                f"DecisionTaskCompleted {ev['event_id']} completes started event "
+                f"{a['started_event_id']}, but the last activation was at {self._expected_started}"
+            )
         self._completed_id = ev["event_id"]
 
     def _apply_DecisionTaskFailed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
-        if a["started_event_id"] == self._expected_started and self._completed_id is None and self._expected_started:
+        if (
+            a["started_event_id"] == self._expected_started
+            and self._completed_id is None
+            and self._expected_started
+        ):
             # our live activation was refused: our state ran ahead of history
-            raise CacheMissError(f"decision task started at {a['started_event_id']} was not accepted "
-                                 f"(event {ev['event_id']})")
+            raise CacheMissError(
+                f"decision task started at {a['started_event_id']} was not accepted (event {ev['event_id']})"
+            )
 
     _apply_DecisionTaskTimedOut = _apply_DecisionTaskFailed
 
@@ -454,8 +537,11 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     def _apply_ActivityTaskTimedOut(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._activity(a)
         if op is not None:
-            cause = TimeoutError(f"activity timed out ({a['timeout_type']})", a["timeout_type"],
-                                 from_failure(a.get("last_failure")))
+            cause = TimeoutError(
+                f"activity timed out ({a['timeout_type']})",
+                a["timeout_type"],
+                from_failure(a.get("last_failure")),
+            )
             op.fut.set_exception(self._activity_error(op, "timed out", cause))
 
     def _apply_ActivityTaskCanceled(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
@@ -487,8 +573,12 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     def _deliver_signal(self, name: str, payload: Any) -> None:
         handler = self.definition.signals.get(name)
         if handler is None:
-            log.warning("workflow %s (%s) has no signal handler %r; signal dropped", self.info.workflow_id,
-                        self.definition.name, name)
+            log.warning(
+                "workflow %s (%s) has no signal handler %r; signal dropped",
+                self.info.workflow_id,
+                self.definition.name,
+                name,
+            )
             self._unhandled_signals.append((name, payload))
             return
         try:
@@ -526,7 +616,9 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         if op is not None:
             op.on_started(a.get("run_id", ""))
 
-    def _child_error(self, op: ChildOp, a: dict[str, Any], what: str, cause: BaseException | None) -> ChildWorkflowError:
+    def _child_error(
+        self, op: ChildOp, a: dict[str, Any], what: str, cause: BaseException | None
+    ) -> ChildWorkflowError:
         err = ChildWorkflowError(f"child workflow {op.workflow_type} (id {op.workflow_id}) {what}", cause)
         err.workflow_id, err.run_id = op.workflow_id, a.get("run_id", "")  # type: ignore[attr-defined]
         return err
@@ -551,7 +643,9 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     def _apply_ChildWorkflowExecutionCanceled(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._child(a)
         if op is not None:
-            op.on_closed(error=self._child_error(op, a, "was canceled", CanceledError("child workflow canceled")))
+            op.on_closed(
+                error=self._child_error(op, a, "was canceled", CanceledError("child workflow canceled"))
+            )
 
     def _apply_ChildWorkflowExecutionTerminated(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._child(a)
@@ -572,17 +666,25 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     def _external_failed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._external(a)
         if op is not None:
-            op.fut.set_exception(ApplicationError(
-                f"{op.what} to workflow {op.workflow_id!r} failed: {a['cause']}", type=f"{op.what}Failed",
-                non_retryable=True))
+            op.fut.set_exception(
+                ApplicationError(
+                    f"{op.what} to workflow {op.workflow_id!r} failed: {a['cause']}",
+                    type=f"{op.what}Failed",
+                    non_retryable=True,
+                )
+            )
 
     _apply_ExternalWorkflowExecutionSignaled = _external_ok
     _apply_ExternalWorkflowExecutionCancelRequested = _external_ok
     _apply_SignalExternalWorkflowExecutionFailed = _external_failed
     _apply_RequestCancelExternalWorkflowExecutionFailed = _external_failed
 
-    # -- services for the authoring API (called from workflow code, during an activation) ---------
-    def _emit(self, dtype: str, attrs: dict[str, Any], op: Op | None = None) -> None:
+    # -- WorkflowRuntime: services for workflow code and its operations (during an activation) ----
+    @property
+    def in_activation(self) -> bool:
+        return self._in_activation
+
+    def emit(self, dtype: str, attrs: dict[str, Any], op: Op | None = None) -> None:
         if not self._in_activation:
             raise RuntimeError("workflow operations can only be started from workflow code")
         if self._close is not None:
@@ -594,7 +696,7 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         return self._seq[kind]
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self._now_ms / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self._now_ms / 1000, tz=UTC)
 
     def random(self) -> random.Random:
         if self._random is None:
@@ -604,49 +706,85 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     def uuid4(self) -> uuid.UUID:
         return uuid.UUID(int=self.random().getrandbits(128), version=4)
 
-    def _schedule_activity(self, attrs: dict[str, Any], result_hint: Any) -> ActivityOp:
+    def schedule_activity(self, attrs: dict[str, Any], result_hint: Any) -> ActivityOp:
         if not attrs["activity_id"]:
             attrs["activity_id"] = default_activity_id(self._next_seq("activity"))
         op = ActivityOp(self, attrs["activity_id"], attrs["activity_type"], result_hint)
-        self._emit("ScheduleActivityTaskDecision", attrs, op)
+        self.emit("ScheduleActivityTaskDecision", attrs, op)
         op.register_in_scope()
         return op
 
-    def _start_timer(self, delay_ms: int, on_cancel: Callable[[], None] | None = None) -> TimerOp:
+    def start_timer(self, delay_ms: int, on_cancel: Callable[[], None] | None = None) -> TimerOp:
         timer_id = make_timer_id(self._next_seq("timer"))
         op = TimerOp(self, timer_id, on_cancel)
         self._timers[timer_id] = op
-        self._emit("StartTimerDecision", {"timer_id": timer_id, "start_to_fire_timeout_ms": max(1, delay_ms)}, op)
+        self.emit(
+            "StartTimerDecision", {"timer_id": timer_id, "start_to_fire_timeout_ms": max(1, delay_ms)}, op
+        )
         op.register_in_scope()
         return op
 
-    def _start_child(self, attrs: dict[str, Any], cancellation_type: ChildWorkflowCancellationType,
-                     result_hint: Any) -> ChildOp:
+    def start_child(
+        self, attrs: dict[str, Any], cancellation_type: ChildWorkflowCancellationType, result_hint: Any
+    ) -> ChildOp:
         n = self._next_seq("child")
         if not attrs["workflow_id"]:
             attrs["workflow_id"] = default_child_workflow_id(self.info.workflow_id, n, self.info.run_id)
-        op = ChildOp(self, attrs["domain"] or self.info.domain, attrs["workflow_id"], attrs["workflow_type"],
-                     cancellation_type, result_hint)
-        self._emit("StartChildWorkflowExecutionDecision", attrs, op)
+        op = ChildOp(
+            self,
+            attrs["domain"] or self.info.domain,
+            attrs["workflow_id"],
+            attrs["workflow_type"],
+            cancellation_type,
+            result_hint,
+        )
+        self.emit("StartChildWorkflowExecutionDecision", attrs, op)
         op.register_in_scope()
         return op
 
-    def _signal_external(self, domain: str, workflow_id: str, run_id: str, signal_name: str, args: tuple[Any, ...],
-                         child_only: bool) -> ExternalOp:
+    def signal_external(
+        self,
+        domain: str,
+        workflow_id: str,
+        run_id: str,
+        signal_name: str,
+        args: tuple[Any, ...],
+        child_only: bool,
+    ) -> ExternalOp:
         op = ExternalOp(self, "SignalExternalWorkflowExecution", workflow_id)
-        self._emit("SignalExternalWorkflowExecutionDecision", {
-            "domain": domain, "workflow_id": workflow_id, "run_id": run_id, "signal_name": signal_name,
-            "input": self.converter.args_to_payload(args), "child_workflow_only": child_only, "control": ""}, op)
+        self.emit(
+            "SignalExternalWorkflowExecutionDecision",
+            {
+                "domain": domain,
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "signal_name": signal_name,
+                "input": self.converter.args_to_payload(args),
+                "child_workflow_only": child_only,
+                "control": "",
+            },
+            op,
+        )
         return op
 
-    def _request_cancel_external(self, domain: str, workflow_id: str, run_id: str, child_only: bool) -> ExternalOp:
+    def request_cancel_external(
+        self, domain: str, workflow_id: str, run_id: str, child_only: bool
+    ) -> ExternalOp:
         op = ExternalOp(self, "RequestCancelExternalWorkflowExecution", workflow_id)
-        self._emit("RequestCancelExternalWorkflowExecutionDecision", {
-            "domain": domain, "workflow_id": workflow_id, "run_id": run_id, "child_workflow_only": child_only,
-            "control": ""}, op)
+        self.emit(
+            "RequestCancelExternalWorkflowExecutionDecision",
+            {
+                "domain": domain,
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "child_workflow_only": child_only,
+                "control": "",
+            },
+            op,
+        )
         return op
 
-    def _wait_condition_future(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:
+    def wait_condition_future(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = self.create_future()
         self._conditions.append(_Condition(fn, fut))
         return fut
@@ -656,15 +794,25 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         return self._cancel_requested
 
     # -- asyncio.AbstractEventLoop ----------------------------------------------------------------
-    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
-        handle = asyncio.Handle(callback, args, self, context=context)
+    def call_soon(
+        self,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        handle = _Handle(callback, args, self, context=context)
         self._ready.append(handle)
         return handle
 
     call_soon_threadsafe = call_soon
 
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,
-                   context: Any = None) -> asyncio.TimerHandle:
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
         """A durable timer (StartTimer decision). `delay <= 0` runs the callback at once instead."""
         handle = _DurableTimerHandle(self.time() + max(delay, 0), callback, args, self, context)
         if delay <= 0:
@@ -672,19 +820,27 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
             return handle
 
         def on_cancel() -> None:
-            handle._cancelled = True
+            handle.mark_cancelled()
             # asyncio.sleep / wait_for wait on a future passed to the callback: cancel it too, so a
             # CancellationScope makes their await raise CancelledError.
             for arg in args:
                 if isinstance(arg, asyncio.Future) and not arg.done():
                     arg.cancel()
 
-        op = self._start_timer(int(round(delay * 1000)), on_cancel)
+        op = self.start_timer(int(round(delay * 1000)), on_cancel)
         handle.op = op
-        op.fut.add_done_callback(lambda f: None if f.cancelled() or handle._cancelled else self._ready.append(handle))
+        op.fut.add_done_callback(
+            lambda f: None if f.cancelled() or handle.cancelled() else self._ready.append(handle)
+        )
         return handle
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.TimerHandle:
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
         return self.call_later(when - self.time(), callback, *args, context=context)
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
@@ -732,28 +888,55 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         pass
 
-    for _name in ("run_in_executor", "set_default_executor", "getaddrinfo", "getnameinfo", "create_connection",
-                  "create_server", "create_unix_connection", "create_unix_server", "create_datagram_endpoint",
-                  "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell", "add_reader",
-                  "remove_reader", "add_writer", "remove_writer", "sock_recv", "sock_recv_into", "sock_sendall",
-                  "sock_connect", "sock_accept", "sock_sendfile", "sendfile", "start_tls", "add_signal_handler",
-                  "remove_signal_handler", "run_forever", "run_until_complete", "stop"):
-        locals()[_name] = _not_in_workflow(_name)
-    del _name
+    # Not provided: `asyncio.AbstractEventLoop`'s own (NotImplementedError), named so that type
+    # checkers see every method defined.
+    set_debug = asyncio.AbstractEventLoop.set_debug
+    set_exception_handler = asyncio.AbstractEventLoop.set_exception_handler
+    get_task_factory = asyncio.AbstractEventLoop.get_task_factory
+    set_task_factory = asyncio.AbstractEventLoop.set_task_factory
+    sock_recvfrom = asyncio.AbstractEventLoop.sock_recvfrom
+    sock_recvfrom_into = asyncio.AbstractEventLoop.sock_recvfrom_into
+    sock_sendto = asyncio.AbstractEventLoop.sock_sendto
+
+    # Refused in workflow code (listed one by one so that type checkers see them defined).
+    run_in_executor = _not_in_workflow("run_in_executor")
+    set_default_executor = _not_in_workflow("set_default_executor")
+    getaddrinfo = _not_in_workflow("getaddrinfo")
+    getnameinfo = _not_in_workflow("getnameinfo")
+    create_connection = _not_in_workflow("create_connection")
+    create_server = _not_in_workflow("create_server")
+    create_unix_connection = _not_in_workflow("create_unix_connection")
+    create_unix_server = _not_in_workflow("create_unix_server")
+    create_datagram_endpoint = _not_in_workflow("create_datagram_endpoint")
+    connect_read_pipe = _not_in_workflow("connect_read_pipe")
+    connect_write_pipe = _not_in_workflow("connect_write_pipe")
+    subprocess_exec = _not_in_workflow("subprocess_exec")
+    subprocess_shell = _not_in_workflow("subprocess_shell")
+    add_reader = _not_in_workflow("add_reader")
+    remove_reader = _not_in_workflow("remove_reader")
+    add_writer = _not_in_workflow("add_writer")
+    remove_writer = _not_in_workflow("remove_writer")
+    sock_recv = _not_in_workflow("sock_recv")
+    sock_recv_into = _not_in_workflow("sock_recv_into")
+    sock_sendall = _not_in_workflow("sock_sendall")
+    sock_connect = _not_in_workflow("sock_connect")
+    sock_accept = _not_in_workflow("sock_accept")
+    sock_sendfile = _not_in_workflow("sock_sendfile")
+    sendfile = _not_in_workflow("sendfile")
+    start_tls = _not_in_workflow("start_tls")
+    add_signal_handler = _not_in_workflow("add_signal_handler")
+    remove_signal_handler = _not_in_workflow("remove_signal_handler")
+    run_forever = _not_in_workflow("run_forever")
+    run_until_complete = _not_in_workflow("run_until_complete")
+    stop = _not_in_workflow("stop")
 
 
-def current() -> WorkflowInstance:
-    """The instance whose workflow code is running now; raises outside workflow code."""
-    loop = asyncio.events._get_running_loop()
-    if not isinstance(loop, WorkflowInstance):
-        raise RuntimeError("not in workflow code: this function only works inside a @workflow.defn class "
-                           "running on a Kadence worker")
-    return loop
-
-
-def in_workflow() -> bool:
-    return isinstance(asyncio.events._get_running_loop(), WorkflowInstance)
-
-
-__all__ = ["WorkflowInstance", "CacheMissError", "ContinueAsNewError", "current", "in_workflow",
-           "DECISION_EVENTS", "ChildWorkflowCancellationType"]
+__all__ = [
+    "WorkflowInstance",
+    "CacheMissError",
+    "ContinueAsNewError",
+    "DECISION_EVENTS",
+    "ChildWorkflowCancellationType",
+    "SUGGEST_CONTINUE_AS_NEW_EVENTS",
+    "SUGGEST_CONTINUE_AS_NEW_BYTES",
+]

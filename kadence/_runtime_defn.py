@@ -94,8 +94,12 @@ class RetryPolicy:
 #: The RetryPolicy record's fields and their defaults (schemas/common.avsc); a `RetryPolicy`'s
 #: `to_record()` gives them all.
 RETRY_POLICY_DEFAULTS: dict[str, Any] = {
-    "initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 0,
-    "maximum_attempts": 0, "non_retryable_error_types": [], "expiration_ms": 0,
+    "initial_interval_ms": 1000,
+    "backoff_coefficient": 2.0,
+    "maximum_interval_ms": 0,
+    "maximum_attempts": 0,
+    "non_retryable_error_types": [],
+    "expiration_ms": 0,
 }
 
 
@@ -107,8 +111,9 @@ def retry_record(policy: RetryPolicy | Mapping[str, Any] | None) -> dict[str, An
     record = policy.to_record() if hasattr(policy, "to_record") else dict(policy)
     unknown = set(record) - set(RETRY_POLICY_DEFAULTS)
     if unknown:
-        raise ValueError(f"retry_policy has unknown fields {sorted(unknown)}; "
-                         f"known: {sorted(RETRY_POLICY_DEFAULTS)}")
+        raise ValueError(
+            f"retry_policy has unknown fields {sorted(unknown)}; known: {sorted(RETRY_POLICY_DEFAULTS)}"
+        )
     merged = {**RETRY_POLICY_DEFAULTS, **record}
     # a list of its own, never the shared default's
     merged["non_retryable_error_types"] = list(merged["non_retryable_error_types"])
@@ -201,16 +206,27 @@ class WorkflowDefinition:
                     run_fn = attr
                 sig = getattr(attr, SIGNAL_ATTR, None)
                 if sig is not None:
-                    signals[sig] = HandlerDefn(sig, attr, inspect.iscoroutinefunction(attr), param_hints(attr, True))
+                    signals[sig] = HandlerDefn(
+                        sig, attr, inspect.iscoroutinefunction(attr), param_hints(attr, True)
+                    )
                 q = getattr(attr, QUERY_ATTR, None)
                 if q is not None:
                     if inspect.iscoroutinefunction(attr):
-                        raise TypeError(f"query handler {attr.__qualname__} must be a plain (non-async) method")
+                        raise TypeError(
+                            f"query handler {attr.__qualname__} must be a plain (non-async) method"
+                        )
                     queries[q] = HandlerDefn(q, attr, False, param_hints(attr, True))
         if run_fn is None:
             raise TypeError(f"@workflow.defn class {workflow_cls.__qualname__} has no @workflow.run method")
-        return cls(name=name, cls=workflow_cls, run_fn=run_fn, run_arg_hints=param_hints(run_fn, True),
-                   return_hint=type_hints(run_fn).get("return"), signals=signals, queries=queries)
+        return cls(
+            name=name,
+            cls=workflow_cls,
+            run_fn=run_fn,
+            run_arg_hints=param_hints(run_fn, True),
+            return_hint=type_hints(run_fn).get("return"),
+            signals=signals,
+            queries=queries,
+        )
 
 
 def definitions(workflows: Sequence[type]) -> dict[str, WorkflowDefinition]:

@@ -1,24 +1,182 @@
-"""The durable operations of workflow code (activity, timer, child, external signal/cancel).
+"""The runtime interface of workflow code, and the durable operations it starts.
 
-Each operation is a small state machine owned by one `WorkflowInstance`: it emits its decision
-when started, is linked to its recorded event id when replay matches that decision, and is
-resolved by the instance's `_apply_<Event>` methods. Cancellation is per operation (`Op.cancel`):
-cancelling the asyncio task that awaits it, or the `CancellationScope` it was started in, both
-end up there. Futures live on the instance's loop, so resolving one only *schedules* callbacks;
-workflow code runs again at the next activation.
+`WorkflowRuntime` is everything workflow code (`kadence.workflow`) and its operations may ask of
+the run they belong to: the run *is* the running event loop (`current()` finds it), and it
+offers the deterministic context (info, time, random) and the services that emit decisions. The
+replay engine (`kadence._runtime.WorkflowInstance`) implements it; nothing here knows that class.
+Imports go one way: `_runtime` and `workflow` import this module, it imports neither.
+
+Each operation (activity, timer, child, external signal/cancel) is a small state machine owned
+by one runtime: it emits its decision when started, is linked to its recorded event id when
+replay matches that decision, and is resolved by the runtime's appliers. Cancellation is per
+operation (`Op.cancel`): cancelling the asyncio task that awaits it, or the `CancellationScope`
+it was started in, both end up there. Futures live on the runtime's loop, so resolving one only
+*schedules* callbacks; workflow code runs again at the next activation.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextvars
-from typing import TYPE_CHECKING, Any, Callable
+import random
+import uuid
+from asyncio.events import _get_running_loop
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
-from ._runtime_defn import ChildWorkflowCancellationType
+from ._runtime_defn import ChildWorkflowCancellationType, WorkflowInfo
+from .converter import JSONConverter
 from .failures import WorkflowAlreadyStartedError
 
-if TYPE_CHECKING:
-    from ._runtime import WorkflowInstance
+__all__ = [
+    "WorkflowRuntime",
+    "current",
+    "in_workflow",
+    "ContinueAsNewError",
+    "CancellationScope",
+    "Op",
+    "ActivityOp",
+    "TimerOp",
+    "ChildOp",
+    "ExternalOp",
+    "await_op",
+]
+
+
+class WorkflowRuntime(asyncio.AbstractEventLoop, metaclass=abc.ABCMeta):
+    """One workflow run as its code sees it: the event loop it runs on, plus these services.
+
+    The services are called from workflow code during an activation (the ones that emit decisions
+    raise `RuntimeError` outside one, or once the run has decided to close).
+    """
+
+    #: Converts the values of activities, children, signals and memo to payloads and back.
+    converter: JSONConverter
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> WorkflowInfo:
+        """`workflow.info()`: ids, type, task list, memo and the current activation's history figures."""
+
+    @property
+    @abc.abstractmethod
+    def in_activation(self) -> bool:
+        """True while workflow code runs (operations only emit decisions then)."""
+
+    @property
+    @abc.abstractmethod
+    def cancel_requested(self) -> bool:
+        """True once a cancel request for the run has been applied."""
+
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """Workflow time: the current activation's DecisionTaskStarted timestamp (UTC)."""
+
+    @abc.abstractmethod
+    def random(self) -> random.Random:
+        """The run's deterministic `random.Random` (seeded from the run id)."""
+
+    @abc.abstractmethod
+    def uuid4(self) -> uuid.UUID:
+        """A deterministic UUID4 drawn from `random()`."""
+
+    @abc.abstractmethod
+    def emit(self, dtype: str, attrs: dict[str, Any], op: Op | None = None) -> None:
+        """Add a decision of type `dtype` to the activation's; `op` is linked to its recorded event."""
+
+    @abc.abstractmethod
+    def schedule_activity(self, attrs: dict[str, Any], result_hint: Any) -> ActivityOp:
+        """ScheduleActivityTask with the decision `attrs` (an empty activity id gets the default)."""
+
+    @abc.abstractmethod
+    def start_timer(self, delay_ms: int, on_cancel: Callable[[], None] | None = None) -> TimerOp:
+        """StartTimer firing after `delay_ms` of workflow time; `on_cancel` runs when it is cancelled."""
+
+    @abc.abstractmethod
+    def start_child(
+        self, attrs: dict[str, Any], cancellation_type: ChildWorkflowCancellationType, result_hint: Any
+    ) -> ChildOp:
+        """StartChildWorkflowExecution with the decision `attrs` (an empty workflow id gets the default)."""
+
+    @abc.abstractmethod
+    def signal_external(
+        self,
+        domain: str,
+        workflow_id: str,
+        run_id: str,
+        signal_name: str,
+        args: tuple[Any, ...],
+        child_only: bool,
+    ) -> ExternalOp:
+        """SignalExternalWorkflowExecution of another workflow (a child when `child_only`)."""
+
+    @abc.abstractmethod
+    def request_cancel_external(
+        self, domain: str, workflow_id: str, run_id: str, child_only: bool
+    ) -> ExternalOp:
+        """RequestCancelExternalWorkflowExecution of another workflow (a child when `child_only`)."""
+
+    @abc.abstractmethod
+    def wait_condition_future(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:
+        """A future resolved once `fn()` is true (checked whenever workflow code is idle)."""
+
+
+def current() -> WorkflowRuntime:
+    """The run whose workflow code is running now; raises outside workflow code."""
+    loop = _get_running_loop()
+    if not isinstance(loop, WorkflowRuntime):
+        raise RuntimeError(
+            "not in workflow code: this function only works inside a @workflow.defn class "
+            "running on a Kadence worker"
+        )
+    return loop
+
+
+def in_workflow() -> bool:
+    return isinstance(_get_running_loop(), WorkflowRuntime)
+
+
+class ContinueAsNewError(BaseException):
+    """Raised by `workflow.continue_as_new`; a BaseException so `except Exception` cannot eat it."""
+
+    def __init__(self, decision: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.decision = decision
+
+
+class _ScopeState:
+    """What a `CancellationScope` tracks: its operations and nested scopes (the context variable
+    holds this, so operations register without reaching into the user-facing scope object)."""
+
+    __slots__ = ("ops", "children", "cancelled")
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.children: list[_ScopeState] = []
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        ops, self.ops = self.ops, []
+        for op in ops:
+            op.cancel()
+        for child in self.children:
+            child.cancel()
+
+    def register(self, op: Op) -> None:
+        if self.cancelled:
+            op.cancel()
+            return
+        if len(self.ops) > 64:
+            self.ops = [o for o in self.ops if not o.done()]
+        self.ops.append(op)
+
+
+_current_scope: contextvars.ContextVar[_ScopeState | None] = contextvars.ContextVar(
+    "kadence_cancellation_scope", default=None
+)
 
 
 class CancellationScope:
@@ -34,17 +192,15 @@ class CancellationScope:
     """
 
     def __init__(self) -> None:
-        self._ops: list[Op] = []
-        self._children: list[CancellationScope] = []
-        self._cancelled = False
-        self._token: contextvars.Token[CancellationScope | None] | None = None
+        self._state = _ScopeState()
+        self._token: contextvars.Token[_ScopeState | None] | None = None
 
     def __enter__(self) -> CancellationScope:
         parent = _current_scope.get()
         if parent is not None:
-            parent._children.append(self)
-            self._cancelled = self._cancelled or parent._cancelled
-        self._token = _current_scope.set(self)
+            parent.children.append(self._state)
+            self._state.cancelled = self._state.cancelled or parent.cancelled
+        self._token = _current_scope.set(self._state)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -54,27 +210,10 @@ class CancellationScope:
 
     @property
     def cancel_requested(self) -> bool:
-        return self._cancelled
+        return self._state.cancelled
 
     def cancel(self) -> None:
-        self._cancelled = True
-        ops, self._ops = self._ops, []
-        for op in ops:
-            op.cancel()
-        for child in self._children:
-            child.cancel()
-
-    def _register(self, op: Op) -> None:
-        if self._cancelled:
-            op.cancel()
-            return
-        if len(self._ops) > 64:
-            self._ops = [o for o in self._ops if not o.done()]
-        self._ops.append(op)
-
-
-_current_scope: contextvars.ContextVar[CancellationScope | None] = contextvars.ContextVar(
-    "kadence_cancellation_scope", default=None)
+        self._state.cancel()
 
 
 class Op:
@@ -82,7 +221,7 @@ class Op:
 
     kind = "op"
 
-    def __init__(self, inst: WorkflowInstance) -> None:
+    def __init__(self, inst: WorkflowRuntime) -> None:
         self.inst = inst
         self.fut: asyncio.Future[Any] = inst.create_future()
         self.cancel_done: asyncio.Future[None] = inst.create_future()
@@ -92,7 +231,7 @@ class Op:
     def register_in_scope(self) -> None:
         scope = _current_scope.get()
         if scope is not None:
-            scope._register(self)
+            scope.register(self)
 
     def done(self) -> bool:
         return self.fut.done()
@@ -140,33 +279,35 @@ async def await_op(fut: asyncio.Future[Any], op: Op) -> Any:
 class ActivityOp(Op):
     kind = "activity"
 
-    def __init__(self, inst: WorkflowInstance, activity_id: str, activity_type: str, result_hint: Any) -> None:
+    def __init__(self, inst: WorkflowRuntime, activity_id: str, activity_type: str, result_hint: Any) -> None:
         super().__init__(inst)
         self.activity_id = activity_id
         self.activity_type = activity_type
         self.result_hint = result_hint
 
     def cancel(self) -> None:
-        if self.fut.done() or self.cancel_requested or not self.inst._in_activation:
+        if self.fut.done() or self.cancel_requested or not self.inst.in_activation:
             return  # (not in an activation: the run is being garbage-collected)
         self.cancel_requested = True
-        self.inst._emit("RequestCancelActivityTaskDecision", {"activity_id": self.activity_id}, self)
+        self.inst.emit("RequestCancelActivityTaskDecision", {"activity_id": self.activity_id}, self)
         self._finish_cancel()
 
 
 class TimerOp(Op):
     kind = "timer"
 
-    def __init__(self, inst: WorkflowInstance, timer_id: str, on_cancel: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, inst: WorkflowRuntime, timer_id: str, on_cancel: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(inst)
         self.timer_id = timer_id
         self.on_cancel = on_cancel
 
     def cancel(self) -> None:
-        if self.fut.done() or self.cancel_requested or not self.inst._in_activation:
+        if self.fut.done() or self.cancel_requested or not self.inst.in_activation:
             return  # (not in an activation: the run is being garbage-collected)
         self.cancel_requested = True
-        self.inst._emit("CancelTimerDecision", {"timer_id": self.timer_id}, self)
+        self.inst.emit("CancelTimerDecision", {"timer_id": self.timer_id}, self)
         self._finish_cancel()
         if self.on_cancel is not None:
             self.on_cancel()
@@ -177,8 +318,15 @@ class ChildOp(Op):
 
     kind = "child"
 
-    def __init__(self, inst: WorkflowInstance, domain: str, workflow_id: str, workflow_type: str,
-                 cancellation_type: ChildWorkflowCancellationType, result_hint: Any) -> None:
+    def __init__(
+        self,
+        inst: WorkflowRuntime,
+        domain: str,
+        workflow_id: str,
+        workflow_type: str,
+        cancellation_type: ChildWorkflowCancellationType,
+        result_hint: Any,
+    ) -> None:
         super().__init__(inst)
         self.domain = domain
         self.workflow_id = workflow_id
@@ -190,7 +338,7 @@ class ChildOp(Op):
         self._cancel_sent = False
 
     def cancel(self) -> None:
-        if self.fut.done() or self.cancel_requested or not self.inst._in_activation:
+        if self.fut.done() or self.cancel_requested or not self.inst.in_activation:
             return  # (not in an activation: the run is being garbage-collected)
         self.cancel_requested = True
         kind = self.cancellation_type
@@ -204,13 +352,17 @@ class ChildOp(Op):
         if self._cancel_sent:
             return
         self._cancel_sent = True
-        ext = self.inst._request_cancel_external(self.domain, self.workflow_id, self.run_id, child_only=True)
+        ext = self.inst.request_cancel_external(self.domain, self.workflow_id, self.run_id, child_only=True)
         if self.cancellation_type is ChildWorkflowCancellationType.WAIT_CANCELLATION_REQUESTED:
-            ext.fut.add_done_callback(lambda f: (_quiet(f), self._finish_cancel(self.started)))
+            ext.fut.add_done_callback(self._cancel_requested_done)
         else:
             ext.fut.add_done_callback(_quiet)
 
-    # resolution, from the instance's appliers -------------------------------------------------
+    def _cancel_requested_done(self, fut: asyncio.Future[Any]) -> None:
+        _quiet(fut)
+        self._finish_cancel(self.started)
+
+    # resolution, from the runtime's appliers --------------------------------------------------
     def on_started(self, run_id: str) -> None:
         self.run_id = run_id
         if not self.started.done():
@@ -247,7 +399,7 @@ class ExternalOp(Op):
 
     kind = "external"
 
-    def __init__(self, inst: WorkflowInstance, what: str, workflow_id: str) -> None:
+    def __init__(self, inst: WorkflowRuntime, what: str, workflow_id: str) -> None:
         super().__init__(inst)
         self.what = what
         self.workflow_id = workflow_id

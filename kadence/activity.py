@@ -14,12 +14,12 @@ failure's type is in the retry policy's `non_retryable_error_types`.
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
+from ._activity_context import ActivityContext, Info, current_context
 from ._names import ACTIVITY_NAME_ATTR
 from ._runtime_defn import param_hints, type_hints
 
@@ -28,7 +28,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 __all__ = ["defn", "info", "heartbeat", "in_activity", "Info", "ActivityDefinition"]
 
 
-def defn(fn: F | None = None, *, name: str | None = None) -> Any:
+@overload
+def defn(fn: F, /, *, name: str | None = None) -> F: ...
+@overload
+def defn(*, name: str | None = None) -> Callable[[F], F]: ...
+def defn(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
     """Mark a function as an activity; `name` defaults to the function name (the recorded type)."""
 
     def wrap(f: F) -> F:
@@ -36,23 +40,6 @@ def defn(fn: F | None = None, *, name: str | None = None) -> Any:
         return f
 
     return wrap(fn) if fn is not None else wrap
-
-
-@dataclass(frozen=True)
-class Info:
-    task_token: str
-    domain: str
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    activity_id: str
-    activity_type: str
-    task_list: str
-    attempt: int
-    scheduled_time_ms: int
-    start_to_close_timeout: float
-    heartbeat_timeout: float
-    heartbeat_details: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,31 +56,27 @@ class ActivityDefinition:
         if not name:
             raise TypeError(f"{fn!r} is not decorated with @activity.defn")
         # (a bound method's signature already excludes self)
-        return cls(name, fn, inspect.iscoroutinefunction(fn), param_hints(fn, skip_self=False),
-                   type_hints(fn).get("return"))
+        return cls(
+            name,
+            fn,
+            inspect.iscoroutinefunction(fn),
+            param_hints(fn, skip_self=False),
+            type_hints(fn).get("return"),
+        )
 
 
-class _Context:
-    """What the worker puts in the context of a running activity."""
-
-    def __init__(self, info: Info, heartbeat: Callable[[tuple[Any, ...]], None]) -> None:
-        self.info = info
-        self.heartbeat = heartbeat
-
-
-_context: contextvars.ContextVar[_Context | None] = contextvars.ContextVar("kadence_activity", default=None)
-
-
-def _current() -> _Context:
-    ctx = _context.get()
+def _current() -> ActivityContext:
+    ctx = current_context.get()
     if ctx is None:
-        raise RuntimeError("not in an activity: activity.info()/heartbeat() work only inside an @activity.defn "
-                           "function run by a worker")
+        raise RuntimeError(
+            "not in an activity: activity.info()/heartbeat() work only inside an @activity.defn "
+            "function run by a worker"
+        )
     return ctx
 
 
 def in_activity() -> bool:
-    return _context.get() is not None
+    return current_context.get() is not None
 
 
 def info() -> Info:

@@ -6,7 +6,8 @@ flushed before the call returns). Outcomes come from `<prefix>completions` and q
 first use, assigned every partition from the beginning (the embedded broker's "latest" offset is
 unreliable) and indexed in memory. `history()` and `describe()` read the one partition of
 `<prefix>history` that owns the workflow id; `describe()` folds it with the engine's reducer.
-Ids and the Command record come from `kadence.history` (ids, commands).
+Ids and the Command record come from `kadence.history` (ids, commands). The Kafka side (producer,
+readers, indexes) is one `ClientConnection`, shared by the client and its handles.
 
 ```python
 with Client.connect("127.0.0.1:9092") as client:
@@ -17,17 +18,17 @@ with Client.connect("127.0.0.1:9092") as client:
 
 from __future__ import annotations
 
-import builtins
+import functools
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import fields as dataclass_fields
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Required, TypedDict, TypeVar, Unpack, cast, overload
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
@@ -37,6 +38,7 @@ from kadence.converter import JSONConverter, default_converter
 from kadence.failures import (
     KadenceError,
     QueryError,
+    TimeoutError,  # kadence's: a subclass of the builtin one
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
     from_failure,
@@ -48,6 +50,9 @@ from kadence.streams.clients import make_consumer, make_producer, murmur2_partit
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
 
+if TYPE_CHECKING:
+    from kadence.schemas.records import HistoryEvent
+
 log = logging.getLogger("kadence.client")
 
 #: Statuses of a closed run that end a handle's `result()` with an error.
@@ -56,6 +61,34 @@ START_REJECTED = "START_REJECTED"
 CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
 
 Seconds = float | int | timedelta
+
+#: The result of a workflow; `S` its class (self of its run method); `A1`.. its arguments.
+R = TypeVar("R")
+S = TypeVar("S")
+A1 = TypeVar("A1")
+A2 = TypeVar("A2")
+A3 = TypeVar("A3")
+
+
+class StartWorkflowOptions(TypedDict, total=False):
+    """The keyword options of `Client.start_workflow` (as type checkers see them)."""
+
+    id: Required[str]
+    task_list: Required[str]
+    execution_timeout: Seconds | None
+    run_timeout: Seconds | None
+    task_timeout: Seconds | None
+    id_reuse_policy: str
+    retry_policy: Any
+    memo: dict[str, Any] | None
+    request_id: str | None
+
+
+class ExecuteWorkflowOptions(StartWorkflowOptions, total=False):
+    """The keyword options of `Client.execute_workflow`."""
+
+    result_timeout: float | None
+    result_type: Any
 
 
 def _now_ms() -> int:
@@ -97,19 +130,23 @@ class _TopicReader:
     partition has reported end-of-partition once, as seen in fetch responses.
     """
 
-    def __init__(self, settings: Settings, topic: str, record_type: str,
-                 on_record: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, record_type: str, on_record: Callable[[dict[str, Any]], None]
+    ) -> None:
         self.topic = topic
         self._record_type = record_type
         self._on_record = on_record
         self._stop = threading.Event()
         self.caught_up = threading.Event()
-        self._consumer = make_consumer(settings, settings.group(f"client-{uuid.uuid4().hex}"),
-                                       **{"enable.partition.eof": True})
+        self._consumer = make_consumer(
+            settings, settings.group(f"client-{uuid.uuid4().hex}"), **{"enable.partition.eof": True}
+        )
         md = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
         if md is None or md.error is not None or not md.partitions:
             self._consumer.close()
-            raise KadenceError(f"topic {topic} does not exist; create the topics first (`kadence topics create`)")
+            raise KadenceError(
+                f"topic {topic} does not exist; create the topics first (`kadence topics create`)"
+            )
         self._partitions = sorted(md.partitions)
         self._at_eof: set[int] = set()
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
@@ -126,7 +163,7 @@ class _TopicReader:
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        self._at_eof.add(msg.partition())
+                        self._at_eof.add(msg.partition())  # type: ignore[arg-type]  # (set on every EOF)
                         if len(self._at_eof) == len(self._partitions):
                             self.caught_up.set()
                     else:
@@ -135,8 +172,13 @@ class _TopicReader:
                 try:
                     _, record = codec.decode(msg.value(), expected=self._record_type)
                 except SerdeError as exc:
-                    log.warning("%s[%d]@%d: skipping unreadable record: %s", msg.topic(), msg.partition(),
-                                msg.offset(), exc)
+                    log.warning(
+                        "%s[%d]@%d: skipping unreadable record: %s",
+                        msg.topic(),
+                        msg.partition(),
+                        msg.offset(),
+                        exc,
+                    )
                     continue
                 self._on_record(record)
         finally:
@@ -171,7 +213,9 @@ class _Completions:
                 # Runs continued from a start carry its request id too: the start's own run is the
                 # chain's first (run_id == first_run_id), else the earliest seen.
                 key = (domain, wid, outcome["request_id"])
-                if key not in self._by_request or (outcome["run_id"] and outcome["run_id"] == outcome["first_run_id"]):
+                if key not in self._by_request or (
+                    outcome["run_id"] and outcome["run_id"] == outcome["first_run_id"]
+                ):
                     self._by_request[key] = outcome
             self._by_workflow.setdefault((domain, wid), []).append(outcome)
             self.version += 1
@@ -226,24 +270,164 @@ class _QueryResults:
 # ---------------------------------------------------------------------------------------------
 
 
+class ClientConnection:
+    """A client's side of Kafka, shared by the client and its handles (thread-safe): the producer
+    of Commands, the readers of `completions` and `query-results` (started on first use) and
+    their indexes, and reads of a workflow's history partition."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        #: Outcomes read from `completions`, by run, start request and workflow id.
+        self.completions = _Completions()
+        #: Answers read from `query-results` to the queries being waited for.
+        self.query_results = _QueryResults()
+        self._lock = threading.Lock()
+        self._producer: Any = None
+        self._readers: dict[str, _TopicReader] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            readers, self._readers = list(self._readers.values()), {}
+            producer, self._producer = self._producer, None
+        for reader in readers:
+            reader.close()
+        if producer is not None:
+            producer.flush(10)
+
+    def send(self, domain: str, workflow_id: str, run_id: str, payload: tuple[str, dict[str, Any]]) -> str:
+        """Produce one Command keyed by the workflow id and wait for its delivery. Returns its id."""
+        command_id = new_command_id()
+        command = command_record(
+            command_id=command_id,
+            domain=domain,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            timestamp=_now_ms(),
+            payload_type=payload[0],
+            attrs=payload[1],
+        )
+        codec = serde()
+        value = codec.encode("Command", command)
+        errors: list[Any] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(err)
+
+        with self._lock:
+            if self._closed:
+                raise KadenceError("the client is closed")
+            if self._producer is None:
+                self._producer = make_producer(
+                    self.settings, **{"linger.ms": 0}
+                )  # every command is flushed alone
+            producer = self._producer
+        producer.produce(
+            self.settings.commands_topic,
+            key=workflow_id.encode(),
+            value=value,
+            headers=codec.headers("Command"),
+            on_delivery=delivered,
+        )
+        remaining = producer.flush(30)
+        if errors or remaining:
+            raise KadenceError(
+                f"{payload[0]} for workflow {workflow_id!r} was not delivered to "
+                f"{self.settings.commands_topic}: {errors[0] if errors else 'flush timed out'}"
+            )
+        return command_id
+
+    def reader(self, topic: str) -> _TopicReader:
+        """The reader of `completions` or `query-results` (started now if it is not running)."""
+        with self._lock:
+            if self._closed:
+                raise KadenceError("the client is closed")
+            reader = self._readers.get(topic)
+            if reader is None:
+                if topic == self.settings.completions_topic:
+                    reader = _TopicReader(self.settings, topic, "WorkflowOutcome", self.completions.add)
+                else:
+                    reader = _TopicReader(self.settings, topic, "QueryResult", self.query_results.add)
+                self._readers[topic] = reader
+            return reader
+
+    def history_events(self, domain: str, workflow_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Every HistoryEvent of the workflow id in `domain`, read from its history partition."""
+        topic = self.settings.history_topic
+        consumer = make_consumer(
+            self.settings,
+            self.settings.group(f"client-history-{uuid.uuid4().hex}"),
+            **{"enable.partition.eof": True},
+        )
+        try:
+            md = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if md is None or md.error is not None or not md.partitions:
+                raise KadenceError(
+                    f"topic {topic} does not exist; create the topics first (`kadence topics create`)"
+                )
+            partition = murmur2_partition(workflow_id.encode(), len(md.partitions))
+            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            events: list[dict[str, Any]] = []
+            seen: set[tuple[str, int]] = set()
+            codec = serde()
+            deadline = time.monotonic() + timeout
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic}[{partition}] took longer than {timeout}s", "")
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        return events
+                    raise KadenceError(f"reading {topic}[{partition}]: {err}")
+                if msg.key() != workflow_id.encode():
+                    continue
+                try:
+                    _, transition = codec.decode(msg.value(), expected="HistoryTransition")
+                except SerdeError as exc:
+                    log.warning(
+                        "%s[%d]@%d: skipping unreadable record: %s", topic, partition, msg.offset(), exc
+                    )
+                    continue
+                if transition["domain"] != domain or transition["workflow_id"] != workflow_id:
+                    continue
+                for event in transition["events"]:
+                    ident = (event["run_id"], event["event_id"])
+                    if ident not in seen:  # idempotent: a duplicated transition adds nothing
+                        seen.add(ident)
+                        events.append(event)
+        finally:
+            consumer.close()
+
+
 class Client:
     """Connection to a Kadence deployment (a Kafka cluster and a topic prefix) for one domain.
 
     Thread-safe. Close it (or use it as a context manager) to stop its reader threads.
     """
 
-    def __init__(self, settings: Settings | None = None, *, domain: str = "default", identity: str | None = None,
-                 data_converter: JSONConverter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        domain: str = "default",
+        identity: str | None = None,
+        data_converter: JSONConverter | None = None,
+    ) -> None:
         self.settings: Settings = settings if settings is not None else Settings.from_env()
         self.domain: str = domain
         self.identity: str = identity or f"{os.getpid()}@{socket.gethostname()}"
         self.data_converter: JSONConverter = data_converter or default_converter
-        self._lock = threading.Lock()
-        self._producer: Any = None
-        self._completions = _Completions()
-        self._query_results = _QueryResults()
-        self._readers: dict[str, _TopicReader] = {}
-        self._closed = False
+        self._conn = ClientConnection(self.settings)
+
+    @property
+    def connection(self) -> ClientConnection:
+        """The client's Kafka side (producer, readers and their indexes), shared with its handles."""
+        return self._conn
 
     @classmethod
     def connect(cls, bootstrap: str, prefix: str = "kadence.", **kw: Any) -> Client:
@@ -255,14 +439,7 @@ class Client:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            readers, self._readers = list(self._readers.values()), {}
-            producer, self._producer = self._producer, None
-        for reader in readers:
-            reader.close()
-        if producer is not None:
-            producer.flush(10)
+        self._conn.close()
 
     def __enter__(self) -> Client:
         return self
@@ -271,15 +448,67 @@ class Client:
         self.close()
 
     # -- starting --------------------------------------------------------------------------------
-    def start_workflow(self, workflow: Any, *args: Any, id: str, task_list: str,  # noqa: A002 - Temporal's name
-                       execution_timeout: Seconds | None = None, run_timeout: Seconds | None = None,
-                       task_timeout: Seconds | None = None,
-                       id_reuse_policy: str = "ALLOW_DUPLICATE_FAILED_ONLY",
-                       retry_policy: Any = None,
-                       memo: dict[str, Any] | None = None, request_id: str | None = None) -> WorkflowHandle:
+    @overload
+    def start_workflow(
+        self, workflow: Callable[[S], Awaitable[R]], **options: Unpack[StartWorkflowOptions]
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def start_workflow(
+        self, workflow: Callable[[S, A1], Awaitable[R]], a1: A1, /, **options: Unpack[StartWorkflowOptions]
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def start_workflow(
+        self,
+        workflow: Callable[[S, A1, A2], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        /,
+        **options: Unpack[StartWorkflowOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def start_workflow(
+        self,
+        workflow: Callable[[S, A1, A2, A3], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        /,
+        **options: Unpack[StartWorkflowOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def start_workflow(
+        self,
+        workflow: Callable[..., Awaitable[R]],
+        a1: Any,
+        a2: Any,
+        a3: Any,
+        a4: Any,
+        /,
+        *args: Any,
+        **options: Unpack[StartWorkflowOptions],
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def start_workflow(
+        self, workflow: str | type[Any], /, *args: Any, **options: Unpack[StartWorkflowOptions]
+    ) -> WorkflowHandle[Any]: ...
+    def start_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        task_list: str,  # noqa: A002 - Temporal's name
+        execution_timeout: Seconds | None = None,
+        run_timeout: Seconds | None = None,
+        task_timeout: Seconds | None = None,
+        id_reuse_policy: str = "ALLOW_DUPLICATE_FAILED_ONLY",
+        retry_policy: Any = None,
+        memo: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> WorkflowHandle[Any]:
         """Produce a StartWorkflowExecution command; return a handle (its run id is learned later).
 
-        `workflow` is a @workflow.defn class, its @workflow.run method or a type name. Timeouts are
+        `workflow` is a @workflow.defn class, its @workflow.run method or a type name (type checkers
+        see the arguments of a run method, up to three, and its result type). Timeouts are
         seconds or timedeltas (None = none; task timeout 10 s). `id_reuse_policy` is a name or a
         `workflow.IdReusePolicy`; `retry_policy` a `workflow.RetryPolicy` (anything with
         `to_record()`) or a dict of RetryPolicy record fields. A repeated `request_id` is a no-op
@@ -303,110 +532,87 @@ class Client:
             "parent": None,
             "cron_schedule": "",
         }
-        self._send(id, "", ("StartWorkflowExecution", start))
+        self._conn.send(self.domain, id, "", ("StartWorkflowExecution", start))
         return WorkflowHandle(self, id, start_request_id=request_id, result_type=return_hint_of(workflow))
 
-    def execute_workflow(self, workflow: Any, *args: Any, id: str, task_list: str,  # noqa: A002
-                         result_timeout: float | None = None, result_type: Any = None, **options: Any) -> Any:
+    @overload
+    def execute_workflow(
+        self, workflow: Callable[[S], Awaitable[R]], **options: Unpack[ExecuteWorkflowOptions]
+    ) -> R: ...
+    @overload
+    def execute_workflow(
+        self, workflow: Callable[[S, A1], Awaitable[R]], a1: A1, /, **options: Unpack[ExecuteWorkflowOptions]
+    ) -> R: ...
+    @overload
+    def execute_workflow(
+        self,
+        workflow: Callable[[S, A1, A2], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        /,
+        **options: Unpack[ExecuteWorkflowOptions],
+    ) -> R: ...
+    @overload
+    def execute_workflow(
+        self,
+        workflow: Callable[[S, A1, A2, A3], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        /,
+        **options: Unpack[ExecuteWorkflowOptions],
+    ) -> R: ...
+    @overload
+    def execute_workflow(
+        self,
+        workflow: Callable[..., Awaitable[R]],
+        a1: Any,
+        a2: Any,
+        a3: Any,
+        a4: Any,
+        /,
+        *args: Any,
+        **options: Unpack[ExecuteWorkflowOptions],
+    ) -> R: ...
+    @overload
+    def execute_workflow(
+        self, workflow: str | type[Any], /, *args: Any, **options: Unpack[ExecuteWorkflowOptions]
+    ) -> Any: ...
+    def execute_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        task_list: str,  # noqa: A002
+        result_timeout: float | None = None,
+        result_type: Any = None,
+        **options: Any,
+    ) -> Any:
         """Start a workflow and wait for its result (following continue-as-new)."""
         handle = self.start_workflow(workflow, *args, id=id, task_list=task_list, **options)
         return handle.result(timeout=result_timeout, result_type=result_type)
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to a workflow id (its latest run) or to one run of it."""
         return WorkflowHandle(self, workflow_id, run_id=run_id or None)
 
-    # -- plumbing used by handles ----------------------------------------------------------------
-    def _send(self, workflow_id: str, run_id: str, payload: tuple[str, dict[str, Any]]) -> str:
-        """Produce one Command keyed by the workflow id and wait for its delivery. Returns its id."""
-        command_id = new_command_id()
-        command = command_record(command_id=command_id, domain=self.domain, workflow_id=workflow_id, run_id=run_id,
-                                 timestamp=_now_ms(), payload_type=payload[0], attrs=payload[1])
-        codec = serde()
-        value = codec.encode("Command", command)
-        errors: list[Any] = []
 
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(err)
+class WorkflowHandle(Generic[R]):
+    """A workflow id (and maybe one run of it) to wait on, signal, query, cancel or terminate.
 
-        with self._lock:
-            if self._closed:
-                raise KadenceError("the client is closed")
-            if self._producer is None:
-                self._producer = make_producer(self.settings, **{"linger.ms": 0})  # every command is flushed alone
-            producer = self._producer
-        producer.produce(self.settings.commands_topic, key=workflow_id.encode(), value=value,
-                         headers=codec.headers("Command"), on_delivery=delivered)
-        remaining = producer.flush(30)
-        if errors or remaining:
-            raise KadenceError(f"{payload[0]} for workflow {workflow_id!r} was not delivered to "
-                               f"{self.settings.commands_topic}: {errors[0] if errors else 'flush timed out'}")
-        return command_id
+    `R`: the workflow's result type (`result()`), as type checkers see it."""
 
-    def _reader(self, topic: str) -> _TopicReader:
-        with self._lock:
-            if self._closed:
-                raise KadenceError("the client is closed")
-            reader = self._readers.get(topic)
-            if reader is None:
-                if topic == self.settings.completions_topic:
-                    reader = _TopicReader(self.settings, topic, "WorkflowOutcome", self._completions.add)
-                else:
-                    reader = _TopicReader(self.settings, topic, "QueryResult", self._query_results.add)
-                self._readers[topic] = reader
-            return reader
-
-    def _history_events(self, workflow_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Every HistoryEvent of the workflow id in this domain, read from its history partition."""
-        topic = self.settings.history_topic
-        consumer = make_consumer(self.settings, self.settings.group(f"client-history-{uuid.uuid4().hex}"),
-                                 **{"enable.partition.eof": True})
-        try:
-            md = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if md is None or md.error is not None or not md.partitions:
-                raise KadenceError(f"topic {topic} does not exist; create the topics first (`kadence topics create`)")
-            partition = murmur2_partition(workflow_id.encode(), len(md.partitions))
-            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-            events: list[dict[str, Any]] = []
-            seen: set[tuple[str, int]] = set()
-            codec = serde()
-            deadline = time.monotonic() + timeout
-            while True:
-                if time.monotonic() > deadline:
-                    raise builtins.TimeoutError(f"reading {topic}[{partition}] took longer than {timeout}s")
-                msg = consumer.poll(0.2)
-                if msg is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        return events
-                    raise KadenceError(f"reading {topic}[{partition}]: {err}")
-                if msg.key() != workflow_id.encode():
-                    continue
-                try:
-                    _, transition = codec.decode(msg.value(), expected="HistoryTransition")
-                except SerdeError as exc:
-                    log.warning("%s[%d]@%d: skipping unreadable record: %s", topic, partition, msg.offset(), exc)
-                    continue
-                if transition["domain"] != self.domain or transition["workflow_id"] != workflow_id:
-                    continue
-                for event in transition["events"]:
-                    ident = (event["run_id"], event["event_id"])
-                    if ident not in seen:  # idempotent: a duplicated transition adds nothing
-                        seen.add(ident)
-                        events.append(event)
-        finally:
-            consumer.close()
-
-
-class WorkflowHandle:
-    """A workflow id (and maybe one run of it) to wait on, signal, query, cancel or terminate."""
-
-    def __init__(self, client: Client, workflow_id: str, *, run_id: str | None = None,
-                 start_request_id: str | None = None, result_type: Any = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        workflow_id: str,
+        *,
+        run_id: str | None = None,
+        start_request_id: str | None = None,
+        result_type: Any = None,
+    ) -> None:
         self.client = client
+        self._conn = client.connection
         self.id = workflow_id
         #: The run this handle follows: given, or learned when the run is seen (None until then).
         self.run_id: str | None = run_id
@@ -420,23 +626,26 @@ class WorkflowHandle:
         return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
 
     # -- result ----------------------------------------------------------------------------------
-    def result(self, timeout: float | None = None, *, follow_runs: bool = True, result_type: Any = None) -> Any:
+    def result(self, timeout: float | None = None, *, follow_runs: bool = True, result_type: Any = None) -> R:
         """Wait for the run's outcome, following continue-as-new to the final run, and decode it.
 
         Raises `WorkflowFailureError` (status FAILED/CANCELED/TERMINATED/TIMED_OUT, cause = the
-        failure), `WorkflowAlreadyStartedError` (this handle's start was rejected) or the builtin
-        `TimeoutError` when `timeout` seconds pass first.
+        failure), `WorkflowAlreadyStartedError` (this handle's start was rejected) or
+        `kadence.TimeoutError` (a builtin `TimeoutError`) when `timeout` seconds pass first.
         """
-        client = self.client
-        reader = client._reader(client.settings.completions_topic)
+        client, conn = self.client, self._conn
+        reader = conn.reader(client.settings.completions_topic)
         deadline = _deadline(timeout)
         # Outcomes already in the topic are indexed before the history partition is consulted.
         left = _remaining(deadline)
         reader.caught_up.wait(min(left, 5.0) if left is not None else 5.0)
         run_id = self._resolve_run(deadline)
         while True:
-            outcome = self._wait(lambda: client._completions.by_run(client.domain, self.id, run_id), deadline,
-                                 f"run {run_id} of workflow {self.id!r} to close")
+            outcome = self._wait(
+                functools.partial(conn.completions.by_run, client.domain, self.id, run_id),
+                deadline,
+                f"run {run_id} of workflow {self.id!r} to close",
+            )
             status = outcome["status"]
             if status == CONTINUED_AS_NEW and follow_runs and outcome["new_run_id"]:
                 run_id = outcome["new_run_id"]
@@ -444,19 +653,23 @@ class WorkflowHandle:
                 continue
             if status == "COMPLETED":
                 hint = result_type if result_type is not None else self.result_type
-                return client.data_converter.from_payload(_record(outcome["result"]), hint)
+                result: R = client.data_converter.from_payload(_record(outcome["result"]), hint)
+                return result
             if status in FAILED_STATUSES:
                 cause = from_failure(_failure(outcome["failure"]))
                 detail = outcome["reason"] or (str(cause) if cause is not None else "")
                 raise WorkflowFailureError(
                     f"workflow {self.id!r} run {run_id} {status.lower().replace('_', ' ')}"
-                    + (f": {detail}" if detail else ""), cause, status=status)
+                    + (f": {detail}" if detail else ""),
+                    cause,
+                    status=status,
+                )
             if status == CONTINUED_AS_NEW:  # follow_runs=False
-                return None
+                return None  # type: ignore[return-value]
             raise KadenceError(f"workflow {self.id!r} run {run_id}: unknown outcome status {status!r}")
 
     def _wait(self, probe: Callable[[], Any], deadline: float | None, what: str) -> Any:
-        cond = self.client._completions.cond
+        cond = self._conn.completions.cond
         with cond:
             while True:
                 found = probe()
@@ -464,7 +677,7 @@ class WorkflowHandle:
                     return found
                 left = _remaining(deadline)
                 if left == 0.0:
-                    raise builtins.TimeoutError(f"timed out waiting for {what}")
+                    raise TimeoutError(f"timed out waiting for {what}", "")
                 cond.wait(left)
 
     def _resolve_run(self, deadline: float | None) -> str:
@@ -477,7 +690,7 @@ class WorkflowHandle:
         if self.run_id:
             return self.run_id
         client = self.client
-        completions = client._completions
+        completions = self._conn.completions
         # A start this handle made usually closes before anyone needs its open run: wait on the
         # completions index first and scan the history partition (a whole-partition read) later.
         next_scan = time.monotonic() + 0.5 if self.start_request_id else 0.0
@@ -501,71 +714,116 @@ class WorkflowHandle:
                 scan_every = min(scan_every * 2, 8.0)
             left = _remaining(deadline)
             if left == 0.0:
-                raise builtins.TimeoutError(f"timed out waiting for workflow {self.id!r} to be seen")
+                raise TimeoutError(f"timed out waiting for workflow {self.id!r} to be seen", "")
             with completions.cond:
                 if completions.version == version:
                     completions.cond.wait(min(0.5, left) if left is not None else 0.5)
 
     def _run_from_history(self) -> str | None:
         client = self.client
-        started = [e for e in client._history_events(self.id) if e["attributes"][0] == "WorkflowExecutionStarted"]
+        started = [
+            e
+            for e in self._conn.history_events(client.domain, self.id)
+            if e["attributes"][0] == "WorkflowExecutionStarted"
+        ]
         if self.start_request_id:
             for event in started:
                 if event["attributes"][1]["request_id"] == self.start_request_id:
-                    return event["run_id"]
+                    run_id: str = event["run_id"]
+                    return run_id
             return None
         if started:
-            return started[-1]["run_id"]
+            last: str = started[-1]["run_id"]
+            return last
         # No history for this id (e.g. history read elsewhere): the latest closed run seen.
-        latest = client._completions.latest_run(client.domain, self.id)
+        latest = self._conn.completions.latest_run(client.domain, self.id)
         return latest["run_id"] if latest is not None else None
 
     # -- commands --------------------------------------------------------------------------------
     def signal(self, name_or_method: Any, *args: Any, request_id: str | None = None) -> None:
         """Send a signal (a @workflow.signal method or its name); `request_id` de-duplicates retries."""
         client = self.client
-        client._send(self.id, self._pinned_run_id or "", ("SignalWorkflowExecution", {
-            "signal_name": signal_name(name_or_method),
-            "input": client.data_converter.args_to_payload(args),
-            "identity": client.identity,
-            "request_id": request_id or new_request_id(),
-            "external": None,
-        }))
+        self._conn.send(
+            client.domain,
+            self.id,
+            self._pinned_run_id or "",
+            (
+                "SignalWorkflowExecution",
+                {
+                    "signal_name": signal_name(name_or_method),
+                    "input": client.data_converter.args_to_payload(args),
+                    "identity": client.identity,
+                    "request_id": request_id or new_request_id(),
+                    "external": None,
+                },
+            ),
+        )
 
     def cancel(self, reason: str = "") -> None:
         """Request cancellation: the workflow sees it and decides how to finish."""
         client = self.client
-        client._send(self.id, self._pinned_run_id or "", ("RequestCancelWorkflowExecution", {
-            "cause": reason, "identity": client.identity, "request_id": new_request_id(),
-            "first_execution_run_id": "", "external": None,
-        }))
+        self._conn.send(
+            client.domain,
+            self.id,
+            self._pinned_run_id or "",
+            (
+                "RequestCancelWorkflowExecution",
+                {
+                    "cause": reason,
+                    "identity": client.identity,
+                    "request_id": new_request_id(),
+                    "first_execution_run_id": "",
+                    "external": None,
+                },
+            ),
+        )
 
     def terminate(self, reason: str = "", details: Any = None) -> None:
         """End the run at once (no workflow code runs); `details` is any converter-encodable value."""
         client = self.client
-        client._send(self.id, self._pinned_run_id or "", ("TerminateWorkflowExecution", {
-            "reason": reason,
-            "details": client.data_converter.to_payload(details) if details is not None else None,
-            "identity": client.identity,
-            "first_execution_run_id": "",
-        }))
+        self._conn.send(
+            client.domain,
+            self.id,
+            self._pinned_run_id or "",
+            (
+                "TerminateWorkflowExecution",
+                {
+                    "reason": reason,
+                    "details": client.data_converter.to_payload(details) if details is not None else None,
+                    "identity": client.identity,
+                    "first_execution_run_id": "",
+                },
+            ),
+        )
 
     def query(self, name_or_method: Any, *args: Any, timeout: float = 5.0, result_type: Any = None) -> Any:
-        """Ask the run's workflow code (on a worker) for a value; raises `QueryError` on error or no answer."""
-        client = self.client
+        """Ask the run's workflow code (on a worker) for a value; raises `QueryError` on error or no
+        answer."""
+        client, conn = self.client, self._conn
         query_type = query_name(name_or_method)
-        client._reader(client.settings.query_results_topic)
+        conn.reader(client.settings.query_results_topic)
         query_id = new_query_id()
-        client._query_results.expect(query_id)
-        client._send(self.id, self._pinned_run_id or "", ("QueryWorkflow", {
-            "query_id": query_id, "query_type": query_type,
-            "args": client.data_converter.args_to_payload(args),
-            "reply_topic": client.settings.query_results_topic,
-        }))
-        answer = client._query_results.wait(query_id, timeout)
+        conn.query_results.expect(query_id)
+        conn.send(
+            client.domain,
+            self.id,
+            self._pinned_run_id or "",
+            (
+                "QueryWorkflow",
+                {
+                    "query_id": query_id,
+                    "query_type": query_type,
+                    "args": client.data_converter.args_to_payload(args),
+                    "reply_topic": client.settings.query_results_topic,
+                },
+            ),
+        )
+        answer = conn.query_results.wait(query_id, timeout)
         if answer is None:
-            raise QueryError(f"query {query_type!r} on workflow {self.id!r}: no answer within {timeout}s "
-                             "(is a worker polling the workflow's task list, and the engine running?)")
+            raise QueryError(
+                f"query {query_type!r} on workflow {self.id!r}: no answer within {timeout}s "
+                "(is a worker polling the workflow's task list, and the engine running?)"
+            )
         if answer["error"] is not None:
             cause = from_failure(_failure(answer["error"]))
             error = QueryError(f"query {query_type!r} on workflow {self.id!r} failed: {cause}")
@@ -576,7 +834,7 @@ class WorkflowHandle:
     # -- reading history -------------------------------------------------------------------------
     def history(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """HistoryEvent records of this workflow id's runs, in log order (one run if `run_id`)."""
-        events = self.client._history_events(self.id)
+        events = self._conn.history_events(self.client.domain, self.id)
         run_id = run_id or self._pinned_run_id
         return [e for e in events if e["run_id"] == run_id] if run_id else events
 
@@ -585,8 +843,8 @@ class WorkflowHandle:
         (`kadence.history.fold`), as `kadence.history.describe_state` summarises it, the fields
         `kadence describe` prints: status, run chain, history length and bytes, pending work.
         None when the workflow id has no history in this domain."""
-        state = fold(self.history())
+        state = fold(cast("list[HistoryEvent]", self.history()))
         return describe_state(state) if state is not None else None
 
 
-__all__ = ["Client", "WorkflowHandle"]
+__all__ = ["Client", "WorkflowHandle", "ClientConnection", "StartWorkflowOptions", "ExecuteWorkflowOptions"]

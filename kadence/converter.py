@@ -33,7 +33,7 @@ def _dataclass_hints(cls: type) -> dict[str, Any]:
 def _coerce(value: Any, type_hint: Any) -> Any:
     if type_hint is None or value is None:
         return value
-    if dataclasses.is_dataclass(type_hint) and isinstance(value, dict):
+    if dataclasses.is_dataclass(type_hint) and isinstance(type_hint, type) and isinstance(value, dict):
         hints = _dataclass_hints(type_hint)
         return type_hint(**{k: _coerce(v, hints.get(k)) for k, v in value.items()})
     origin = typing.get_origin(type_hint)
@@ -45,7 +45,10 @@ def _coerce(value: Any, type_hint: Any) -> Any:
 
 class JSONConverter:
     def to_payload(self, value: Any) -> dict[str, Any]:
-        return {"encoding": JSON_ENCODING, "data": json.dumps(value, default=_default, separators=(",", ":")).encode()}
+        return {
+            "encoding": JSON_ENCODING,
+            "data": json.dumps(value, default=_default, separators=(",", ":")).encode(),
+        }
 
     def from_payload(self, payload: dict[str, Any] | None, type_hint: Any = None) -> Any:
         if payload is None:

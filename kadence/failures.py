@@ -8,6 +8,7 @@ name, message, stack and cause chain, wrapped in the error saying where it happe
 
 from __future__ import annotations
 
+import builtins
 import traceback
 from typing import Any
 
@@ -19,8 +20,14 @@ class KadenceError(Exception):
 class ApplicationError(KadenceError):
     """A user-level failure. Raise it (or any exception) from workflows and activities."""
 
-    def __init__(self, message: str, *details: Any, type: str | None = None, non_retryable: bool = False,
-                 stack: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *details: Any,
+        type: str | None = None,
+        non_retryable: bool = False,
+        stack: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
@@ -61,8 +68,18 @@ class WorkflowFailureError(FailureError):
         self.status = status
 
 
-class TimeoutError(FailureError):  # noqa: A001 - mirrors Temporal's name, distinct from the builtin
-    def __init__(self, message: str, timeout_type: str = "START_TO_CLOSE", cause: BaseException | None = None) -> None:
+class TimeoutError(FailureError, builtins.TimeoutError):  # noqa: A001 - one TimeoutError: the builtin's
+    """Something timed out: an activity or a child workflow (the `cause` of an `ActivityError` or
+    `ChildWorkflowError`; `timeout_type` START_TO_CLOSE, SCHEDULE_TO_START, SCHEDULE_TO_CLOSE,
+    HEARTBEAT, ...), or a client's wait (`handle.result(timeout=...)`; `timeout_type` "").
+
+    The one TimeoutError of the API, and a subclass of the builtin `TimeoutError`: both
+    `except kadence.TimeoutError` and `except TimeoutError` catch every one of them.
+    """
+
+    def __init__(
+        self, message: str, timeout_type: str = "START_TO_CLOSE", cause: BaseException | None = None
+    ) -> None:
         super().__init__(message, cause)
         self.timeout_type = timeout_type
 
@@ -106,8 +123,12 @@ def to_failure(exc: BaseException) -> dict[str, Any]:
         stack = "".join(traceback.format_exception(exc, chain=False))
     cause = exc.__cause__
     return {
-        "type": type_name, "message": message, "stack": stack, "non_retryable": non_retryable,
-        "details": None, "cause": to_failure(cause) if cause is not None else None,
+        "type": type_name,
+        "message": message,
+        "stack": stack,
+        "non_retryable": non_retryable,
+        "details": None,
+        "cause": to_failure(cause) if cause is not None else None,
     }
 
 
@@ -115,7 +136,11 @@ def from_failure(failure: dict[str, Any] | None) -> ApplicationError | None:
     """Failure record -> ApplicationError carrying the original type name, stack and cause chain."""
     if failure is None:
         return None
-    err = ApplicationError(failure["message"], type=failure["type"], non_retryable=failure.get("non_retryable", False),
-                           stack=failure.get("stack", ""))
+    err = ApplicationError(
+        failure["message"],
+        type=failure["type"],
+        non_retryable=failure.get("non_retryable", False),
+        stack=failure.get("stack", ""),
+    )
     err.__cause__ = from_failure(failure.get("cause"))
     return err

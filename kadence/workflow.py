@@ -8,7 +8,8 @@ class Hello:
         return await workflow.execute_activity(greet, name, start_to_close_timeout=10)
 ```
 
-Workflow code runs on a deterministic event loop (`kadence._runtime.WorkflowInstance`):
+Workflow code runs on a deterministic event loop, the run's `WorkflowRuntime` (kadence/_runtime_ops.py,
+implemented by the replay engine `kadence._runtime.WorkflowInstance`):
 - `asyncio.sleep`, `asyncio.wait_for` timeouts and `loop.call_later` are *durable timers*;
   `asyncio.get_running_loop().time()` is workflow time (seconds), as is `workflow.now()`.
 - Use `workflow.now()`, `workflow.random()`, `workflow.uuid4()` instead of `datetime.now()`,
@@ -22,35 +23,89 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack, overload
 
-from . import _runtime
 from ._names import (
-    QUERY_ATTR, SIGNAL_ATTR, WORKFLOW_NAME_ATTR, activity_type_name, signal_name, workflow_type_name,
+    QUERY_ATTR,
+    SIGNAL_ATTR,
+    WORKFLOW_NAME_ATTR,
+    activity_type_name,
+    signal_name,
+    workflow_type_name,
 )
 from ._runtime_defn import (
-    DEFN_ATTR, RUN_ATTR, ChildWorkflowCancellationType, IdReusePolicy, ParentClosePolicy,
-    ParentInfo, RetryPolicy, WorkflowDefinition, WorkflowInfo, id_reuse_policy_value, retry_record, return_hint_of,
+    DEFN_ATTR,
+    RUN_ATTR,
+    ChildWorkflowCancellationType,
+    IdReusePolicy,
+    ParentClosePolicy,
+    ParentInfo,
+    RetryPolicy,
+    WorkflowDefinition,
+    WorkflowInfo,
+    id_reuse_policy_value,
+    retry_record,
+    return_hint_of,
     to_ms,
 )
-from ._runtime_ops import ActivityOp, CancellationScope, ChildOp, await_op
+from ._runtime_ops import ActivityOp, CancellationScope, ChildOp, ContinueAsNewError, await_op
+from ._runtime_ops import current as _current
+from ._runtime_ops import in_workflow as _in_workflow
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+#: The result of an activity or a workflow; `S` the workflow class (self of its run method);
+#: `A1`.. the arguments (checked up to three: more go unchecked, see `execute_activity`).
+R = TypeVar("R")
+S = TypeVar("S")
+A1 = TypeVar("A1")
+A2 = TypeVar("A2")
+A3 = TypeVar("A3")
 Timeout = float | timedelta | None
 
 __all__ = [
-    "defn", "run", "signal", "query", "execute_activity", "start_activity", "execute_child_workflow",
-    "start_child_workflow", "ChildWorkflowStart", "ChildWorkflowHandle", "ExternalWorkflowHandle", "get_external_workflow_handle",
-    "CancellationScope", "sleep", "wait_condition", "now", "random", "uuid4", "info", "continue_as_new",
-    "upsert_memo", "in_workflow", "cancel_requested", "RetryPolicy", "IdReusePolicy", "ParentClosePolicy",
-    "ChildWorkflowCancellationType", "WorkflowInfo", "ParentInfo",
+    "defn",
+    "run",
+    "signal",
+    "query",
+    "execute_activity",
+    "start_activity",
+    "execute_child_workflow",
+    "start_child_workflow",
+    "ChildWorkflowStart",
+    "ChildWorkflowHandle",
+    "ExternalWorkflowHandle",
+    "get_external_workflow_handle",
+    "CancellationScope",
+    "sleep",
+    "wait_condition",
+    "now",
+    "random",
+    "uuid4",
+    "info",
+    "continue_as_new",
+    "upsert_memo",
+    "in_workflow",
+    "cancel_requested",
+    "RetryPolicy",
+    "IdReusePolicy",
+    "ParentClosePolicy",
+    "ChildWorkflowCancellationType",
+    "WorkflowInfo",
+    "ParentInfo",
+    "ActivityOptions",
+    "ChildWorkflowOptions",
 ]
 
 
 # -- decorators ---------------------------------------------------------------------------------
-def defn(cls: type[T] | None = None, *, name: str | None = None) -> Any:
+@overload
+def defn(cls: type[T], /, *, name: str | None = None) -> type[T]: ...
+@overload
+def defn(*, name: str | None = None) -> Callable[[type[T]], type[T]]: ...
+def defn(cls: type[T] | None = None, *, name: str | None = None) -> type[T] | Callable[[type[T]], type[T]]:
     """Mark a class as a workflow. `name` defaults to the class name (the type recorded in history)."""
 
     def wrap(c: type[T]) -> type[T]:
@@ -62,7 +117,7 @@ def defn(cls: type[T] | None = None, *, name: str | None = None) -> Any:
     return wrap(cls) if cls is not None else wrap
 
 
-def run(fn: Callable[..., Any]) -> Callable[..., Any]:
+def run(fn: F) -> F:
     """Mark the workflow's entry point (an `async def` method)."""
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"@workflow.run method {fn.__qualname__} must be async")
@@ -70,20 +125,28 @@ def run(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def signal(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+@overload
+def signal(fn: F, /, *, name: str | None = None) -> F: ...
+@overload
+def signal(*, name: str | None = None) -> Callable[[F], F]: ...
+def signal(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
     """Mark a signal handler (sync or async method). Signals are delivered in history order."""
 
-    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(f: F) -> F:
         setattr(f, SIGNAL_ATTR, name or f.__name__)
         return f
 
     return wrap(fn) if fn is not None else wrap
 
 
-def query(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+@overload
+def query(fn: F, /, *, name: str | None = None) -> F: ...
+@overload
+def query(*, name: str | None = None) -> Callable[[F], F]: ...
+def query(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
     """Mark a query handler: a plain method that reads state and returns a value."""
 
-    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(f: F) -> F:
         if inspect.iscoroutinefunction(f):
             raise TypeError(f"@workflow.query method {f.__qualname__} must not be async")
         setattr(f, QUERY_ATTR, name or f.__name__)
@@ -94,58 +157,61 @@ def query(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> A
 
 # -- context ------------------------------------------------------------------------------------
 def in_workflow() -> bool:
-    return _runtime.in_workflow()
+    return _in_workflow()
 
 
 def info() -> WorkflowInfo:
-    return _runtime.current().info
+    return _current().info
 
 
 def now() -> datetime:
     """Workflow time: the timestamp of the current activation's DecisionTaskStarted (UTC)."""
-    return _runtime.current().now()
+    return _current().now()
 
 
 def random() -> Any:
     """A `random.Random` seeded from the run id: the same sequence on every replay."""
-    return _runtime.current().random()
+    return _current().random()
 
 
 def uuid4() -> Any:
     """A deterministic UUID4 (drawn from `workflow.random()`)."""
-    return _runtime.current().uuid4()
+    return _current().uuid4()
 
 
 def cancel_requested() -> bool:
     """True once a cancel request for this workflow has been applied."""
-    return _runtime.current().cancel_requested
+    return _current().cancel_requested
 
 
 def upsert_memo(**fields: Any) -> None:
     """Replace memo fields of the run (UpsertWorkflowMemo decision); `info().memo` updates at once."""
-    inst = _runtime.current()
-    inst._emit("UpsertWorkflowMemoDecision", {"memo": {k: inst.converter.to_payload(v) for k, v in fields.items()}})
+    inst = _current()
+    inst.emit(
+        "UpsertWorkflowMemoDecision", {"memo": {k: inst.converter.to_payload(v) for k, v in fields.items()}}
+    )
     inst.info.memo.update(fields)
 
 
 # -- timers and conditions ----------------------------------------------------------------------
 async def sleep(seconds: float | timedelta) -> None:
     """A durable timer (same as `asyncio.sleep` in workflow code)."""
-    inst = _runtime.current()
+    inst = _current()
     ms = to_ms(seconds)
     if ms <= 0:
         await asyncio.sleep(0)
         return
-    op = inst._start_timer(ms)
+    op = inst.start_timer(ms)
     await await_op(op.fut, op)
 
 
 async def wait_condition(fn: Callable[[], bool], *, timeout: float | timedelta | None = None) -> None:
-    """Wait until `fn()` is true (checked whenever workflow code is idle); `asyncio.TimeoutError` on timeout."""
-    inst = _runtime.current()
+    """Wait until `fn()` is true (checked whenever workflow code is idle); `asyncio.TimeoutError` on
+    timeout."""
+    inst = _current()
     if fn():
         return
-    fut = inst._wait_condition_future(fn)
+    fut = inst.wait_condition_future(fn)
     if timeout is None:
         await fut
     else:
@@ -154,58 +220,245 @@ async def wait_condition(fn: Callable[[], bool], *, timeout: float | timedelta |
 
 
 # -- activities ---------------------------------------------------------------------------------
-def _activity_attrs(activity: Any, args: Sequence[Any], task_list: str | None, start_to_close_timeout: Timeout,
-                    schedule_to_close_timeout: Timeout, schedule_to_start_timeout: Timeout,
-                    heartbeat_timeout: Timeout, retry_policy: RetryPolicy | None,
-                    activity_id: str | None) -> dict[str, Any]:
-    inst = _runtime.current()
+class ActivityOptions(TypedDict, total=False):
+    """The keyword options of `execute_activity` and `start_activity` (as type checkers see them)."""
+
+    task_list: str | None
+    start_to_close_timeout: Timeout
+    schedule_to_close_timeout: Timeout
+    schedule_to_start_timeout: Timeout
+    heartbeat_timeout: Timeout
+    retry_policy: RetryPolicy | None
+    activity_id: str | None
+
+
+def _activity_attrs(
+    activity: Any,
+    args: Sequence[Any],
+    task_list: str | None,
+    start_to_close_timeout: Timeout,
+    schedule_to_close_timeout: Timeout,
+    schedule_to_start_timeout: Timeout,
+    heartbeat_timeout: Timeout,
+    retry_policy: RetryPolicy | None,
+    activity_id: str | None,
+) -> dict[str, Any]:
+    inst = _current()
     if not start_to_close_timeout and not schedule_to_close_timeout:
         raise ValueError("an activity needs start_to_close_timeout or schedule_to_close_timeout")
     return {
-        "activity_id": activity_id or "", "activity_type": activity_type_name(activity),
-        "task_list": task_list or "", "input": inst.converter.args_to_payload(args),
+        "activity_id": activity_id or "",
+        "activity_type": activity_type_name(activity),
+        "task_list": task_list or "",
+        "input": inst.converter.args_to_payload(args),
         "schedule_to_close_timeout_ms": to_ms(schedule_to_close_timeout),
         "schedule_to_start_timeout_ms": to_ms(schedule_to_start_timeout),
         "start_to_close_timeout_ms": to_ms(start_to_close_timeout),
-        "heartbeat_timeout_ms": to_ms(heartbeat_timeout), "retry_policy": retry_record(retry_policy),
+        "heartbeat_timeout_ms": to_ms(heartbeat_timeout),
+        "retry_policy": retry_record(retry_policy),
     }
 
 
 def _start_activity_op(activity: Any, args: Sequence[Any], **options: Any) -> ActivityOp:
     attrs = _activity_attrs(activity, args, **options)
-    return _runtime.current()._schedule_activity(attrs, return_hint_of(activity))
+    return _current().schedule_activity(attrs, return_hint_of(activity))
 
 
-def start_activity(activity: Any, *args: Any, task_list: str | None = None, start_to_close_timeout: Timeout = None,
-                   schedule_to_close_timeout: Timeout = None, schedule_to_start_timeout: Timeout = None,
-                   heartbeat_timeout: Timeout = None, retry_policy: RetryPolicy | None = None,
-                   activity_id: str | None = None) -> asyncio.Task[Any]:
+@overload
+def start_activity(
+    activity: Callable[[], Awaitable[R]], **options: Unpack[ActivityOptions]
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(activity: Callable[[], R], **options: Unpack[ActivityOptions]) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[[A1], Awaitable[R]], a1: A1, /, **options: Unpack[ActivityOptions]
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[[A1], R], a1: A1, /, **options: Unpack[ActivityOptions]
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[[A1, A2], Awaitable[R]], a1: A1, a2: A2, /, **options: Unpack[ActivityOptions]
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[[A1, A2], R], a1: A1, a2: A2, /, **options: Unpack[ActivityOptions]
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[[A1, A2, A3], Awaitable[R]],
+    a1: A1,
+    a2: A2,
+    a3: A3,
+    /,
+    **options: Unpack[ActivityOptions],
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[[A1, A2, A3], R], a1: A1, a2: A2, a3: A3, /, **options: Unpack[ActivityOptions]
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[..., Awaitable[R]],
+    a1: Any,
+    a2: Any,
+    a3: Any,
+    a4: Any,
+    /,
+    *args: Any,
+    **options: Unpack[ActivityOptions],
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(
+    activity: Callable[..., R],
+    a1: Any,
+    a2: Any,
+    a3: Any,
+    a4: Any,
+    /,
+    *args: Any,
+    **options: Unpack[ActivityOptions],
+) -> asyncio.Task[R]: ...
+@overload
+def start_activity(activity: str, /, *args: Any, **options: Unpack[ActivityOptions]) -> asyncio.Task[Any]: ...
+def start_activity(
+    activity: Any,
+    *args: Any,
+    task_list: str | None = None,
+    start_to_close_timeout: Timeout = None,
+    schedule_to_close_timeout: Timeout = None,
+    schedule_to_start_timeout: Timeout = None,
+    heartbeat_timeout: Timeout = None,
+    retry_policy: RetryPolicy | None = None,
+    activity_id: str | None = None,
+) -> asyncio.Task[Any]:
     """Schedule an activity now; returns a task to await (cancel it to cancel the activity).
+
+    `activity` is an `@activity.defn` function (sync or async) or a type name. Type checkers see
+    the arguments against its parameters (up to three; more are not checked) and its result type
+    (`Any` for a name).
 
     Failure raises `ActivityError` whose `cause` is an `ApplicationError` with the original type
     name and message (or a `TimeoutError` / `CanceledError`). The task list defaults to the workflow's.
     """
-    op = _start_activity_op(activity, args, task_list=task_list, start_to_close_timeout=start_to_close_timeout,
-                            schedule_to_close_timeout=schedule_to_close_timeout,
-                            schedule_to_start_timeout=schedule_to_start_timeout, heartbeat_timeout=heartbeat_timeout,
-                            retry_policy=retry_policy, activity_id=activity_id)
-    return _runtime.current().create_task(await_op(op.fut, op), name=f"activity:{op.activity_type}")
+    op = _start_activity_op(
+        activity,
+        args,
+        task_list=task_list,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        schedule_to_start_timeout=schedule_to_start_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        retry_policy=retry_policy,
+        activity_id=activity_id,
+    )
+    return _current().create_task(await_op(op.fut, op), name=f"activity:{op.activity_type}")
 
 
-async def execute_activity(activity: Any, *args: Any, task_list: str | None = None,
-                           start_to_close_timeout: Timeout = None, schedule_to_close_timeout: Timeout = None,
-                           schedule_to_start_timeout: Timeout = None, heartbeat_timeout: Timeout = None,
-                           retry_policy: RetryPolicy | None = None, activity_id: str | None = None) -> Any:
+@overload
+async def execute_activity(activity: Callable[[], Awaitable[R]], **options: Unpack[ActivityOptions]) -> R: ...
+@overload
+async def execute_activity(activity: Callable[[], R], **options: Unpack[ActivityOptions]) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[[A1], Awaitable[R]], a1: A1, /, **options: Unpack[ActivityOptions]
+) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[[A1], R], a1: A1, /, **options: Unpack[ActivityOptions]
+) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[[A1, A2], Awaitable[R]], a1: A1, a2: A2, /, **options: Unpack[ActivityOptions]
+) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[[A1, A2], R], a1: A1, a2: A2, /, **options: Unpack[ActivityOptions]
+) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[[A1, A2, A3], Awaitable[R]],
+    a1: A1,
+    a2: A2,
+    a3: A3,
+    /,
+    **options: Unpack[ActivityOptions],
+) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[[A1, A2, A3], R], a1: A1, a2: A2, a3: A3, /, **options: Unpack[ActivityOptions]
+) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[..., Awaitable[R]],
+    a1: Any,
+    a2: Any,
+    a3: Any,
+    a4: Any,
+    /,
+    *args: Any,
+    **options: Unpack[ActivityOptions],
+) -> R: ...
+@overload
+async def execute_activity(
+    activity: Callable[..., R],
+    a1: Any,
+    a2: Any,
+    a3: Any,
+    a4: Any,
+    /,
+    *args: Any,
+    **options: Unpack[ActivityOptions],
+) -> R: ...
+@overload
+async def execute_activity(activity: str, /, *args: Any, **options: Unpack[ActivityOptions]) -> Any: ...
+async def execute_activity(
+    activity: Any,
+    *args: Any,
+    task_list: str | None = None,
+    start_to_close_timeout: Timeout = None,
+    schedule_to_close_timeout: Timeout = None,
+    schedule_to_start_timeout: Timeout = None,
+    heartbeat_timeout: Timeout = None,
+    retry_policy: RetryPolicy | None = None,
+    activity_id: str | None = None,
+) -> Any:
     """Schedule an activity and wait for its result (see `start_activity`)."""
-    op = _start_activity_op(activity, args, task_list=task_list, start_to_close_timeout=start_to_close_timeout,
-                            schedule_to_close_timeout=schedule_to_close_timeout,
-                            schedule_to_start_timeout=schedule_to_start_timeout, heartbeat_timeout=heartbeat_timeout,
-                            retry_policy=retry_policy, activity_id=activity_id)
+    op = _start_activity_op(
+        activity,
+        args,
+        task_list=task_list,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        schedule_to_start_timeout=schedule_to_start_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        retry_policy=retry_policy,
+        activity_id=activity_id,
+    )
     return await await_op(op.fut, op)
 
 
 # -- child workflows ----------------------------------------------------------------------------
-class ChildWorkflowHandle:
+class ChildWorkflowOptions(TypedDict, total=False):
+    """The keyword options of `start_child_workflow` and `execute_child_workflow` (as type checkers
+    see them)."""
+
+    id: str | None
+    domain: str | None
+    task_list: str | None
+    execution_timeout: Timeout
+    run_timeout: Timeout
+    task_timeout: Timeout
+    id_reuse_policy: IdReusePolicy | str
+    retry_policy: RetryPolicy | None
+    parent_close_policy: ParentClosePolicy
+    cancellation_type: ChildWorkflowCancellationType
+    memo: dict[str, Any] | None
+
+
+class ChildWorkflowHandle(Generic[R]):
     """A started child workflow. `await handle.result()`, `await handle.signal(...)`, `handle.cancel()`."""
 
     def __init__(self, op: ChildOp) -> None:
@@ -223,20 +476,22 @@ class ChildWorkflowHandle:
     def domain(self) -> str:
         return self._op.domain
 
-    async def result(self) -> Any:
+    async def result(self) -> R:
         """The child's result; `ChildWorkflowError` (cause: ApplicationError, TimeoutError,
         CanceledError or TerminatedError) when it did not complete."""
-        return await await_op(self._op.fut, self._op)
+        result: R = await await_op(self._op.fut, self._op)
+        return result
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, R]:
         return self.result().__await__()
 
     async def signal(self, signal: str | Callable[..., Any], *args: Any) -> None:
         """Signal the child (SignalExternalWorkflowExecution, child_workflow_only); raises
         `ApplicationError` if the signal could not be delivered."""
-        inst = _runtime.current()
-        op = inst._signal_external(self._op.domain, self.id, self.run_id, signal_name(signal),
-                                   args, child_only=True)
+        inst = _current()
+        op = inst.signal_external(
+            self._op.domain, self.id, self.run_id, signal_name(signal), args, child_only=True
+        )
         await op.fut
 
     def cancel(self) -> None:
@@ -245,12 +500,14 @@ class ChildWorkflowHandle:
         self._op.cancel()
 
     def query(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("queries are not possible from workflow code (a query is not recorded in history, so "
-                           "it cannot be replayed); query the child with the client: "
-                           "client.get_handle(child_id).query(...)")
+        raise RuntimeError(
+            "queries are not possible from workflow code (a query is not recorded in history, so "
+            "it cannot be replayed); query the child with the client: "
+            "client.get_handle(child_id).query(...)"
+        )
 
 
-class ChildWorkflowStart:
+class ChildWorkflowStart(Generic[R]):
     """What `start_child_workflow` returns: the start is already decided; awaiting it waits until
     the child has started and gives its `ChildWorkflowHandle` (or raises the start failure)."""
 
@@ -261,46 +518,135 @@ class ChildWorkflowStart:
     def id(self) -> str:
         return self._op.workflow_id
 
-    async def _started(self) -> ChildWorkflowHandle:
+    async def _started(self) -> ChildWorkflowHandle[R]:
         await await_op(self._op.started, self._op)
         return ChildWorkflowHandle(self._op)
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, ChildWorkflowHandle[R]]:
         return self._started().__await__()
 
 
-def start_child_workflow(workflow: Any, *args: Any, id: str | None = None, domain: str | None = None,  # noqa: A002
-                               task_list: str | None = None, execution_timeout: Timeout = None,
-                               run_timeout: Timeout = None, task_timeout: Timeout = None,
-                               id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                               retry_policy: RetryPolicy | None = None,
-                               parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
-                               cancellation_type: ChildWorkflowCancellationType =
-                               ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                               memo: dict[str, Any] | None = None) -> ChildWorkflowStart:
+@overload
+def start_child_workflow(
+    workflow: Callable[[S], Awaitable[R]], **options: Unpack[ChildWorkflowOptions]
+) -> ChildWorkflowStart[R]: ...
+@overload
+def start_child_workflow(
+    workflow: Callable[[S, A1], Awaitable[R]], a1: A1, /, **options: Unpack[ChildWorkflowOptions]
+) -> ChildWorkflowStart[R]: ...
+@overload
+def start_child_workflow(
+    workflow: Callable[[S, A1, A2], Awaitable[R]], a1: A1, a2: A2, /, **options: Unpack[ChildWorkflowOptions]
+) -> ChildWorkflowStart[R]: ...
+@overload
+def start_child_workflow(
+    workflow: Callable[[S, A1, A2, A3], Awaitable[R]],
+    a1: A1,
+    a2: A2,
+    a3: A3,
+    /,
+    **options: Unpack[ChildWorkflowOptions],
+) -> ChildWorkflowStart[R]: ...
+@overload
+def start_child_workflow(
+    workflow: Callable[..., Awaitable[R]],
+    a1: Any,
+    a2: Any,
+    a3: Any,
+    a4: Any,
+    /,
+    *args: Any,
+    **options: Unpack[ChildWorkflowOptions],
+) -> ChildWorkflowStart[R]: ...
+@overload
+def start_child_workflow(
+    workflow: str | type[Any], /, *args: Any, **options: Unpack[ChildWorkflowOptions]
+) -> ChildWorkflowStart[Any]: ...
+def start_child_workflow(
+    workflow: Any,
+    *args: Any,
+    id: str | None = None,
+    domain: str | None = None,  # noqa: A002
+    task_list: str | None = None,
+    execution_timeout: Timeout = None,
+    run_timeout: Timeout = None,
+    task_timeout: Timeout = None,
+    id_reuse_policy: IdReusePolicy | str = IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    retry_policy: RetryPolicy | None = None,
+    parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
+    cancellation_type: ChildWorkflowCancellationType = (
+        ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED
+    ),
+    memo: dict[str, Any] | None = None,
+) -> ChildWorkflowStart[Any]:
     """Start a child: the start decision is made now (like an async call); `await` the returned
     `ChildWorkflowStart` for the handle once the child has *started* (ChildWorkflowExecutionStarted).
     Not awaiting it is fine: the child is started all the same (e.g. ABANDON children).
+
+    `workflow` is a `@workflow.defn` class's `@workflow.run` method (type checkers then see the
+    arguments, up to three, and the result type), the class or a type name.
 
     Raises `kadence.failures.WorkflowAlreadyStartedError` (reason = the server's cause) when the
     start is rejected (StartChildWorkflowExecutionFailed). The id defaults to a deterministic
     `<parent id>/child-<n>-<parent run id prefix>`; the task list to the parent's ("" is sent).
     """
-    inst = _runtime.current()
+    inst = _current()
     conv = inst.converter
     attrs = {
-        "domain": domain or "", "workflow_id": id or "", "workflow_type": workflow_type_name(workflow),
-        "task_list": task_list or "", "input": conv.args_to_payload(args),
-        "execution_timeout_ms": to_ms(execution_timeout), "run_timeout_ms": to_ms(run_timeout),
-        "task_timeout_ms": to_ms(task_timeout), "retry_policy": retry_record(retry_policy),
+        "domain": domain or "",
+        "workflow_id": id or "",
+        "workflow_type": workflow_type_name(workflow),
+        "task_list": task_list or "",
+        "input": conv.args_to_payload(args),
+        "execution_timeout_ms": to_ms(execution_timeout),
+        "run_timeout_ms": to_ms(run_timeout),
+        "task_timeout_ms": to_ms(task_timeout),
+        "retry_policy": retry_record(retry_policy),
         "memo": {k: conv.to_payload(v) for k, v in (memo or {}).items()},
         "parent_close_policy": ParentClosePolicy(parent_close_policy).value,
-        "id_reuse_policy": id_reuse_policy_value(id_reuse_policy), "control": "",
+        "id_reuse_policy": id_reuse_policy_value(id_reuse_policy),
+        "control": "",
     }
-    op = inst._start_child(attrs, ChildWorkflowCancellationType(cancellation_type), return_hint_of(workflow))
+    op = inst.start_child(attrs, ChildWorkflowCancellationType(cancellation_type), return_hint_of(workflow))
     return ChildWorkflowStart(op)
 
 
+@overload
+async def execute_child_workflow(
+    workflow: Callable[[S], Awaitable[R]], **options: Unpack[ChildWorkflowOptions]
+) -> R: ...
+@overload
+async def execute_child_workflow(
+    workflow: Callable[[S, A1], Awaitable[R]], a1: A1, /, **options: Unpack[ChildWorkflowOptions]
+) -> R: ...
+@overload
+async def execute_child_workflow(
+    workflow: Callable[[S, A1, A2], Awaitable[R]], a1: A1, a2: A2, /, **options: Unpack[ChildWorkflowOptions]
+) -> R: ...
+@overload
+async def execute_child_workflow(
+    workflow: Callable[[S, A1, A2, A3], Awaitable[R]],
+    a1: A1,
+    a2: A2,
+    a3: A3,
+    /,
+    **options: Unpack[ChildWorkflowOptions],
+) -> R: ...
+@overload
+async def execute_child_workflow(
+    workflow: Callable[..., Awaitable[R]],
+    a1: Any,
+    a2: Any,
+    a3: Any,
+    a4: Any,
+    /,
+    *args: Any,
+    **options: Unpack[ChildWorkflowOptions],
+) -> R: ...
+@overload
+async def execute_child_workflow(
+    workflow: str | type[Any], /, *args: Any, **options: Unpack[ChildWorkflowOptions]
+) -> Any: ...
 async def execute_child_workflow(workflow: Any, *args: Any, **options: Any) -> Any:
     """Start a child and wait for its result (options as `start_child_workflow`)."""
     handle = await start_child_workflow(workflow, *args, **options)
@@ -317,40 +663,54 @@ class ExternalWorkflowHandle:
         self.domain = domain or ""
 
     async def signal(self, signal: str | Callable[..., Any], *args: Any) -> None:
-        """Raises `ApplicationError` (type SignalExternalWorkflowExecutionFailed) if the target is not found."""
-        op = _runtime.current()._signal_external(self.domain, self.id, self.run_id,
-                                                 signal_name(signal), args, child_only=False)
+        """Raises `ApplicationError` (type SignalExternalWorkflowExecutionFailed) if the target is not
+        found."""
+        op = _current().signal_external(
+            self.domain, self.id, self.run_id, signal_name(signal), args, child_only=False
+        )
         await op.fut
 
     async def cancel(self) -> None:
         """Request cancellation; returns once the target has recorded the request."""
-        op = _runtime.current()._request_cancel_external(self.domain, self.id, self.run_id, child_only=False)
+        op = _current().request_cancel_external(self.domain, self.id, self.run_id, child_only=False)
         await op.fut
 
 
-def get_external_workflow_handle(workflow_id: str, run_id: str | None = None,
-                                 domain: str | None = None) -> ExternalWorkflowHandle:
-    _runtime.current()
+def get_external_workflow_handle(
+    workflow_id: str, run_id: str | None = None, domain: str | None = None
+) -> ExternalWorkflowHandle:
+    _current()
     return ExternalWorkflowHandle(workflow_id, run_id, domain)
 
 
 # -- continue as new ----------------------------------------------------------------------------
-def continue_as_new(*args: Any, workflow: Any = None, task_list: str | None = None, run_timeout: Timeout = None,
-                    task_timeout: Timeout = None, memo: dict[str, Any] | None = None,
-                    retry_policy: RetryPolicy | None = None, keep_children: bool = False) -> Any:
+def continue_as_new(
+    *args: Any,
+    workflow: Any = None,
+    task_list: str | None = None,
+    run_timeout: Timeout = None,
+    task_timeout: Timeout = None,
+    memo: dict[str, Any] | None = None,
+    retry_policy: RetryPolicy | None = None,
+    keep_children: bool = False,
+) -> Any:
     """End this run and start a new one of the same id with `args` (never returns).
 
     Empty/zero options inherit from the current run. Open children get their parent close policy
     applied (as in Temporal) unless `keep_children=True`: then they keep running and the next run can
     address them by id (`get_external_workflow_handle`). Raises an internal BaseException: do not catch it.
     """
-    inst = _runtime.current()
+    inst = _current()
     conv = inst.converter
     decision = {
         "workflow_type": workflow_type_name(workflow) if workflow is not None else "",
-        "task_list": task_list or "", "input": conv.args_to_payload(args), "run_timeout_ms": to_ms(run_timeout),
-        "task_timeout_ms": to_ms(task_timeout), "retry_policy": retry_record(retry_policy),
-        "memo": {k: conv.to_payload(v) for k, v in memo.items()} if memo is not None else None, "backoff_ms": 0,
+        "task_list": task_list or "",
+        "input": conv.args_to_payload(args),
+        "run_timeout_ms": to_ms(run_timeout),
+        "task_timeout_ms": to_ms(task_timeout),
+        "retry_policy": retry_record(retry_policy),
+        "memo": {k: conv.to_payload(v) for k, v in memo.items()} if memo is not None else None,
+        "backoff_ms": 0,
         "keep_children": keep_children,
     }
-    raise _runtime.ContinueAsNewError(decision)
+    raise ContinueAsNewError(decision)

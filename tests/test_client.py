@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from kadence import workflow
 from kadence.client import Client, WorkflowHandle
 from kadence.converter import default_converter
-from kadence.failures import QueryError, WorkflowAlreadyStartedError, WorkflowFailureError
+from kadence.failures import QueryError, TimeoutError, WorkflowAlreadyStartedError, WorkflowFailureError
 from kadence.history import describe_state, fold
 from kadence.streams.clients import make_consumer, make_producer, murmur2_partition
 from kadence.streams.serde import TYPE_HEADER, serde

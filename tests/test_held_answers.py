@@ -1,11 +1,11 @@
-"""kadence/_held.py: the order and release rules of held decision answers (pure, no broker; the
+"""kadence/worker/_held.py: the order and release rules of held decision answers (pure, no broker; the
 worker test drives them through the broker)."""
 
 from __future__ import annotations
 
 import threading
 
-from kadence._held import HeldAnswers
+from kadence.worker._held import HeldAnswers
 
 
 def test_the_last_awaited_answer_releases_the_decision_first() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kadence._eager import plan_eager
 from kadence.history import ids
 from kadence.history.commands import command_record, fire_timer_command
 from kadence.history.decisions import DECISION_EVENTS
@@ -16,6 +15,7 @@ from kadence.processors.history.handlers.decisions import handle_decision_comple
 from kadence.processors.history.handlers.start import handle_start
 from kadence.processors.history.tasks import activity_task, decision_task
 from kadence.processors.history.transition import Transition
+from kadence.worker._eager import plan_eager
 
 
 def test_deterministic_id_formats_are_pinned() -> None:

@@ -10,8 +10,8 @@ import pytest
 from kadence import workflow
 from kadence._runtime import WorkflowInstance
 from kadence._runtime_defn import WorkflowDefinition
-from kadence._runtime_history import HistoryBuilder, WorkflowDriver
 from kadence.failures import ActivityError, ApplicationError, QueryError, to_failure
+from kadence.testing import HistoryBuilder, WorkflowDriver
 
 
 def kinds(decisions: list[dict]) -> list[str]:

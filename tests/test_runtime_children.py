@@ -8,8 +8,8 @@ import json
 import pytest
 
 from kadence import workflow
-from kadence._runtime_history import WorkflowDriver
 from kadence.failures import ChildWorkflowError, WorkflowAlreadyStartedError, to_failure
+from kadence.testing import WorkflowDriver
 
 
 def kinds(decisions: list[dict]) -> list[str]:

@@ -10,9 +10,9 @@ import pytest
 from kadence import workflow
 from kadence._runtime import CacheMissError, WorkflowInstance
 from kadence._runtime_defn import WorkflowDefinition
-from kadence._runtime_history import HistoryBuilder, WorkflowDriver
 from kadence.failures import NondeterminismError
 from kadence.replayer import Replayer, dump_history, load_history
+from kadence.testing import HistoryBuilder, WorkflowDriver
 
 HISTORIES = Path(__file__).parent / "histories"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from kadence._threads import DaemonThreadPool
+from kadence.worker._threads import DaemonThreadPool
 
 
 def test_threads_are_daemons_reused_and_bounded() -> None:

@@ -9,13 +9,13 @@ import uuid
 from typing import Any
 
 from kadence import activity, workflow
-from kadence._runtime_history import HistoryBuilder
 from kadence.failures import ApplicationError
-from kadence.worker import Worker
 from kadence.streams.clients import make_consumer, make_producer
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_core_topics
+from kadence.testing import HistoryBuilder
+from kadence.worker import Worker
 
 TL = "orders"
 

@@ -19,18 +19,27 @@ one or two) or void it (a close decision: nothing scheduled with it would run).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from kadence.history.decisions import CLOSE_DECISIONS, activity_scheduled_attrs
 from kadence.history.tasks import activity_task
+
+if TYPE_CHECKING:
+    from kadence.schemas.records import ActivityTask, ScheduleActivityTaskDecision
 
 #: Decisions whose event count is not known in advance: nothing after them is predicted.
 _UNPREDICTABLE = frozenset({"RequestCancelActivityTaskDecision"})
 
 
-def plan_eager(task: dict[str, Any], decisions: list[dict[str, Any]], runs_here: Callable[[dict[str, Any]], bool],
-               slots: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The decisions to send (eager ones copied with their predicted id) and the activity tasks to run.
+def plan_eager(
+    task: Mapping[str, Any],
+    decisions: list[dict[str, Any]],
+    runs_here: Callable[[dict[str, Any]], bool],
+    slots: int,
+) -> tuple[list[dict[str, Any]], list[ActivityTask]]:
+    """The decisions to send (eager ones copied with their predicted id) and the tasks of the eager
+    attempts to run (every one of them eager: the worker answers them with eager command ids).
 
     `runs_here(attrs)`: whether this worker can run the scheduled activity (registered, same task
     list). `slots`: how many more activities it may start now.
@@ -38,7 +47,7 @@ def plan_eager(task: dict[str, Any], decisions: list[dict[str, Any]], runs_here:
     if slots <= 0 or any(d["attributes"][0] in CLOSE_DECISIONS for d in decisions):
         return decisions, []
     out: list[dict[str, Any]] = []
-    eager: list[dict[str, Any]] = []
+    eager: list[ActivityTask] = []
     event_id = task["started_event_id"] + 1  # DecisionTaskCompleted
     predicting = True
     for decision in decisions:
@@ -46,24 +55,37 @@ def plan_eager(task: dict[str, Any], decisions: list[dict[str, Any]], runs_here:
         event_id += 1
         if predicting and name in _UNPREDICTABLE:
             predicting = False
-        if (predicting and name == "ScheduleActivityTaskDecision" and len(eager) < slots
-                and (attrs["start_to_close_timeout_ms"] or attrs["schedule_to_close_timeout_ms"]) and runs_here(attrs)):
+        if (
+            predicting
+            and name == "ScheduleActivityTaskDecision"
+            and len(eager) < slots
+            and (attrs["start_to_close_timeout_ms"] or attrs["schedule_to_close_timeout_ms"])
+            and runs_here(attrs)
+        ):
             attrs = dict(attrs, eager_scheduled_event_id=event_id)
             decision = dict(decision, attributes=(name, attrs))
-            eager.append(eager_activity_task(task, attrs, event_id))
+            eager.append(eager_activity_task(task, cast("ScheduleActivityTaskDecision", attrs), event_id))
         out.append(decision)
     return out, eager
 
 
-def eager_activity_task(task: dict[str, Any], attrs: dict[str, Any], scheduled_event_id: int) -> dict[str, Any]:
+def eager_activity_task(
+    task: Mapping[str, Any], attrs: ScheduleActivityTaskDecision, scheduled_event_id: int
+) -> ActivityTask:
     """The ActivityTask the history processor would have dispatched for attempt 1 (same token),
     built from the ActivityTaskScheduled event the decision `attrs` will be recorded as, except:
-    no schedule-to-start timeout (the attempt starts now), and marked `eager` (worker-local)."""
+    no schedule-to-start timeout (the attempt starts now)."""
     completed_event_id = task["started_event_id"] + 1  # the DecisionTaskCompleted (not in the task)
     scheduled = activity_scheduled_attrs(attrs, task["task_list"], completed_event_id)
-    eager = activity_task(domain=task["domain"], workflow_id=task["workflow_id"], run_id=task["run_id"],
-                          workflow_type=task["workflow_type"], scheduled_event_id=scheduled_event_id,
-                          scheduled=scheduled, attempt=1, scheduled_time=int(time.time() * 1000))
+    eager = activity_task(
+        domain=task["domain"],
+        workflow_id=task["workflow_id"],
+        run_id=task["run_id"],
+        workflow_type=task["workflow_type"],
+        scheduled_event_id=scheduled_event_id,
+        scheduled=scheduled,
+        attempt=1,
+        scheduled_time=int(time.time() * 1000),
+    )
     eager["schedule_to_start_timeout_ms"] = 0
-    eager["eager"] = True
     return eager

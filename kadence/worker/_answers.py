@@ -1,0 +1,167 @@
+"""How the worker answers: one idempotent producer for every answer, and the task offsets it may commit.
+
+Every answer names the task it answers (`tp`, `offset`; `None` for an answer to no task on this
+worker's topic: eager attempts, dead letters). That task's offset becomes committable once the
+answer's delivery is reported, and only up to the lowest task still in flight on its partition
+(at-least-once; answers are idempotent by command id). An answer that is not delivered is sent
+again from the poll thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from kadence.history.commands import command_record
+from kadence.streams.serde import serde
+from kadence.streams.settings import Settings
+
+log = logging.getLogger("kadence.worker")
+
+#: A task's (topic, partition).
+TP = tuple[str, int]
+
+
+class Offsets:
+    """Per partition: offsets in flight; the committable offset is the lowest in flight (or next)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[TP, set[int]] = collections.defaultdict(set)
+        self._next: dict[TP, int] = {}
+        self._committed: dict[TP, int] = {}
+
+    def begin(self, tp: TP, offset: int) -> None:
+        with self._lock:
+            self._inflight[tp].add(offset)
+            self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+
+    def done(self, tp: TP, offset: int) -> None:
+        with self._lock:
+            self._inflight[tp].discard(offset)
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._inflight.values())
+
+    def to_commit(self, only: set[TP] | None = None) -> list[TopicPartition]:
+        out = []
+        with self._lock:
+            for tp, nxt in self._next.items():
+                if only is not None and tp not in only:
+                    continue
+                inflight = self._inflight.get(tp)
+                offset = min(inflight) if inflight else nxt
+                if self._committed.get(tp) != offset:
+                    self._committed[tp] = offset
+                    out.append(TopicPartition(tp[0], tp[1], offset))
+        return out
+
+    def forget(self, tps: set[TP]) -> None:
+        with self._lock:
+            for tp in tps:
+                self._inflight.pop(tp, None)
+                self._next.pop(tp, None)
+                self._committed.pop(tp, None)
+
+
+class Outbox:
+    """The worker's answers on their way to Kafka (thread-safe: activity threads answer too).
+
+    `producer` is set when the worker starts. `flush_retries()` (poll thread) sends again what
+    was not delivered.
+    """
+
+    def __init__(self, settings: Settings, task_list: str, identity: str, offsets: Offsets) -> None:
+        self.settings = settings
+        self.task_list = task_list
+        self.identity = identity
+        self.offsets = offsets
+        self.producer: Any = None
+        self._serde = serde()
+        self._retry: collections.deque[tuple[str, str, bytes, Any, TP | None, int]] = collections.deque()
+
+    def produce(
+        self, topic: str, key: str, record_type: str, record: Mapping[str, Any], tp: TP | None, offset: int
+    ) -> None:
+        value = self._serde.encode(record_type, record)
+        self.send(topic, key, value, self._serde.headers(record_type), tp, offset)
+
+    def send(self, topic: str, key: str, value: bytes, headers: Any, tp: TP | None, offset: int) -> None:
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                log.warning(
+                    "worker %s: answer to %s not delivered (%s); retrying", self.task_list, topic, err
+                )
+                self._retry.append((topic, key, value, headers, tp, offset))
+            elif tp is not None:
+                self.offsets.done(tp, offset)
+
+        while True:
+            try:
+                self.producer.produce(
+                    topic, key=key.encode(), value=value, headers=headers, on_delivery=delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.01)
+
+    def flush_retries(self) -> None:
+        while self._retry:
+            self.send(*self._retry.popleft())
+
+    def command(
+        self,
+        task: Mapping[str, Any],
+        ptype: str,
+        payload: dict[str, Any],
+        command_id: str,
+        tp: TP | None,
+        offset: int,
+    ) -> None:
+        """Answer `task` with a `ptype` command; `command_id` from `history.ids` (`answer_command_id`)."""
+        payload.setdefault("identity", self.identity)
+        rec = command_record(
+            command_id=command_id,
+            domain=task["domain"],
+            workflow_id=task["workflow_id"],
+            run_id=task["run_id"],
+            timestamp=int(time.time() * 1000),
+            payload_type=ptype,
+            attrs=payload,
+        )
+        self.produce(self.settings.commands_topic, task["workflow_id"], "Command", rec, tp, offset)
+
+    def dead_letter(self, msg: Any, reason: str) -> None:
+        rec = {
+            "topic": msg.topic(),
+            "partition": msg.partition(),
+            "offset": msg.offset(),
+            "key": msg.key(),
+            "value": msg.value(),
+            "reason": reason,
+            "processor": f"worker.{self.task_list}",
+            "timestamp": int(time.time() * 1000),
+        }
+        log.warning(
+            "worker %s: %s[%d]@%d is not a Task (%s): dead-lettered",
+            self.task_list,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            reason,
+        )
+        self.produce(
+            self.settings.dead_letters_topic,
+            (msg.key() or b"").decode(errors="replace"),
+            "DeadLetter",
+            rec,
+            None,
+            0,
+        )
