@@ -24,8 +24,12 @@ class SignupParent:
     @workflow.run
     async def run(self, customer: str) -> str:
         # Not awaited: the start decision and the parent's completion go out in the same decision task.
-        workflow.start_child_workflow(ReminderChild.run, customer, id=f"{workflow.info().workflow_id}-reminder",
-                                      parent_close_policy=workflow.ParentClosePolicy.ABANDON)
+        workflow.start_child_workflow(
+            ReminderChild.run,
+            customer,
+            id=f"{workflow.info().workflow_id}-reminder",
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        )
         return f"signed up {customer}"
 
 

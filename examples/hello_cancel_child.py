@@ -24,8 +24,9 @@ class LongChild:
             await workflow.sleep(3600)  # a durable timer: cancelled below
             return "finished"
         except asyncio.CancelledError:
-            self.cleanup = await workflow.execute_activity(release_resources, workflow.info().workflow_id,
-                                                           start_to_close_timeout=10)
+            self.cleanup = await workflow.execute_activity(
+                release_resources, workflow.info().workflow_id, start_to_close_timeout=10
+            )
             raise
 
 

@@ -22,7 +22,9 @@ class GreetingParent:
     @workflow.run
     async def run(self, name: str) -> str:
         # execute_child_workflow = start + wait for the result (the child runs on its own history).
-        return await workflow.execute_child_workflow(GreetingChild.run, name, id=f"{workflow.info().workflow_id}-child")
+        return await workflow.execute_child_workflow(
+            GreetingChild.run, name, id=f"{workflow.info().workflow_id}-child"
+        )
 
 
 WORKFLOWS = [GreetingParent, GreetingChild]

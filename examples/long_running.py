@@ -26,8 +26,9 @@ class LongRunningWorkflow:
         for _ in range(batches_per_run):
             if progress.batches_done >= target_batches:
                 return progress
-            progress.total += await workflow.execute_activity(process_batch, progress.batches_done + 1,
-                                                              start_to_close_timeout=10)
+            progress.total += await workflow.execute_activity(
+                process_batch, progress.batches_done + 1, start_to_close_timeout=10
+            )
             progress.batches_done += 1
             if workflow.info().continue_as_new_suggested:
                 break
@@ -42,8 +43,15 @@ TASK_LIST = "long-running"
 
 
 def run_sample(client: Client, workflow_id: str = "long-running", batches: int = 50) -> dict:
-    result = client.execute_workflow(LongRunningWorkflow.run, batches, Progress(), 10, id=workflow_id,
-                                     task_list=TASK_LIST, result_type=Progress)
+    result = client.execute_workflow(
+        LongRunningWorkflow.run,
+        batches,
+        Progress(),
+        10,
+        id=workflow_id,
+        task_list=TASK_LIST,
+        result_type=Progress,
+    )
     return {"batches_done": result.batches_done, "total": result.total}
 
 

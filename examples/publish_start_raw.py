@@ -54,7 +54,9 @@ def standalone(record_type: str, raw: dict[str, Any]) -> Any:
         if isinstance(node, dict):
             if node.get("type") in ("record", "enum", "fixed") and "name" in node:
                 seen.add(node["name"])
-            return {k: (inline(v) if k in ("type", "items", "values", "fields") else v) for k, v in node.items()}
+            return {
+                k: (inline(v) if k in ("type", "items", "values", "fields") else v) for k, v in node.items()
+            }
         return node
 
     return inline(record_type)
@@ -69,8 +71,15 @@ def command_schema(schema_dir: Path = SCHEMA_DIR) -> tuple[Any, str, bytes]:
     return parsed, canonical, header
 
 
-def start_command(workflow_id: str, workflow_type: str, task_list: str, args: list[Any], *,
-                  domain: str = "default", request_id: str | None = None) -> dict[str, Any]:
+def start_command(
+    workflow_id: str,
+    workflow_type: str,
+    task_list: str,
+    args: list[Any],
+    *,
+    domain: str = "default",
+    request_id: str | None = None,
+) -> dict[str, Any]:
     """A Command{StartWorkflowExecution} record; inputs are the JSON list of arguments."""
     start = {
         "workflow_type": workflow_type,
@@ -105,18 +114,25 @@ def encode(command: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> bytes:
     return header + body.getvalue()
 
 
-def publish(bootstrap: str, command: dict[str, Any], *, prefix: str = "kadence.",
-            schema_dir: Path = SCHEMA_DIR) -> None:
-    producer = Producer({
-        "bootstrap.servers": bootstrap,
-        "partitioner": "murmur2_random",  # Kafka's Java default: the key's partition must match
-        "enable.idempotence": True,
-        "acks": "all",
-    })
+def publish(
+    bootstrap: str, command: dict[str, Any], *, prefix: str = "kadence.", schema_dir: Path = SCHEMA_DIR
+) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",  # Kafka's Java default: the key's partition must match
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
     errors: list[Any] = []
-    producer.produce(f"{prefix}commands", key=command["workflow_id"].encode(), value=encode(command, schema_dir),
-                     headers=[("kadence-type", b"Command")],
-                     on_delivery=lambda err, _msg: errors.append(err) if err is not None else None)
+    producer.produce(
+        f"{prefix}commands",
+        key=command["workflow_id"].encode(),
+        value=encode(command, schema_dir),
+        headers=[("kadence-type", b"Command")],
+        on_delivery=lambda err, _msg: errors.append(err) if err is not None else None,
+    )
     if producer.flush(30) or errors:
         raise RuntimeError(f"start command not delivered: {errors[0] if errors else 'flush timed out'}")
 
@@ -132,8 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", default="[]", help="JSON list of the workflow's arguments")
     parser.add_argument("--request-id", default=None)
     args = parser.parse_args(argv)
-    command = start_command(args.workflow_id, args.workflow_type, args.task_list, json.loads(args.input),
-                            domain=args.domain, request_id=args.request_id)
+    command = start_command(
+        args.workflow_id,
+        args.workflow_type,
+        args.task_list,
+        json.loads(args.input),
+        domain=args.domain,
+        request_id=args.request_id,
+    )
     publish(args.bootstrap, command, prefix=args.prefix)
     start = command["payload"][1]
     print(f"started {args.workflow_type} id={args.workflow_id} request_id={start['request_id']}")

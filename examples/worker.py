@@ -7,9 +7,8 @@ import signal
 import threading
 
 from kadence import Client, Worker
-from kadence.streams.settings import Settings
-
 from kadence.samples import account_opening as demo
+from kadence.streams.settings import Settings
 
 from . import detached_child, hello_cancel_child, hello_child, long_running, order_processing
 
@@ -26,7 +25,9 @@ TASK_LISTS = {
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
     client = Client(Settings.from_env())
-    workers = [Worker(client, tl, workflows=wfs, activities=acts).start() for tl, (wfs, acts) in TASK_LISTS.items()]
+    workers = [
+        Worker(client, tl, workflows=wfs, activities=acts).start() for tl, (wfs, acts) in TASK_LISTS.items()
+    ]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

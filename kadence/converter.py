@@ -10,7 +10,8 @@ import dataclasses
 import functools
 import json
 import typing
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 JSON_ENCODING = "json/plain"
 

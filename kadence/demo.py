@@ -21,32 +21,45 @@ def _say(text: str) -> None:
 
 
 def run_demo(customer: str = "ada") -> int:
+    from .client import Client
+    from .history_view import print_history
     from .samples import account_opening as demo
     from .samples import order_processing
-
-    from .history_view import print_history
-    from .client import Client
     from .worker import Worker
 
     t0 = time.monotonic()
     with EmbeddedBroker() as broker:
-        settings = embedded_broker_settings(broker.bootstrap, prefix="demo.", session_timeout_ms=2000,
-                                            heartbeat_interval_ms=500, state_dir=tempfile.mkdtemp(prefix="kadence-demo-"))
+        settings = embedded_broker_settings(
+            broker.bootstrap,
+            prefix="demo.",
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+            state_dir=tempfile.mkdtemp(prefix="kadence-demo-"),
+        )
         _say(f"[demo] embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}")
         ensure_core_topics(settings, [demo.TASK_LIST, *order_processing.TASK_LISTS])
         env = dict(os.environ, KADENCE_LOG_LEVEL="WARNING")
-        procs = [spawn("kadence.processors.history", settings, env=env), spawn("kadence.processors.derived", settings, env=env)]
-        _say(f"[demo] engine: history processor (pid {procs[0].pid}), derived processors (pid {procs[1].pid})")
+        procs = [
+            spawn("kadence.processors.history", settings, env=env),
+            spawn("kadence.processors.derived", settings, env=env),
+        ]
+        _say(
+            f"[demo] engine: history processor (pid {procs[0].pid}), derived processors (pid {procs[1].pid})"
+        )
         client = Client(settings)
-        task_lists: dict[str, Any] = {demo.TASK_LIST: (demo.WORKFLOWS, demo.ACTIVITIES), **order_processing.TASK_LISTS}
+        task_lists: dict[str, Any] = {
+            demo.TASK_LIST: (demo.WORKFLOWS, demo.ACTIVITIES),
+            **order_processing.TASK_LISTS,
+        }
         workers = [Worker(client, tl, workflows=w, activities=a).start() for tl, (w, a) in task_lists.items()]
         try:
             for w in workers:
                 w.assigned.wait(30)
             _say(f"[demo] workers on task lists {', '.join(task_lists)}")
 
-            handle = client.start_workflow(demo.AccountOpeningWorkflow.run, customer, id=f"account-{customer}",
-                                           task_list=demo.TASK_LIST)
+            handle = client.start_workflow(
+                demo.AccountOpeningWorkflow.run, customer, id=f"account-{customer}", task_list=demo.TASK_LIST
+            )
             _say(f"[demo] started AccountOpeningWorkflow {handle.id}")
             status = _query_until(handle, demo.AccountOpeningWorkflow.current_status, "waiting for a plan")
             _say(f"[demo] query current_status -> {status!r}")
@@ -78,7 +91,7 @@ def _query_until(handle: Any, query: Any, wanted: str, timeout: float = 30.0) ->
     deadline = time.monotonic() + timeout
     status = ""
     while time.monotonic() < deadline:
-        status = handle.query(query)
+        status = str(handle.query(query))
         if wanted in status:
             return status
         time.sleep(0.05)

@@ -24,15 +24,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--kafka", default=None,
-                     help="embedded (default, Tansu) | apache (Apache Kafka 4.4.0 started for the session) "
-                          "| testcontainers | HOST:PORT of a running Kafka; also KADENCE_KAFKA / "
-                          "KADENCE_BOOTSTRAP")
+    parser.addoption(
+        "--kafka",
+        default=None,
+        help="embedded (default, Tansu) | apache (Apache Kafka 4.4.0 started for the session) "
+        "| testcontainers | HOST:PORT of a running Kafka; also KADENCE_KAFKA / "
+        "KADENCE_BOOTSTRAP",
+    )
 
 
 def _broker_choice(config: pytest.Config) -> str:
-    return (config.getoption("--kafka") or os.environ.get("KADENCE_KAFKA")
-            or os.environ.get("KADENCE_BOOTSTRAP") or "embedded")
+    return (
+        config.getoption("--kafka")
+        or os.environ.get("KADENCE_KAFKA")
+        or os.environ.get("KADENCE_BOOTSTRAP")
+        or "embedded"
+    )
 
 
 def _broker_kind(config: pytest.Config) -> str:
@@ -50,6 +57,7 @@ def _docker_answers() -> str | None:
     """None when a Docker engine answers, else why not."""
     try:
         import docker  # testcontainers depends on it
+
         docker.from_env(timeout=3).ping()
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means "no engine", reported verbatim
@@ -70,17 +78,24 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         try:
             ensure_kafka_jars()
         except KafkaSetupError as exc:
-            pytest.exit(f"--kafka=apache was asked for, but Apache Kafka's jars are not available: {exc}",
-                        returncode=2)
+            pytest.exit(
+                f"--kafka=apache was asked for, but Apache Kafka's jars are not available: {exc}",
+                returncode=2,
+            )
         with ApacheKafkaBroker() as apache:
-            print(f"\nApache Kafka {apache.bootstrap} started in {apache.startup_seconds:.1f}s; "
-                  f"log {apache.log_path}")
+            print(
+                f"\nApache Kafka {apache.bootstrap} started in {apache.startup_seconds:.1f}s; "
+                f"log {apache.log_path}"
+            )
             yield apache.bootstrap
     elif choice == "testcontainers":
         why = _docker_answers()
         if why is not None:
-            pytest.exit(f"--kafka=testcontainers was asked for, but no Docker engine answers ({why}). "
-                        "Use --kafka=embedded or --kafka=HOST:PORT.", returncode=2)
+            pytest.exit(
+                f"--kafka=testcontainers was asked for, but no Docker engine answers ({why}). "
+                "Use --kafka=embedded or --kafka=HOST:PORT.",
+                returncode=2,
+            )
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer("apache/kafka:3.9.0").with_kraft() as kafka:
@@ -115,8 +130,15 @@ def dedicated_bootstrap(request: pytest.FixtureRequest, kafka_bootstrap: str) ->
 
 @pytest.fixture
 def dedicated_settings(request: pytest.FixtureRequest, dedicated_bootstrap: str, state_dir: Path) -> Settings:
-    return Settings(bootstrap=dedicated_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=str(state_dir),
-                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500)
+    return Settings(
+        bootstrap=dedicated_bootstrap,
+        prefix=f"t{uuid.uuid4().hex[:10]}.",
+        state_dir=str(state_dir),
+        partitions=4,
+        task_partitions=2,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+    )
 
 
 @pytest.fixture
@@ -129,18 +151,34 @@ def state_dir() -> Iterator[Path]:
 @pytest.fixture
 def settings(request: pytest.FixtureRequest, kafka_bootstrap: str, state_dir: Path) -> Settings:
     """Fresh Settings per test: its own topic prefix (so its own topics, groups and transactional ids)."""
-    return Settings(bootstrap=kafka_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=str(state_dir),
-                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500)
+    return Settings(
+        bootstrap=kafka_bootstrap,
+        prefix=f"t{uuid.uuid4().hex[:10]}.",
+        state_dir=str(state_dir),
+        partitions=4,
+        task_partitions=2,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+    )
 
 
 @pytest.fixture
 def make_settings(request: pytest.FixtureRequest, kafka_bootstrap: str, state_dir: Path):
     """Factory for tests that need several isolated settings objects."""
+
     def make(**overrides) -> Settings:
-        base = dict(bootstrap=kafka_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=str(state_dir),
-                    partitions=4, task_partitions=2, session_timeout_ms=2000, heartbeat_interval_ms=500)
+        base = dict(
+            bootstrap=kafka_bootstrap,
+            prefix=f"t{uuid.uuid4().hex[:10]}.",
+            state_dir=str(state_dir),
+            partitions=4,
+            task_partitions=2,
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+        )
         base.update(overrides)
         return Settings(**base)
+
     return make
 
 

@@ -20,11 +20,18 @@ OUT = Path(__file__).resolve().parent / "histories"
 
 def main() -> None:
     with EmbeddedBroker() as broker:
-        settings = embedded_broker_settings(broker.bootstrap, prefix="rec.", state_dir=tempfile.mkdtemp(),
-                                            session_timeout_ms=2000, heartbeat_interval_ms=500)
+        settings = embedded_broker_settings(
+            broker.bootstrap,
+            prefix="rec.",
+            state_dir=tempfile.mkdtemp(),
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+        )
         with InProcessEngine(settings), Client(settings) as client:
-            workers = [Worker(client, tl, workflows=w, activities=a).start()
-                       for tl, (w, a) in order_processing.TASK_LISTS.items()]
+            workers = [
+                Worker(client, tl, workflows=w, activities=a).start()
+                for tl, (w, a) in order_processing.TASK_LISTS.items()
+            ]
             try:
                 order_processing.run_sample(client, "recorded")
                 dump_history(client.get_handle("recorded-2").history(), OUT / "order_processing_engine.json")

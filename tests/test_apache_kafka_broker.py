@@ -33,7 +33,8 @@ from kadence.streams.apache_kafka import (
 _JARS_CACHED = (default_lib_dir() / KAFKA_JAR).exists()
 pytestmark = pytest.mark.skipif(
     shutil.which("java") is None or (shutil.which("mvn") is None and not _JARS_CACHED),
-    reason="Apache Kafka needs `java` (and `mvn` to fetch its jars once)")
+    reason="Apache Kafka needs `java` (and `mvn` to fetch its jars once)",
+)
 
 
 def _topic(admin: AdminClient, partitions: int = 1, rf: int = 1) -> str:
@@ -42,11 +43,23 @@ def _topic(admin: AdminClient, partitions: int = 1, rf: int = 1) -> str:
     return name
 
 
-def _consume(bootstrap: str, topic: str, expect: int, timeout: float = 20.0,
-             isolation: str = "read_committed", partition: int = 0) -> list[bytes]:
+def _consume(
+    bootstrap: str,
+    topic: str,
+    expect: int,
+    timeout: float = 20.0,
+    isolation: str = "read_committed",
+    partition: int = 0,
+) -> list[bytes]:
     """Read `topic`/`partition` from the start until `expect` values arrived or `timeout` passed."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "isolation.level": isolation})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"g{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, partition, 0)])
         values: list[bytes] = []
@@ -75,8 +88,9 @@ def broker() -> Iterator[ApacheKafkaBroker]:
     lib = ensure_kafka_jars()
     print(f"\nKafka jars ready in {time.monotonic() - t0:.1f}s ({lib})")
     with ApacheKafkaBroker() as b:
-        print(f"Apache Kafka single node started in {b.startup_seconds:.2f}s on {b.bootstrap}; "
-              f"log {b.log_path}")
+        print(
+            f"Apache Kafka single node started in {b.startup_seconds:.2f}s on {b.bootstrap}; log {b.log_path}"
+        )
         yield b
 
 
@@ -130,10 +144,14 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_dead_producers_transaction_is_aborted_after_its_timeout(
-        broker: ApacheKafkaBroker, admin: AdminClient) -> None:
+    broker: ApacheKafkaBroker, admin: AdminClient
+) -> None:
     topic = _topic(admin)
-    proc = subprocess.run([sys.executable, "-c", DYING_PRODUCER, broker.bootstrap, topic, f"dying-{topic}"],
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", DYING_PRODUCER, broker.bootstrap, topic, f"dying-{topic}"],
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == -9, proc.stderr.decode()
     died = time.monotonic()
     # Committed after the open transaction: read_committed readers see it only once the open
@@ -141,8 +159,10 @@ def test_dead_producers_transaction_is_aborted_after_its_timeout(
     _produce(broker.bootstrap, topic, [b"after"], acks="all")
     got = _consume(broker.bootstrap, topic, 1, timeout=30)
     waited = time.monotonic() - died
-    print(f"\nread_committed reader unblocked {waited:.1f}s after the producer died "
-          "(transaction.timeout.ms=5000)")
+    print(
+        f"\nread_committed reader unblocked {waited:.1f}s after the producer died "
+        "(transaction.timeout.ms=5000)"
+    )
     assert got == [b"after"]
     assert 3.0 < waited < 15.0
     everything = _consume(broker.bootstrap, topic, 2, timeout=3, isolation="read_uncommitted")
@@ -184,16 +204,24 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_cluster_leader_kill_moves_leadership_and_acks_all_continues() -> None:
     with ApacheKafkaCluster() as cluster:
-        print(f"\nthree-node cluster started in {cluster.startup_seconds:.2f}s "
-              f"(nodes {[round(n.startup_seconds, 2) for n in cluster]})")
+        print(
+            f"\nthree-node cluster started in {cluster.startup_seconds:.2f}s "
+            f"(nodes {[round(n.startup_seconds, 2) for n in cluster]})"
+        )
         assert len(cluster.admin().list_topics(timeout=10).brokers) == 3
         topic = f"t{uuid.uuid4().hex[:10]}"
         cluster.create_topic(topic, partitions=3)  # replication factor 3, min.insync.replicas 2
         leader = cluster.leader(topic, 0)
         assert leader in (1, 2, 3)
 
-        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
-                             "enable.idempotence": True, "linger.ms": 5})
+        producer = Producer(
+            {
+                "bootstrap.servers": cluster.bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+            }
+        )
         acked: list[float] = []
         errors: list[object] = []
 
@@ -227,8 +255,10 @@ def test_cluster_leader_kill_moves_leadership_and_acks_all_continues() -> None:
         assert producer.flush(30) == 0
         around = [t for t in acked if t >= killed_at - 1.0]
         pause = max(b - a for a, b in zip(around, around[1:], strict=False))
-        print(f"leader {leader} killed: node {new_leader} leads after {moved_after:.2f}s; "
-              f"longest gap between acks {pause:.2f}s; {len(acked)} acked, {len(errors)} errors")
+        print(
+            f"leader {leader} killed: node {new_leader} leads after {moved_after:.2f}s; "
+            f"longest gap between acks {pause:.2f}s; {len(acked)} acked, {len(errors)} errors"
+        )
         assert errors == []
         assert any(t > killed_at + moved_after for t in acked), "no write was acknowledged after the failover"
         assert new_leader != leader

@@ -97,8 +97,9 @@ class SignalChild:
 class ParentWithPolicy:
     @workflow.run
     async def run(self, policy: str) -> str:
-        await workflow.start_child_workflow(Waiter.run, id=f"{workflow.info().workflow_id}-c",
-                                            parent_close_policy=ParentClosePolicy(policy))
+        await workflow.start_child_workflow(
+            Waiter.run, id=f"{workflow.info().workflow_id}-c", parent_close_policy=ParentClosePolicy(policy)
+        )
         return "parent done"
 
 
@@ -106,8 +107,9 @@ class ParentWithPolicy:
 class CancelByType:
     @workflow.run
     async def run(self, cancellation_type: str) -> str:
-        child = await workflow.start_child_workflow(Waiter.run, id=f"{workflow.info().workflow_id}-c",
-                                                    cancellation_type=CT(cancellation_type))
+        child = await workflow.start_child_workflow(
+            Waiter.run, id=f"{workflow.info().workflow_id}-c", cancellation_type=CT(cancellation_type)
+        )
         task = asyncio.ensure_future(child.result())
         await workflow.sleep(0.05)
         task.cancel()
@@ -136,11 +138,15 @@ class ScopeParent:
 class OptionsParent:
     @workflow.run
     async def run(self) -> list[str]:
-        return list(await asyncio.gather(
-            workflow.execute_child_workflow(Echo.run, "other-list", id="opt-list", task_list="special"),
-            workflow.execute_child_workflow(Echo.run, "other-domain", id="shared-id", domain="other"),
-            workflow.execute_child_workflow(Echo.run, "same-domain", id="shared-id", memo={"team": "core"}),
-        ))
+        return list(
+            await asyncio.gather(
+                workflow.execute_child_workflow(Echo.run, "other-list", id="opt-list", task_list="special"),
+                workflow.execute_child_workflow(Echo.run, "other-domain", id="shared-id", domain="other"),
+                workflow.execute_child_workflow(
+                    Echo.run, "same-domain", id="shared-id", memo={"team": "core"}
+                ),
+            )
+        )
 
 
 @workflow.defn
@@ -151,8 +157,18 @@ class ManyChildren:
         return len(results)
 
 
-ALL = [Echo, Waiter, StartThenResult, StartDuplicate, SignalChild, ParentWithPolicy, CancelByType, ScopeParent,
-       OptionsParent, ManyChildren]
+ALL = [
+    Echo,
+    Waiter,
+    StartThenResult,
+    StartDuplicate,
+    SignalChild,
+    ParentWithPolicy,
+    CancelByType,
+    ScopeParent,
+    OptionsParent,
+    ManyChildren,
+]
 
 
 def kinds(client, workflow_id: str, domain: str | None = None) -> list[str]:
@@ -160,7 +176,9 @@ def kinds(client, workflow_id: str, domain: str | None = None) -> list[str]:
 
 
 def attrs_of(client, workflow_id: str, kind: str) -> list[dict]:
-    return [e["attributes"][1] for e in client.get_handle(workflow_id).history() if e["attributes"][0] == kind]
+    return [
+        e["attributes"][1] for e in client.get_handle(workflow_id).history() if e["attributes"][0] == kind
+    ]
 
 
 @pytest.fixture
@@ -174,8 +192,11 @@ def test_start_returns_once_started_then_result(kids) -> None:
     child_start = kids.get_handle("sr-c").history()[0]
     assert out == {"run_id": child_start["run_id"], "result": "hi"}
     parent = kinds(kids, "sr")
-    assert parent.index("StartChildWorkflowExecutionInitiated") < parent.index("ChildWorkflowExecutionStarted") \
+    assert (
+        parent.index("StartChildWorkflowExecutionInitiated")
+        < parent.index("ChildWorkflowExecutionStarted")
         < parent.index("ChildWorkflowExecutionCompleted")
+    )
     # The child's start command id derives from (parent run, initiated event): its run id is known in advance.
     assert attrs_of(kids, "sr", "ChildWorkflowExecutionStarted")[0]["run_id"] == child_start["run_id"]
 
@@ -183,7 +204,8 @@ def test_start_returns_once_started_then_result(kids) -> None:
 def test_start_failure_is_a_typed_error(kids) -> None:
     blocker = kids.start_workflow(Waiter.run, id="taken", task_list="default")
     assert kids.execute_workflow(StartDuplicate.run, "taken", id="sd", task_list="default").startswith(
-        "rejected: workflow execution already running")
+        "rejected: workflow execution already running"
+    )
     failed = attrs_of(kids, "sd", "StartChildWorkflowExecutionFailed")
     assert failed and failed[0]["workflow_id"] == "taken"
     assert kinds(kids, "taken").count("WorkflowExecutionStarted") == 1  # the running one was not touched
@@ -213,9 +235,14 @@ def test_client_can_query_a_child(kids) -> None:
     assert child.result(timeout=30) == ["x"]
 
 
-@pytest.mark.parametrize("policy,child_end", [("TERMINATE", "WorkflowExecutionTerminated"),
-                                              ("REQUEST_CANCEL", "WorkflowExecutionCanceled"),
-                                              ("ABANDON", None)])
+@pytest.mark.parametrize(
+    "policy,child_end",
+    [
+        ("TERMINATE", "WorkflowExecutionTerminated"),
+        ("REQUEST_CANCEL", "WorkflowExecutionCanceled"),
+        ("ABANDON", None),
+    ],
+)
 def test_parent_close_policies(kids, policy: str, child_end: str | None) -> None:
     wid = f"pcp-{policy.lower()}"
     assert kids.execute_workflow(ParentWithPolicy.run, policy, id=wid, task_list="default") == "parent done"
@@ -230,14 +257,20 @@ def test_parent_close_policies(kids, policy: str, child_end: str | None) -> None
         child_kinds = kinds(kids, f"{wid}-c")
         assert child_kinds[-1] == child_end
         if policy == "REQUEST_CANCEL":  # the child could clean up
-            assert "WorkflowExecutionCancelRequested" in child_kinds and "ActivityTaskCompleted" in child_kinds
+            assert (
+                "WorkflowExecutionCancelRequested" in child_kinds and "ActivityTaskCompleted" in child_kinds
+            )
 
 
-@pytest.mark.parametrize("cancellation_type", ["WAIT_CANCELLATION_COMPLETED", "WAIT_CANCELLATION_REQUESTED",
-                                               "TRY_CANCEL", "ABANDON"])
+@pytest.mark.parametrize(
+    "cancellation_type",
+    ["WAIT_CANCELLATION_COMPLETED", "WAIT_CANCELLATION_REQUESTED", "TRY_CANCEL", "ABANDON"],
+)
 def test_cancellation_types(kids, cancellation_type: str) -> None:
     wid = f"ct-{cancellation_type.lower()}"
-    assert kids.execute_workflow(CancelByType.run, cancellation_type, id=wid, task_list="default") == "cancelled"
+    assert (
+        kids.execute_workflow(CancelByType.run, cancellation_type, id=wid, task_list="default") == "cancelled"
+    )
     parent = kinds(kids, wid)
     child = kids.get_handle(f"{wid}-c")
     if cancellation_type == "ABANDON":
@@ -253,7 +286,10 @@ def test_cancellation_types(kids, cancellation_type: str) -> None:
 
 
 def test_cancellation_scope_cancels_children_started_in_it(kids) -> None:
-    assert kids.execute_workflow(ScopeParent.run, id="scope", task_list="default") == "CancelledError,CancelledError"
+    assert (
+        kids.execute_workflow(ScopeParent.run, id="scope", task_list="default")
+        == "CancelledError,CancelledError"
+    )
     for child in ("scope-a", "scope-b"):
         assert "WorkflowExecutionCancelRequested" in kinds(kids, child)
 
@@ -262,7 +298,10 @@ def test_child_options_task_list_domain_memo_timeouts(kids, worker, client) -> N
     worker("special", [Echo])  # only workers of "special" run the first child
     # "other" domain: a worker is the same; domains isolate ids, not code.
     assert kids.execute_workflow(OptionsParent.run, id="opts", task_list="default") == [
-        "other-list", "other-domain", "same-domain"]
+        "other-list",
+        "other-domain",
+        "same-domain",
+    ]
     initiated = attrs_of(kids, "opts", "StartChildWorkflowExecutionInitiated")
     assert [i["task_list"] for i in initiated] == ["special", "default", "default"]  # inherited when unset
     assert [i["domain"] for i in initiated] == ["default", "other", "default"]
@@ -290,15 +329,20 @@ def test_pending_children_limit_fails_the_decision_with_a_clear_cause(settings) 
     from kadence.processors.history import HistoryConfig
     from kadence.processors.server import InProcessEngine
 
-    with InProcessEngine(settings, config=HistoryConfig(max_pending_children=5)), Client(settings) as client, \
-            Worker(client, "default", ALL, [note]):
+    with (
+        InProcessEngine(settings, config=HistoryConfig(max_pending_children=5)),
+        Client(settings) as client,
+        Worker(client, "default", ALL, [note]),
+    ):
         handle = client.start_workflow(ManyChildren.run, 6, id="too-many", task_list="default")
         import time
 
         deadline = time.monotonic() + 30
         failed: list[dict] = []
         while time.monotonic() < deadline and not failed:
-            failed = [e["attributes"][1] for e in handle.history() if e["attributes"][0] == "DecisionTaskFailed"]
+            failed = [
+                e["attributes"][1] for e in handle.history() if e["attributes"][0] == "DecisionTaskFailed"
+            ]
             time.sleep(0.1)
         assert failed and failed[0]["cause"] == "PENDING_CHILDREN_LIMIT_EXCEEDED"
         assert "more than 5 pending child workflows" in failed[0]["failure"]["message"]
@@ -378,8 +422,9 @@ def test_parent_close_policy_never_touches_an_unrelated_workflow_reusing_the_id(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     client.get_handle("owner-pending").terminate("make room for a stranger")
-    stranger = client.start_workflow(Waiter.run, id="owner-pending", task_list="default",
-                                     id_reuse_policy="ALLOW_DUPLICATE")
+    stranger = client.start_workflow(
+        Waiter.run, id="owner-pending", task_list="default", id_reuse_policy="ALLOW_DUPLICATE"
+    )
     deadline = time.monotonic() + 20
     while len({e["run_id"] for e in client.get_handle("owner-pending").history()}) < 2:
         assert time.monotonic() < deadline
@@ -389,6 +434,8 @@ def test_parent_close_policy_never_touches_an_unrelated_workflow_reusing_the_id(
     time.sleep(1.0)  # the parent close policy has had time to act
     events = client.get_handle("owner-pending").history()
     latest_run = events[-1]["run_id"]
-    assert [e["attributes"][0] for e in events if e["run_id"] == latest_run][-1] != "WorkflowExecutionTerminated"
+    assert [e["attributes"][0] for e in events if e["run_id"] == latest_run][
+        -1
+    ] != "WorkflowExecutionTerminated"
     stranger.signal(Waiter.release)
     assert stranger.result(timeout=30) == []

@@ -7,9 +7,9 @@ No engine runs here: each test plays the engine's part by reading `commands` and
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -62,8 +62,9 @@ class CommandReader:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.consumer = make_consumer(settings, settings.group(f"reader-{uuid.uuid4().hex}"))
-        self.consumer.assign([TopicPartition(settings.commands_topic, p, OFFSET_BEGINNING)
-                              for p in range(settings.partitions)])
+        self.consumer.assign(
+            [TopicPartition(settings.commands_topic, p, OFFSET_BEGINNING) for p in range(settings.partitions)]
+        )
 
     def next(self, timeout: float = 20.0) -> tuple[Any, dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -105,16 +106,29 @@ def produce(settings: Settings, topic: str, key: str, record_type: str, record: 
     if producer is None:
         producer = _PRODUCERS[settings.bootstrap] = make_producer(settings)
     codec = serde()
-    producer.produce(topic, key=key.encode(), value=codec.encode(record_type, record),
-                     headers=codec.headers(record_type))
+    producer.produce(
+        topic, key=key.encode(), value=codec.encode(record_type, record), headers=codec.headers(record_type)
+    )
     assert producer.flush(10) == 0
 
 
 def outcome(workflow_id: str, run_id: str, status: str, **fields: Any) -> dict[str, Any]:
-    base = {"domain": "default", "workflow_id": workflow_id, "run_id": run_id, "first_run_id": run_id,
-            "request_id": "", "status": status, "result": None, "failure": None, "new_run_id": "",
-            "reason": "", "close_event_id": 0, "timestamp": int(time.time() * 1000), "workflow_type": "Greeter",
-            "parent": None}
+    base = {
+        "domain": "default",
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+        "first_run_id": run_id,
+        "request_id": "",
+        "status": status,
+        "result": None,
+        "failure": None,
+        "new_run_id": "",
+        "reason": "",
+        "close_event_id": 0,
+        "timestamp": int(time.time() * 1000),
+        "workflow_type": "Greeter",
+        "parent": None,
+    }
     base.update(fields)
     return base
 
@@ -131,10 +145,20 @@ def payload(value: Any) -> dict[str, Any]:
 # --- start ---------------------------------------------------------------------------------------
 
 
-def test_start_workflow_produces_a_start_command(settings: Settings, client: Client, commands: CommandReader) -> None:
-    handle = client.start_workflow(Greeter.run, "world", 3, id="order-17", task_list="orders", execution_timeout=60,
-                                   run_timeout=timedelta(seconds=30.5), retry_policy=workflow.RetryPolicy(maximum_attempts=3),
-                                   memo={"customer": "c-9"})
+def test_start_workflow_produces_a_start_command(
+    settings: Settings, client: Client, commands: CommandReader
+) -> None:
+    handle = client.start_workflow(
+        Greeter.run,
+        "world",
+        3,
+        id="order-17",
+        task_list="orders",
+        execution_timeout=60,
+        run_timeout=timedelta(seconds=30.5),
+        retry_policy=workflow.RetryPolicy(maximum_attempts=3),
+        memo={"customer": "c-9"},
+    )
     assert isinstance(handle, WorkflowHandle) and handle.id == "order-17" and handle.run_id is None
     msg, command = commands.next()
     assert msg.key() == b"order-17"
@@ -157,8 +181,13 @@ def test_start_workflow_produces_a_start_command(settings: Settings, client: Cli
     assert start["identity"] == "test-client" and start["parent"] is None
 
     # A type name and the class work too; an explicit request id is kept (it de-duplicates retries).
-    client.start_workflow("Other", id="o-2", task_list="t", request_id="req-fixed",
-                          id_reuse_policy=workflow.IdReusePolicy.REJECT_DUPLICATE)
+    client.start_workflow(
+        "Other",
+        id="o-2",
+        task_list="t",
+        request_id="req-fixed",
+        id_reuse_policy=workflow.IdReusePolicy.REJECT_DUPLICATE,
+    )
     client.start_workflow(Greeter, "x", id="o-3", task_list="t", retry_policy={"maximum_attempts": 2})
     seen = {}
     for _ in range(2):
@@ -168,8 +197,13 @@ def test_start_workflow_produces_a_start_command(settings: Settings, client: Cli
     assert seen["o-2"]["id_reuse_policy"] == "REJECT_DUPLICATE"
     assert seen["o-3"]["workflow_type"] == "Greeter"
     assert unwrap(seen["o-3"]["retry_policy"]) == {
-        "initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 0, "maximum_attempts": 2,
-        "non_retryable_error_types": [], "expiration_ms": 0}
+        "initial_interval_ms": 1000,
+        "backoff_coefficient": 2.0,
+        "maximum_interval_ms": 0,
+        "maximum_attempts": 2,
+        "non_retryable_error_types": [],
+        "expiration_ms": 0,
+    }
 
 
 def test_start_workflow_rejects_bad_options(client: Client) -> None:
@@ -195,11 +229,26 @@ def test_connect_builds_settings(kafka_bootstrap: str) -> None:
 def test_result_returns_the_decoded_result(settings: Settings, client: Client) -> None:
     handle = client.start_workflow("Greeter", "world", id="wf-ok", task_list="t")
     # An older run of the same id, closed before: not this handle's run.
-    produce(settings, settings.completions_topic, "wf-ok",
-            "WorkflowOutcome", outcome("wf-ok", "old-run", "COMPLETED", result=payload("stale"), request_id="other"))
-    produce(settings, settings.completions_topic, "wf-ok", "WorkflowOutcome",
-            outcome("wf-ok", "run-1", "COMPLETED", result=payload({"greeting": "hello world"}),
-                    request_id=handle.start_request_id))
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-ok",
+        "WorkflowOutcome",
+        outcome("wf-ok", "old-run", "COMPLETED", result=payload("stale"), request_id="other"),
+    )
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-ok",
+        "WorkflowOutcome",
+        outcome(
+            "wf-ok",
+            "run-1",
+            "COMPLETED",
+            result=payload({"greeting": "hello world"}),
+            request_id=handle.start_request_id,
+        ),
+    )
     assert handle.result(timeout=20) == {"greeting": "hello world"}
     assert handle.run_id == "run-1"
     # A handle to a run by id reads the same outcome.
@@ -208,22 +257,52 @@ def test_result_returns_the_decoded_result(settings: Settings, client: Client) -
 
 def test_result_is_decoded_to_the_run_methods_return_type(settings: Settings, client: Client) -> None:
     handle = client.start_workflow(Greeter.run, "ada", id="wf-typed", task_list="t")
-    produce(settings, settings.completions_topic, "wf-typed", "WorkflowOutcome",
-            outcome("wf-typed", "run-1", "COMPLETED", result=payload(Greeting("hello ada", 2)),
-                    request_id=handle.start_request_id))
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-typed",
+        "WorkflowOutcome",
+        outcome(
+            "wf-typed",
+            "run-1",
+            "COMPLETED",
+            result=payload(Greeting("hello ada", 2)),
+            request_id=handle.start_request_id,
+        ),
+    )
     assert handle.result(timeout=20) == Greeting("hello ada", 2)
-    assert client.get_handle("wf-typed", run_id="run-1").result(timeout=5) == {"text": "hello ada", "count": 2}
+    assert client.get_handle("wf-typed", run_id="run-1").result(timeout=5) == {
+        "text": "hello ada",
+        "count": 2,
+    }
 
 
 def test_result_follows_continue_as_new(settings: Settings, client: Client) -> None:
     handle = client.start_workflow("Greeter", id="wf-can", task_list="t")
     # The last run's outcome arrives first: order in the topic does not matter.
-    produce(settings, settings.completions_topic, "wf-can", "WorkflowOutcome",
-            outcome("wf-can", "run-3", "COMPLETED", first_run_id="run-1", result=payload(3)))
-    produce(settings, settings.completions_topic, "wf-can", "WorkflowOutcome",
-            outcome("wf-can", "run-1", "CONTINUED_AS_NEW", new_run_id="run-2", request_id=handle.start_request_id))
-    produce(settings, settings.completions_topic, "wf-can", "WorkflowOutcome",
-            outcome("wf-can", "run-2", "CONTINUED_AS_NEW", first_run_id="run-1", new_run_id="run-3"))
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-can",
+        "WorkflowOutcome",
+        outcome("wf-can", "run-3", "COMPLETED", first_run_id="run-1", result=payload(3)),
+    )
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-can",
+        "WorkflowOutcome",
+        outcome(
+            "wf-can", "run-1", "CONTINUED_AS_NEW", new_run_id="run-2", request_id=handle.start_request_id
+        ),
+    )
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-can",
+        "WorkflowOutcome",
+        outcome("wf-can", "run-2", "CONTINUED_AS_NEW", first_run_id="run-1", new_run_id="run-3"),
+    )
     assert handle.result(timeout=20) == 3
     assert handle.run_id == "run-3"
     assert client.get_handle("wf-can", run_id="run-1").result(timeout=5, follow_runs=False) is None
@@ -231,11 +310,28 @@ def test_result_follows_continue_as_new(settings: Settings, client: Client) -> N
 
 def test_result_raises_workflow_failure_with_cause(settings: Settings, client: Client) -> None:
     handle = client.start_workflow("Greeter", id="wf-fail", task_list="t")
-    failure = {"type": "ValueError", "message": "card declined", "stack": "Traceback ...", "non_retryable": True,
-               "details": None, "cause": {"type": "IOError", "message": "gateway down", "stack": "",
-                                          "non_retryable": False, "details": None, "cause": None}}
-    produce(settings, settings.completions_topic, "wf-fail", "WorkflowOutcome",
-            outcome("wf-fail", "run-f", "FAILED", failure=failure, request_id=handle.start_request_id))
+    failure = {
+        "type": "ValueError",
+        "message": "card declined",
+        "stack": "Traceback ...",
+        "non_retryable": True,
+        "details": None,
+        "cause": {
+            "type": "IOError",
+            "message": "gateway down",
+            "stack": "",
+            "non_retryable": False,
+            "details": None,
+            "cause": None,
+        },
+    }
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-fail",
+        "WorkflowOutcome",
+        outcome("wf-fail", "run-f", "FAILED", failure=failure, request_id=handle.start_request_id),
+    )
     with pytest.raises(WorkflowFailureError) as info:
         handle.result(timeout=20)
     err = info.value
@@ -243,8 +339,13 @@ def test_result_raises_workflow_failure_with_cause(settings: Settings, client: C
     assert err.cause.type == "ValueError" and err.cause.message == "card declined" and err.cause.non_retryable
     assert err.cause.__cause__.type == "IOError" and err.cause.__cause__.message == "gateway down"
 
-    produce(settings, settings.completions_topic, "wf-term", "WorkflowOutcome",
-            outcome("wf-term", "run-t", "TERMINATED", reason="operator said so"))
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-term",
+        "WorkflowOutcome",
+        outcome("wf-term", "run-t", "TERMINATED", reason="operator said so"),
+    )
     with pytest.raises(WorkflowFailureError, match="operator said so") as info:
         client.get_handle("wf-term", run_id="run-t").result(timeout=20)
     assert info.value.status == "TERMINATED"
@@ -253,9 +354,20 @@ def test_result_raises_workflow_failure_with_cause(settings: Settings, client: C
 def test_result_raises_already_started_for_its_rejected_request(settings: Settings, client: Client) -> None:
     first = client.start_workflow("Greeter", id="wf-dup", task_list="t")
     second = client.start_workflow("Greeter", id="wf-dup", task_list="t", id_reuse_policy="REJECT_DUPLICATE")
-    produce(settings, settings.completions_topic, "wf-dup", "WorkflowOutcome",
-            outcome("wf-dup", "", "START_REJECTED", first_run_id="", request_id=second.start_request_id,
-                    reason="workflow is already running"))
+    produce(
+        settings,
+        settings.completions_topic,
+        "wf-dup",
+        "WorkflowOutcome",
+        outcome(
+            "wf-dup",
+            "",
+            "START_REJECTED",
+            first_run_id="",
+            request_id=second.start_request_id,
+            reason="workflow is already running",
+        ),
+    )
     with pytest.raises(WorkflowAlreadyStartedError, match="already running") as info:
         second.result(timeout=20)
     assert info.value.workflow_id == "wf-dup"
@@ -264,16 +376,32 @@ def test_result_raises_already_started_for_its_rejected_request(settings: Settin
         first.result(timeout=1.5)
 
 
-def test_result_of_a_handle_without_run_id_uses_the_latest_run_in_history(settings: Settings,
-                                                                          client: Client) -> None:
+def test_result_of_a_handle_without_run_id_uses_the_latest_run_in_history(
+    settings: Settings, client: Client
+) -> None:
     wid = "wf-latest"
     for run_id, first_id in (("run-a", 1), ("run-b", 1)):
-        produce(settings, settings.history_topic, wid, "HistoryTransition",
-                transition(wid, [started_event(wid, run_id, first_id)]))
-    produce(settings, settings.completions_topic, wid, "WorkflowOutcome",
-            outcome(wid, "run-a", "COMPLETED", result=payload("a")))
-    produce(settings, settings.completions_topic, wid, "WorkflowOutcome",
-            outcome(wid, "run-b", "COMPLETED", result=payload("b")))
+        produce(
+            settings,
+            settings.history_topic,
+            wid,
+            "HistoryTransition",
+            transition(wid, [started_event(wid, run_id, first_id)]),
+        )
+    produce(
+        settings,
+        settings.completions_topic,
+        wid,
+        "WorkflowOutcome",
+        outcome(wid, "run-a", "COMPLETED", result=payload("a")),
+    )
+    produce(
+        settings,
+        settings.completions_topic,
+        wid,
+        "WorkflowOutcome",
+        outcome(wid, "run-b", "COMPLETED", result=payload("b")),
+    )
     handle = client.get_handle(wid)
     assert handle.result(timeout=20) == "b" and handle.run_id == "run-b"
 
@@ -285,7 +413,13 @@ def _answer_next_query(settings: Settings, commands: CommandReader, answer: dict
     msg, command = commands.next()
     kind, query = command["payload"]
     assert kind == "QueryWorkflow"
-    produce(settings, query["reply_topic"], query["query_id"], "QueryResult", {"query_id": query["query_id"], **answer})
+    produce(
+        settings,
+        query["reply_topic"],
+        query["query_id"],
+        "QueryResult",
+        {"query_id": query["query_id"], **answer},
+    )
     return {"key": msg.key(), "command": command, "query": query}
 
 
@@ -293,10 +427,18 @@ def test_query_returns_the_answer(settings: Settings, client: Client, commands: 
     handle = client.get_handle("wf-q")
     seen: dict[str, Any] = {}
     # Another client's answer on the same topic (a different query id) must not be taken.
-    produce(settings, settings.query_results_topic, "someone-else", "QueryResult",
-            {"query_id": "someone-else", "result": payload("wrong"), "error": None})
-    responder = threading.Thread(target=lambda: seen.update(
-        _answer_next_query(settings, commands, {"result": payload({"step": 4}), "error": None})))
+    produce(
+        settings,
+        settings.query_results_topic,
+        "someone-else",
+        "QueryResult",
+        {"query_id": "someone-else", "result": payload("wrong"), "error": None},
+    )
+    responder = threading.Thread(
+        target=lambda: seen.update(
+            _answer_next_query(settings, commands, {"result": payload({"step": 4}), "error": None})
+        )
+    )
     responder.start()
     assert handle.query(Greeter.progress, "verbose", timeout=20) == {"step": 4}
     responder.join()
@@ -306,12 +448,21 @@ def test_query_returns_the_answer(settings: Settings, client: Client, commands: 
     assert default_converter.args_from_payload(unwrap(seen["query"]["args"])) == ["verbose"]
 
 
-def test_query_error_and_timeout_raise_query_error(settings: Settings, client: Client,
-                                                   commands: CommandReader) -> None:
+def test_query_error_and_timeout_raise_query_error(
+    settings: Settings, client: Client, commands: CommandReader
+) -> None:
     handle = client.get_handle("wf-q2")
-    error = {"type": "KeyError", "message": "unknown query type 'nope'", "stack": "", "non_retryable": True,
-             "details": None, "cause": None}
-    responder = threading.Thread(target=_answer_next_query, args=(settings, commands, {"result": None, "error": error}))
+    error = {
+        "type": "KeyError",
+        "message": "unknown query type 'nope'",
+        "stack": "",
+        "non_retryable": True,
+        "details": None,
+        "cause": None,
+    }
+    responder = threading.Thread(
+        target=_answer_next_query, args=(settings, commands, {"result": None, "error": error})
+    )
     responder.start()
     with pytest.raises(QueryError, match="unknown query type 'nope'") as info:
         handle.query("nope", timeout=20)
@@ -327,8 +478,9 @@ def test_query_error_and_timeout_raise_query_error(settings: Settings, client: C
 # --- signal / cancel / terminate -----------------------------------------------------------------
 
 
-def test_signal_cancel_terminate_produce_their_commands(settings: Settings, client: Client,
-                                                        commands: CommandReader) -> None:
+def test_signal_cancel_terminate_produce_their_commands(
+    settings: Settings, client: Client, commands: CommandReader
+) -> None:
     handle = client.get_handle("wf-s")
     handle.signal(Greeter.approve, "alice", request_id="sig-1")
     handle.signal("poke")
@@ -346,9 +498,16 @@ def test_signal_cancel_terminate_produce_their_commands(settings: Settings, clie
     assert default_converter.args_from_payload(unwrap(sig["payload"][1]["input"])) == ["alice"]
     assert sig["payload"][1]["identity"] == "test-client"
     assert poke["payload"][1]["signal_name"] == "poke" and len(poke["payload"][1]["request_id"]) == 32
-    assert cancel["payload"] == ("RequestCancelWorkflowExecution", {
-        "cause": "customer asked", "identity": "test-client", "request_id": cancel["payload"][1]["request_id"],
-        "first_execution_run_id": "", "external": None})
+    assert cancel["payload"] == (
+        "RequestCancelWorkflowExecution",
+        {
+            "cause": "customer asked",
+            "identity": "test-client",
+            "request_id": cancel["payload"][1]["request_id"],
+            "first_execution_run_id": "",
+            "external": None,
+        },
+    )
     assert term["payload"][0] == "TerminateWorkflowExecution" and term["payload"][1]["reason"] == "stuck"
     assert default_converter.from_payload(unwrap(term["payload"][1]["details"])) == {"ticket": 42}
     assert cancel_run["run_id"] == "run-9"
@@ -359,21 +518,54 @@ def test_signal_cancel_terminate_produce_their_commands(settings: Settings, clie
 
 
 def event(wid: str, run_id: str, event_id: int, kind: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    return {"event_id": event_id, "timestamp": 1_700_000_000_000 + event_id, "domain": "default",
-            "workflow_id": wid, "run_id": run_id, "attributes": (kind, attrs)}
+    return {
+        "event_id": event_id,
+        "timestamp": 1_700_000_000_000 + event_id,
+        "domain": "default",
+        "workflow_id": wid,
+        "run_id": run_id,
+        "attributes": (kind, attrs),
+    }
 
 
 def started_event(wid: str, run_id: str, event_id: int = 1, request_id: str = "") -> dict[str, Any]:
-    return event(wid, run_id, event_id, "WorkflowExecutionStarted", {
-        "workflow_type": "Greeter", "task_list": "t", "input": None, "execution_timeout_ms": 0, "run_timeout_ms": 0,
-        "task_timeout_ms": 10000, "retry_policy": None, "memo": {}, "request_id": request_id, "identity": "",
-        "first_run_id": run_id, "continued_execution_run_id": "", "parent": None, "attempt": 1,
-        "execution_deadline_ms": 0, "initiator": "", "continued_failure": None, "last_completion_result": None})
+    return event(
+        wid,
+        run_id,
+        event_id,
+        "WorkflowExecutionStarted",
+        {
+            "workflow_type": "Greeter",
+            "task_list": "t",
+            "input": None,
+            "execution_timeout_ms": 0,
+            "run_timeout_ms": 0,
+            "task_timeout_ms": 10000,
+            "retry_policy": None,
+            "memo": {},
+            "request_id": request_id,
+            "identity": "",
+            "first_run_id": run_id,
+            "continued_execution_run_id": "",
+            "parent": None,
+            "attempt": 1,
+            "execution_deadline_ms": 0,
+            "initiator": "",
+            "continued_failure": None,
+            "last_completion_result": None,
+        },
+    )
 
 
 def transition(wid: str, events: list[dict[str, Any]], domain: str = "default") -> dict[str, Any]:
-    return {"domain": domain, "workflow_id": wid, "command_id": uuid.uuid4().hex, "source_partition": 0,
-            "source_offset": 0, "events": events}
+    return {
+        "domain": domain,
+        "workflow_id": wid,
+        "command_id": uuid.uuid4().hex,
+        "source_partition": 0,
+        "source_offset": 0,
+        "events": events,
+    }
 
 
 def _full_event(wid: str, run_id: str, event_id: int, kind: str, **attrs: Any) -> dict[str, Any]:
@@ -395,34 +587,65 @@ def _full_event(wid: str, run_id: str, event_id: int, kind: str, **attrs: Any) -
 def test_history_and_describe_read_the_owning_partition(settings: Settings, client: Client) -> None:
     wid = "wf-hist"
     e = _full_event
-    run1 = [started_event(wid, "r1", 1, request_id="req-h"),
-            e(wid, "r1", 2, "ActivityTaskScheduled", activity_id="1", activity_type="charge", task_list="t"),
-            e(wid, "r1", 3, "WorkflowExecutionContinuedAsNew", new_execution_run_id="r2", workflow_type="Greeter",
-              task_list="t")]
-    run2 = [started_event(wid, "r2", 1),
-            e(wid, "r2", 2, "ActivityTaskScheduled", activity_id="1", activity_type="charge", task_list="t"),
-            e(wid, "r2", 3, "ActivityTaskScheduled", activity_id="2", activity_type="ship", task_list="t"),
-            e(wid, "r2", 4, "ActivityTaskCompleted", scheduled_event_id=2, started_event_id=0),
-            e(wid, "r2", 5, "StartChildWorkflowExecutionInitiated", domain="default", workflow_id="child",
-              workflow_type="C", task_list="t", parent_close_policy="TERMINATE",
-              id_reuse_policy="ALLOW_DUPLICATE_FAILED_ONLY"),
-            e(wid, "r2", 6, "TimerStarted", timer_id="t1", start_to_fire_timeout_ms=1000)]
+    run1 = [
+        started_event(wid, "r1", 1, request_id="req-h"),
+        e(wid, "r1", 2, "ActivityTaskScheduled", activity_id="1", activity_type="charge", task_list="t"),
+        e(
+            wid,
+            "r1",
+            3,
+            "WorkflowExecutionContinuedAsNew",
+            new_execution_run_id="r2",
+            workflow_type="Greeter",
+            task_list="t",
+        ),
+    ]
+    run2 = [
+        started_event(wid, "r2", 1),
+        e(wid, "r2", 2, "ActivityTaskScheduled", activity_id="1", activity_type="charge", task_list="t"),
+        e(wid, "r2", 3, "ActivityTaskScheduled", activity_id="2", activity_type="ship", task_list="t"),
+        e(wid, "r2", 4, "ActivityTaskCompleted", scheduled_event_id=2, started_event_id=0),
+        e(
+            wid,
+            "r2",
+            5,
+            "StartChildWorkflowExecutionInitiated",
+            domain="default",
+            workflow_id="child",
+            workflow_type="C",
+            task_list="t",
+            parent_close_policy="TERMINATE",
+            id_reuse_policy="ALLOW_DUPLICATE_FAILED_ONLY",
+        ),
+        e(wid, "r2", 6, "TimerStarted", timer_id="t1", start_to_fire_timeout_ms=1000),
+    ]
     produce(settings, settings.history_topic, wid, "HistoryTransition", transition(wid, run1[:2]))
     produce(settings, settings.history_topic, wid, "HistoryTransition", transition(wid, run1[2:] + run2[:1]))
     produce(settings, settings.history_topic, wid, "HistoryTransition", transition(wid, run2[1:]))
     # Duplicates (a redelivered transition), another domain and another workflow id are not its history.
     produce(settings, settings.history_topic, wid, "HistoryTransition", transition(wid, run2[1:]))
-    produce(settings, settings.history_topic, wid, "HistoryTransition", transition(wid, run1[:1], domain="other"))
-    other = next(f"other-{i}" for i in range(1000)
-                 if murmur2_partition(f"other-{i}".encode(), settings.partitions)
-                 == murmur2_partition(wid.encode(), settings.partitions))
-    produce(settings, settings.history_topic, other, "HistoryTransition",
-            transition(other, [started_event(other, "x1")]))
+    produce(
+        settings, settings.history_topic, wid, "HistoryTransition", transition(wid, run1[:1], domain="other")
+    )
+    other = next(
+        f"other-{i}"
+        for i in range(1000)
+        if murmur2_partition(f"other-{i}".encode(), settings.partitions)
+        == murmur2_partition(wid.encode(), settings.partitions)
+    )
+    produce(
+        settings,
+        settings.history_topic,
+        other,
+        "HistoryTransition",
+        transition(other, [started_event(other, "x1")]),
+    )
 
     handle = client.get_handle(wid)
     events = handle.history()
     assert [(ev["run_id"], ev["event_id"]) for ev in events] == [("r1", 1), ("r1", 2), ("r1", 3)] + [
-        ("r2", i) for i in range(1, 7)]
+        ("r2", i) for i in range(1, 7)
+    ]
     assert events[0]["attributes"][0] == "WorkflowExecutionStarted"
     assert [ev["event_id"] for ev in handle.history(run_id="r1")] == [1, 2, 3]
 

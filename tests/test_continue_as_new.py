@@ -59,7 +59,9 @@ class ChainChild:
 class ChainParent:
     @workflow.run
     async def run(self) -> str:
-        return await workflow.execute_child_workflow(ChainChild.run, 4, id=f"{workflow.info().workflow_id}-child")
+        return await workflow.execute_child_workflow(
+            ChainChild.run, 4, id=f"{workflow.info().workflow_id}-child"
+        )
 
 
 @workflow.defn
@@ -145,7 +147,9 @@ def test_counter_continues_as_new_every_10_batches(client, worker) -> None:
     previous = None
     for i, events in enumerate(ordered):
         started = events[0]["attributes"]
-        assert events[0]["event_id"] == 1 and started[0] == "WorkflowExecutionStarted"  # each history starts fresh
+        assert (
+            events[0]["event_id"] == 1 and started[0] == "WorkflowExecutionStarted"
+        )  # each history starts fresh
         assert started[1]["first_run_id"] == first_run_id
         assert started[1]["continued_execution_run_id"] == previous
         assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
@@ -178,13 +182,20 @@ def test_signals_during_continue_as_new_are_handled_exactly_once(client, worker)
     result = handle.result(timeout=60)
     sender.join()
     assert sorted(result["values"]) == list(range(12))  # each signal exactly once, none lost
-    signaled = [e for e in client.get_handle("carrier").history() if e["attributes"][0] == "WorkflowExecutionSignaled"]
+    signaled = [
+        e for e in client.get_handle("carrier").history() if e["attributes"][0] == "WorkflowExecutionSignaled"
+    ]
     assert len(signaled) == 12 and result["runs"] > 1
-    refused = [e["attributes"][1]["cause"] for e in client.get_handle("carrier").history()
-               if e["attributes"][0] == "DecisionTaskFailed"]
+    refused = [
+        e["attributes"][1]["cause"]
+        for e in client.get_handle("carrier").history()
+        if e["attributes"][0] == "DecisionTaskFailed"
+    ]
     assert set(refused) <= {"UNHANDLED_DECISION"}
-    print(f"{result['runs']} runs; refused close decisions: "
-          f"{sum(1 for e in client.get_handle('carrier').history() if e['attributes'][0] == 'DecisionTaskFailed')}")
+    print(
+        f"{result['runs']} runs; refused close decisions: "
+        f"{sum(1 for e in client.get_handle('carrier').history() if e['attributes'][0] == 'DecisionTaskFailed')}"
+    )
 
 
 def test_a_child_chain_of_five_runs_reports_once(client, worker) -> None:
@@ -195,7 +206,10 @@ def test_a_child_chain_of_five_runs_reports_once(client, worker) -> None:
     final = [evs for evs in child_runs.values() if evs[-1]["attributes"][0] == "WorkflowExecutionCompleted"]
     assert result == f"final run {final[0][0]['run_id']}"
     parent = [e["attributes"][0] for e in client.get_handle("chain").history()]
-    assert parent.count("ChildWorkflowExecutionStarted") == 1 and parent.count("ChildWorkflowExecutionCompleted") == 1
+    assert (
+        parent.count("ChildWorkflowExecutionStarted") == 1
+        and parent.count("ChildWorkflowExecutionCompleted") == 1
+    )
 
 
 @pytest.mark.parametrize("keep_children", [False, True])
@@ -219,8 +233,11 @@ def test_parent_continue_as_new_and_its_children(client, worker, keep_children: 
 
 def test_continue_as_new_suggested_flips_at_the_lowered_threshold(settings) -> None:
     config = HistoryConfig(suggest_continue_as_new_events=40)
-    with InProcessEngine(settings, config=config), Client(settings) as client, \
-            Worker(client, "default", ALL, [tick], suggest_continue_as_new_events=40):
+    with (
+        InProcessEngine(settings, config=config),
+        Client(settings) as client,
+        Worker(client, "default", ALL, [tick], suggest_continue_as_new_events=40),
+    ):
         result = client.execute_workflow(UntilSuggested.run, id="suggest", task_list="default")
     assert 40 <= result["history_length"] < 46  # each activity adds 6 events
     assert result["activities"] == 7  # history length 3 + 6n reaches 40 at n = 7
@@ -228,7 +245,11 @@ def test_continue_as_new_suggested_flips_at_the_lowered_threshold(settings) -> N
 
 def test_hard_history_limit_terminates_the_run(settings) -> None:
     config = HistoryConfig(hard_history_events=60, warn_history_events=30)
-    with InProcessEngine(settings, config=config), Client(settings) as client, Worker(client, "default", ALL, [tick]):
+    with (
+        InProcessEngine(settings, config=config),
+        Client(settings) as client,
+        Worker(client, "default", ALL, [tick]),
+    ):
         handle = client.start_workflow(Endless.run, id="endless", task_list="default")
         with pytest.raises(WorkflowFailureError) as err:
             handle.result(timeout=60)
@@ -238,8 +259,11 @@ def test_hard_history_limit_terminates_the_run(settings) -> None:
 
 def test_oversize_payloads_are_rejected_with_a_clear_error(settings) -> None:
     config = HistoryConfig(max_payload_bytes=10_000, warn_payload_bytes=5_000)
-    with InProcessEngine(settings, config=config), Client(settings) as client, \
-            Worker(client, "default", ALL, [tick, big_result]):
+    with (
+        InProcessEngine(settings, config=config),
+        Client(settings) as client,
+        Worker(client, "default", ALL, [tick, big_result]),
+    ):
         with pytest.raises(WorkflowAlreadyStartedError) as err:
             client.execute_workflow(BigResult.run, 10, "y" * 20_000, id="big-input", task_list="default")
         assert "exceeds the limit of 10000 bytes" in err.value.reason

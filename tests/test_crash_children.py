@@ -27,11 +27,18 @@ import pytest
 
 from kadence import activity, workflow
 from kadence.client import Client
-from kadence.worker import Worker
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_core_topics
-from tests.support.crash import (Component, Engine, HistoryView, closes, compare_duplicates, derived_command_id,
-                                 read_raw)
+from kadence.worker import Worker
+from tests.support.crash import (
+    Component,
+    Engine,
+    HistoryView,
+    closes,
+    compare_duplicates,
+    derived_command_id,
+    read_raw,
+)
 
 
 @pytest.fixture
@@ -45,8 +52,12 @@ pytestmark = pytest.mark.timeout(480)
 PARENTS = 100
 CHILDREN = 3
 TASK_LIST = "crash-children"
-DERIVED = {"children": ["children"], "signals": ["signals"], "cancellations": ["cancellations"],
-           "timers": ["timers"]}
+DERIVED = {
+    "children": ["children"],
+    "signals": ["signals"],
+    "cancellations": ["cancellations"],
+    "timers": ["timers"],
+}
 
 
 @activity.defn
@@ -75,8 +86,10 @@ class FamilyChild:
 class FamilyParent:
     @workflow.run
     async def run(self, pid: str) -> list[str]:
-        starts = [workflow.start_child_workflow(FamilyChild.run, f"{pid}-c{i}", i == 0, id=f"{pid}-c{i}")
-                  for i in range(CHILDREN)]
+        starts = [
+            workflow.start_child_workflow(FamilyChild.run, f"{pid}-c{i}", i == 0, id=f"{pid}-c{i}")
+            for i in range(CHILDREN)
+        ]
         kids = [await s for s in starts]
         await kids[0].signal(FamilyChild.note, f"hello-{pid}")
         return [await k.result() for k in kids]
@@ -110,11 +123,13 @@ def test_children_and_signals_survive_sigkills(settings: Settings, tmp_path: Pat
     kill_log = []
     try:
         engine.start()
-        worker = Worker(client, TASK_LIST, workflows=[FamilyParent, FamilyChild], activities=[child_step]).start()
+        worker = Worker(
+            client, TASK_LIST, workflows=[FamilyParent, FamilyChild], activities=[child_step]
+        ).start()
         names = [f"p{i:03d}" for i in range(PARENTS)]
         starter = threading.Thread(target=_start_all, args=(client, names, handles, 0.15), daemon=True)
         starter.start()
-        for k, victim in enumerate(victims):
+        for victim in victims:
             time.sleep(rng.uniform(0.0, 1.5))
             engine.check()
             c = components[victim]
@@ -136,7 +151,9 @@ def test_children_and_signals_survive_sigkills(settings: Settings, tmp_path: Pat
             try:
                 results[name] = handle.result(timeout=max(1.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - report with the processors' logs
-                raise AssertionError(f"{name}: no result ({exc!r}); {len(results)} done\n{engine.logs()}") from exc
+                raise AssertionError(
+                    f"{name}: no result ({exc!r}); {len(results)} done\n{engine.logs()}"
+                ) from exc
         ran = time.monotonic() - began
         engine.check()
         exits = engine.stop()
@@ -151,17 +168,22 @@ def test_children_and_signals_survive_sigkills(settings: Settings, tmp_path: Pat
 
     view = HistoryView.of(read_raw(settings, settings.history_topic))
     commands = compare_duplicates(read_raw(settings, settings.commands_topic), "Command", derived_command_id)
-    completions = compare_duplicates(read_raw(settings, settings.completions_topic), "WorkflowOutcome",
-                                     lambda o: o["run_id"] or None)
+    completions = compare_duplicates(
+        read_raw(settings, settings.completions_topic), "WorkflowOutcome", lambda o: o["run_id"] or None
+    )
     kills = {name: c.kills for name, c in components.items()}
     busy = sum(c.busy_kills for c in components.values())
     print(f"\n{sum(kills.values())} SIGKILLs ({busy} while busy): {'; '.join(kill_log)}")
-    print(f"{PARENTS} parents x {CHILDREN} children done in {ran:.1f}s; restores replayed: "
-          + ", ".join(f"{n}={sum(c.restores())}" for n, c in components.items()))
-    print(f"raw history: {view.raw_records} transitions, {view.duplicate_records} duplicate transitions, "
-          f"{view.duplicate_events} duplicate events; derived commands: {commands.raw} raw, {commands.distinct} "
-          f"distinct, {commands.duplicates} duplicates; completions: {completions.raw} raw, "
-          f"{completions.duplicates} duplicates")
+    print(
+        f"{PARENTS} parents x {CHILDREN} children done in {ran:.1f}s; restores replayed: "
+        + ", ".join(f"{n}={sum(c.restores())}" for n, c in components.items())
+    )
+    print(
+        f"raw history: {view.raw_records} transitions, {view.duplicate_records} duplicate transitions, "
+        f"{view.duplicate_events} duplicate events; derived commands: {commands.raw} raw, {commands.distinct} "
+        f"distinct, {commands.duplicates} duplicates; completions: {completions.raw} raw, "
+        f"{completions.duplicates} duplicates"
+    )
 
     assert sum(kills.values()) >= 5 and all(kills.values()), kills
     assert view.mismatches == [], view.mismatches[:20]
@@ -177,13 +199,19 @@ def test_children_and_signals_survive_sigkills(settings: Settings, tmp_path: Pat
     assert completions.distinct == PARENTS * (CHILDREN + 1)
 
     def signals_in(run: str) -> list[str]:
-        return [e["attributes"][1]["signal_name"] + ":" + e["attributes"][1]["input"]["data"].decode()
-                for e in view.run_events(run) if e["attributes"][0] == "WorkflowExecutionSignaled"]
+        return [
+            e["attributes"][1]["signal_name"] + ":" + e["attributes"][1]["input"]["data"].decode()
+            for e in view.run_events(run)
+            if e["attributes"][0] == "WorkflowExecutionSignaled"
+        ]
 
     for pid in handles:
         (prun,) = view.runs_of_workflow[pid]
-        for event_type in ("StartChildWorkflowExecutionInitiated", "ChildWorkflowExecutionStarted",
-                           "ChildWorkflowExecutionCompleted"):
+        for event_type in (
+            "StartChildWorkflowExecutionInitiated",
+            "ChildWorkflowExecutionStarted",
+            "ChildWorkflowExecutionCompleted",
+        ):
             assert view.count(prun, event_type) == CHILDREN, (pid, event_type)
         assert view.count(prun, "SignalExternalWorkflowExecutionInitiated") == 1
         assert view.count(prun, "ExternalWorkflowExecutionSignaled") == 1
@@ -192,4 +220,8 @@ def test_children_and_signals_survive_sigkills(settings: Settings, tmp_path: Pat
             assert view.count(crun, "WorkflowExecutionStarted") == 1
             started = view.run_events(crun)[0]["attributes"][1]
             assert started["parent"]["workflow_id"] == pid and started["parent"]["run_id"] == prun
-            assert signals_in(crun) == ([f'note:["hello-{pid}"]'] if i == 0 else []), (pid, i, signals_in(crun))
+            assert signals_in(crun) == ([f'note:["hello-{pid}"]'] if i == 0 else []), (
+                pid,
+                i,
+                signals_in(crun),
+            )

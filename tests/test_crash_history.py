@@ -25,11 +25,18 @@ import pytest
 
 from kadence import activity, workflow
 from kadence.client import Client
-from kadence.worker import Worker
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_core_topics
-from tests.support.crash import (Component, Engine, HistoryView, closes, compare_duplicates,
-                                 derived_command_id, read_raw)
+from kadence.worker import Worker
+from tests.support.crash import (
+    Component,
+    Engine,
+    HistoryView,
+    closes,
+    compare_duplicates,
+    derived_command_id,
+    read_raw,
+)
 
 
 @pytest.fixture
@@ -70,7 +77,9 @@ def test_history_processor_sigkills_lose_nothing(settings: Settings, tmp_path: P
     rng = random.Random(20240611)
     began = time.monotonic()
     history = Component("history", settings, tmp_path, batch_max_records=20)
-    derived = Component("derived", settings, tmp_path, modules=["children", "signals", "cancellations", "timers"])
+    derived = Component(
+        "derived", settings, tmp_path, modules=["children", "signals", "cancellations", "timers"]
+    )
     engine = Engine({"history": history, "derived": derived})
     client = Client(settings)
     worker = None
@@ -102,7 +111,9 @@ def test_history_processor_sigkills_lose_nothing(settings: Settings, tmp_path: P
             try:
                 results[name] = handle.result(timeout=max(1.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - report with the processors' logs
-                raise AssertionError(f"{name}: no result ({exc!r}); {len(results)} done\n{engine.logs()}") from exc
+                raise AssertionError(
+                    f"{name}: no result ({exc!r}); {len(results)} done\n{engine.logs()}"
+                ) from exc
         ran = time.monotonic() - began
         engine.check()
         exits = engine.stop()
@@ -120,23 +131,31 @@ def test_history_processor_sigkills_lose_nothing(settings: Settings, tmp_path: P
     view = HistoryView.of(raw_history)
     committed = HistoryView.of(read_raw(settings, settings.history_topic, "read_committed"))
     commands = compare_duplicates(read_raw(settings, settings.commands_topic), "Command", derived_command_id)
-    completions = compare_duplicates(read_raw(settings, settings.completions_topic), "WorkflowOutcome",
-                                     lambda o: o["run_id"] or None)
-    print(f"\n{history.kills} SIGKILLs of history ({history.busy_kills} while busy) ({'; '.join(kill_log)}); 200 workflows done in {ran:.1f}s")
+    completions = compare_duplicates(
+        read_raw(settings, settings.completions_topic), "WorkflowOutcome", lambda o: o["run_id"] or None
+    )
+    print(
+        f"\n{history.kills} SIGKILLs of history ({history.busy_kills} while busy) ({'; '.join(kill_log)}); 200 workflows done in {ran:.1f}s"
+    )
     print(f"history restores replayed {history.restores()} records")
-    print(f"raw history: {view.raw_records} transitions, {view.duplicate_records} duplicate transitions, "
-          f"{view.duplicate_events} duplicate events (read_committed: {committed.raw_records} transitions, "
-          f"{committed.duplicate_records} duplicates); derived commands: {commands.raw} raw, "
-          f"{commands.duplicates} duplicates; completions: {completions.raw} raw, {completions.duplicates} duplicates")
+    print(
+        f"raw history: {view.raw_records} transitions, {view.duplicate_records} duplicate transitions, "
+        f"{view.duplicate_events} duplicate events (read_committed: {committed.raw_records} transitions, "
+        f"{committed.duplicate_records} duplicates); derived commands: {commands.raw} raw, "
+        f"{commands.duplicates} duplicates; completions: {completions.raw} raw, {completions.duplicates} duplicates"
+    )
 
     assert history.kills >= 5
     assert view.mismatches == [], view.mismatches[:20]
     assert commands.mismatches == [] and completions.mismatches == []
     assert view.gaps() == {} and committed.gaps() == {} and committed.mismatches == []
-    assert {r: sorted(e) for r, e in committed.events.items()} == {r: sorted(e) for r, e in view.events.items()}
+    assert {r: sorted(e) for r, e in committed.events.items()} == {
+        r: sorted(e) for r, e in view.events.items()
+    }
     assert set(view.runs_of_workflow) == set(handles)
-    assert all(len(runs) == 1 for runs in view.runs_of_workflow.values()), \
-        {w: r for w, r in view.runs_of_workflow.items() if len(r) != 1}
+    assert all(len(runs) == 1 for runs in view.runs_of_workflow.values()), {
+        w: r for w, r in view.runs_of_workflow.items() if len(r) != 1
+    }
     per_run = Counter(tuple(closes(view, run)) for run in view.events)
     assert per_run == Counter({("WorkflowExecutionCompleted",): WORKFLOWS}), per_run
     for name, (run,) in view.runs_of_workflow.items():

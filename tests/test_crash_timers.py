@@ -28,11 +28,20 @@ import pytest
 
 from kadence import workflow
 from kadence.client import Client
-from kadence.worker import Worker
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_core_topics
-from tests.support.crash import (Component, Engine, HistoryView, RawTopic, closes, compare_duplicates,
-                                 derived_command_id, percentile, read_raw)
+from kadence.worker import Worker
+from tests.support.crash import (
+    Component,
+    Engine,
+    HistoryView,
+    RawTopic,
+    closes,
+    compare_duplicates,
+    derived_command_id,
+    percentile,
+    read_raw,
+)
 
 
 @pytest.fixture
@@ -82,10 +91,15 @@ def test_timers_fire_exactly_once_across_sigkills(settings: Settings, tmp_path: 
     sleeps = {f"sleepy-{i:03d}": round(rng.uniform(0.5, 3.0), 3) for i in range(WORKFLOWS)}
     began = time.monotonic()
     timers = Component("timers", settings, tmp_path, modules=["timers"])
-    engine = Engine({
-        "history": Component("history", settings, tmp_path),
-        "derived": Component("derived", settings, tmp_path, modules=["children", "signals", "cancellations"]),
-        "timers": timers})
+    engine = Engine(
+        {
+            "history": Component("history", settings, tmp_path),
+            "derived": Component(
+                "derived", settings, tmp_path, modules=["children", "signals", "cancellations"]
+            ),
+            "timers": timers,
+        }
+    )
     client = Client(settings)
     worker = None
     handles = {}
@@ -96,7 +110,7 @@ def test_timers_fire_exactly_once_across_sigkills(settings: Settings, tmp_path: 
         engine.start()
         worker = Worker(client, TASK_LIST, workflows=[SleepyWorkflow]).start()
         wids = list(sleeps)
-        wave_a, wave_b = wids[:WORKFLOWS // 2], wids[WORKFLOWS // 2:]
+        wave_a, wave_b = wids[: WORKFLOWS // 2], wids[WORKFLOWS // 2 :]
         _start(client, handles, wave_a, sleeps)
         # Kill 1: once 150 timers of wave A are started (most pending). Kill 2: as soon as the
         # restarted instance burns CPU (restoring, or firing the overdue backlog in one
@@ -116,8 +130,10 @@ def test_timers_fire_exactly_once_across_sigkills(settings: Settings, tmp_path: 
             timers.restart(busy_within=3.0 if k == 1 else 0.0)
             took = timers.wait_assigned()
             outages[-1][1] = time.time() * 1000
-            kill_log.append(f"kill {k + 1} at +{t0 - began:.1f}s with {started - fired} timers pending "
-                            f"({started} started, {fired} fired), reassigned after {took:.1f}s")
+            kill_log.append(
+                f"kill {k + 1} at +{t0 - began:.1f}s with {started - fired} timers pending "
+                f"({started} started, {fired} fired), reassigned after {took:.1f}s"
+            )
         started_all = time.monotonic() - began
 
         results = {}
@@ -127,7 +143,9 @@ def test_timers_fire_exactly_once_across_sigkills(settings: Settings, tmp_path: 
             try:
                 results[wid] = handle.result(timeout=max(1.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - report with the processors' logs
-                raise AssertionError(f"{wid}: no result ({exc!r}); {len(results)} done\n{engine.logs()}") from exc
+                raise AssertionError(
+                    f"{wid}: no result ({exc!r}); {len(results)} done\n{engine.logs()}"
+                ) from exc
         ran = time.monotonic() - began
         engine.check()
         exits = engine.stop()
@@ -144,8 +162,9 @@ def test_timers_fire_exactly_once_across_sigkills(settings: Settings, tmp_path: 
     view = HistoryView.of(read_raw(settings, settings.history_topic))
     raw_commands = read_raw(settings, settings.commands_topic)
     commands = compare_duplicates(raw_commands, "Command", derived_command_id)
-    fires = compare_duplicates(raw_commands, "Command",
-                               lambda c: c["command_id"] if c["payload"][0] == "FireTimer" else None)
+    fires = compare_duplicates(
+        raw_commands, "Command", lambda c: c["command_id"] if c["payload"][0] == "FireTimer" else None
+    )
     recorded_lateness, wakeup_lateness, undisturbed = [], [], []
     for wid, seconds in sleeps.items():
         (run,) = view.runs_of_workflow[wid]
@@ -161,17 +180,25 @@ def test_timers_fire_exactly_once_across_sigkills(settings: Settings, tmp_path: 
         wakeup_lateness.append(evs[-1]["timestamp"] - due)
         if not any(killed - 100 <= due <= back + 500 for killed, back in outages):
             undisturbed.append(evs[-1]["timestamp"] - due)
-    print(f"\n{WORKFLOWS} sleepy workflows, kill phase over at +{started_all:.1f}s, all done in {ran:.1f}s; "
-          f"{timers.kills} SIGKILLs of the timers process: {'; '.join(kill_log)}")
+    print(
+        f"\n{WORKFLOWS} sleepy workflows, kill phase over at +{started_all:.1f}s, all done in {ran:.1f}s; "
+        f"{timers.kills} SIGKILLs of the timers process: {'; '.join(kill_log)}"
+    )
     print(f"timers restores refolded {timers.restores()} history records")
-    print(f"raw history: {view.raw_records} transitions, {view.duplicate_records} duplicate transitions, "
-          f"{view.duplicate_events} duplicate events; FireTimer commands: {fires.raw} raw, {fires.distinct} "
-          f"distinct, {fires.duplicates} duplicates; derived commands {commands.raw} raw, {commands.duplicates} dups")
-    for label, values in (("recorded (TimerFired ts - due)", recorded_lateness),
-                          ("wake-up (completion ts - due)", wakeup_lateness),
-                          (f"wake-up, {len(undisturbed)} timers due while the timers process was up", undisturbed)):
-        print(f"fire lateness, {label}: p50 {percentile(values, 0.5):.0f} ms, p99 {percentile(values, 0.99):.0f} ms, "
-              f"max {max(values, default=float('nan')):.0f} ms")
+    print(
+        f"raw history: {view.raw_records} transitions, {view.duplicate_records} duplicate transitions, "
+        f"{view.duplicate_events} duplicate events; FireTimer commands: {fires.raw} raw, {fires.distinct} "
+        f"distinct, {fires.duplicates} duplicates; derived commands {commands.raw} raw, {commands.duplicates} dups"
+    )
+    for label, values in (
+        ("recorded (TimerFired ts - due)", recorded_lateness),
+        ("wake-up (completion ts - due)", wakeup_lateness),
+        (f"wake-up, {len(undisturbed)} timers due while the timers process was up", undisturbed),
+    ):
+        print(
+            f"fire lateness, {label}: p50 {percentile(values, 0.5):.0f} ms, p99 {percentile(values, 0.99):.0f} ms, "
+            f"max {max(values, default=float('nan')):.0f} ms"
+        )
 
     assert timers.kills >= 1
     assert view.mismatches == [], view.mismatches[:20]

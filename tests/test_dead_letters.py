@@ -62,7 +62,12 @@ def test_poison_records_land_in_dead_letters_and_neighbours_are_processed(settin
     by_reason = {d["reason"].split(":")[0]: d for d in dead}
     assert set(by_reason) == {"not UTF-8", "record has no key"}, dead
     bad = by_reason["not UTF-8"]
-    assert (bad["topic"], bad["key"], bad["value"], bad["processor"]) == (input_topic(settings), b"a", poison, "counting")
+    assert (bad["topic"], bad["key"], bad["value"], bad["processor"]) == (
+        input_topic(settings),
+        b"a",
+        poison,
+        "counting",
+    )
     keyless = by_reason["record has no key"]
     assert (keyless["key"], keyless["value"]) == (None, b"keyless")
     # all "a" records share one partition; the keyless one comes after the poison wherever it lands

@@ -9,7 +9,12 @@ from datetime import timedelta
 import pytest
 
 from kadence import activity, workflow
-from kadence.failures import ActivityError, ApplicationError, WorkflowAlreadyStartedError, WorkflowFailureError
+from kadence.failures import (
+    ActivityError,
+    ApplicationError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailureError,
+)
 
 
 @activity.defn
@@ -58,7 +63,9 @@ class FailingActivityWorkflow:
     @workflow.run
     async def run(self) -> str:
         try:
-            return await workflow.execute_activity(explode, "on purpose", start_to_close_timeout=timedelta(seconds=5))
+            return await workflow.execute_activity(
+                explode, "on purpose", start_to_close_timeout=timedelta(seconds=5)
+            )
         except ActivityError as err:
             cause = err.cause
             assert isinstance(cause, ApplicationError)
@@ -86,9 +93,18 @@ def test_hello_workflow_with_one_activity(client, worker) -> None:
     handle = client.start_workflow(HelloWorkflow.run, "Kadence", id="hello-1", task_list="default")
     assert handle.result(timeout=30) == "Hello, Kadence!"
     assert types_of(handle) == [
-        "WorkflowExecutionStarted", "DecisionTaskScheduled", "DecisionTaskStarted", "DecisionTaskCompleted",
-        "ActivityTaskScheduled", "ActivityTaskStarted", "ActivityTaskCompleted", "DecisionTaskScheduled",
-        "DecisionTaskStarted", "DecisionTaskCompleted", "WorkflowExecutionCompleted"]
+        "WorkflowExecutionStarted",
+        "DecisionTaskScheduled",
+        "DecisionTaskStarted",
+        "DecisionTaskCompleted",
+        "ActivityTaskScheduled",
+        "ActivityTaskStarted",
+        "ActivityTaskCompleted",
+        "DecisionTaskScheduled",
+        "DecisionTaskStarted",
+        "DecisionTaskCompleted",
+        "WorkflowExecutionCompleted",
+    ]
 
 
 def test_signal_and_query(client, worker) -> None:
@@ -102,7 +118,11 @@ def test_signal_and_query(client, worker) -> None:
     assert handle.query(SignalQueryWorkflow.names_so_far) == ["ada", "grace"]
     handle.signal(SignalQueryWorkflow.finish)
     assert handle.result(timeout=30) == ["ada", "grace"]
-    signaled = [e["attributes"][1]["signal_name"] for e in handle.history() if e["attributes"][0] == "WorkflowExecutionSignaled"]
+    signaled = [
+        e["attributes"][1]["signal_name"]
+        for e in handle.history()
+        if e["attributes"][0] == "WorkflowExecutionSignaled"
+    ]
     assert signaled == ["add_name", "add_name", "finish"]
     # Queries write nothing to history.
     assert "names_so_far" not in str(handle.history())
@@ -112,7 +132,11 @@ def test_activity_failure_is_a_typed_error(client, worker) -> None:
     worker("default", [FailingActivityWorkflow], [explode])
     result = client.execute_workflow(FailingActivityWorkflow.run, id="fail-1", task_list="default")
     assert result == "caught ValueError: exploded: on purpose"
-    failed = [e["attributes"][1] for e in client.get_handle("fail-1").history() if e["attributes"][0] == "ActivityTaskFailed"]
+    failed = [
+        e["attributes"][1]
+        for e in client.get_handle("fail-1").history()
+        if e["attributes"][0] == "ActivityTaskFailed"
+    ]
     assert failed[0]["failure"]["type"] == "ValueError" and "Traceback" in failed[0]["failure"]["stack"]
 
 
@@ -122,8 +146,9 @@ def test_duplicate_start_by_id_reuse_policy(client, worker) -> None:
     with pytest.raises(WorkflowAlreadyStartedError, match="already running"):
         client.start_workflow(SignalQueryWorkflow.run, id="dup", task_list="default").result(timeout=20)
     # TERMINATE_IF_RUNNING ends the running one and starts a new run.
-    replacement = client.start_workflow(HelloWorkflow.run, "again", id="dup", task_list="default",
-                                        id_reuse_policy="TERMINATE_IF_RUNNING")
+    replacement = client.start_workflow(
+        HelloWorkflow.run, "again", id="dup", task_list="default", id_reuse_policy="TERMINATE_IF_RUNNING"
+    )
     assert replacement.result(timeout=30) == "Hello, again!"
     with pytest.raises(WorkflowFailureError) as err:
         running.result(timeout=20)
@@ -131,16 +156,24 @@ def test_duplicate_start_by_id_reuse_policy(client, worker) -> None:
     # Closed COMPLETED: ALLOW_DUPLICATE_FAILED_ONLY and REJECT_DUPLICATE refuse, ALLOW_DUPLICATE admits.
     for policy in ("ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE"):
         with pytest.raises(WorkflowAlreadyStartedError):
-            client.start_workflow(HelloWorkflow.run, "x", id="dup", task_list="default", id_reuse_policy=policy).result(timeout=20)
-    third = client.start_workflow(HelloWorkflow.run, "third", id="dup", task_list="default", id_reuse_policy="ALLOW_DUPLICATE")
+            client.start_workflow(
+                HelloWorkflow.run, "x", id="dup", task_list="default", id_reuse_policy=policy
+            ).result(timeout=20)
+    third = client.start_workflow(
+        HelloWorkflow.run, "third", id="dup", task_list="default", id_reuse_policy="ALLOW_DUPLICATE"
+    )
     assert third.result(timeout=30) == "Hello, third!"
 
 
 def test_duplicate_request_id_is_a_no_op(client, worker) -> None:
     worker("default", [HelloWorkflow], [greet])
-    first = client.start_workflow(HelloWorkflow.run, "once", id="req-1", task_list="default", request_id="same-request")
+    first = client.start_workflow(
+        HelloWorkflow.run, "once", id="req-1", task_list="default", request_id="same-request"
+    )
     assert first.result(timeout=30) == "Hello, once!"
-    again = client.start_workflow(HelloWorkflow.run, "once", id="req-1", task_list="default", request_id="same-request")
+    again = client.start_workflow(
+        HelloWorkflow.run, "once", id="req-1", task_list="default", request_id="same-request"
+    )
     assert again.result(timeout=30) == "Hello, once!"
     starts = [e for e in first.history() if e["attributes"][0] == "WorkflowExecutionStarted"]
     assert len(starts) == 1

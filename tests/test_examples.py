@@ -13,8 +13,11 @@ def test_hello_child(client, worker) -> None:
     worker(hello_child.TASK_LIST, hello_child.WORKFLOWS, hello_child.ACTIVITIES)
     assert hello_child.run_sample(client, "hc") == "Hello, World!"
     parent = types_of(client, "hc")
-    assert parent.index("StartChildWorkflowExecutionInitiated") < parent.index("ChildWorkflowExecutionStarted") \
+    assert (
+        parent.index("StartChildWorkflowExecutionInitiated")
+        < parent.index("ChildWorkflowExecutionStarted")
         < parent.index("ChildWorkflowExecutionCompleted")
+    )
     child_start = client.get_handle("hc-child").history()[0]["attributes"][1]
     assert child_start["parent"]["workflow_id"] == "hc" and child_start["task_list"] == hello_child.TASK_LIST
 
@@ -34,15 +37,23 @@ def test_order_processing(client, worker) -> None:
     for task_list, (workflows, activities) in order_processing.TASK_LISTS.items():
         worker(task_list, workflows, activities)
     result = order_processing.run_sample(client, "op")
-    assert result["good"] == {"order": "op-1", "status": "COMPLETED", "payment": "payment-op-1",
-                              "reservation": "reservation-op-1-bookx2", "label": "label-shipment-op-1"}
+    assert result["good"] == {
+        "order": "op-1",
+        "status": "COMPLETED",
+        "payment": "payment-op-1",
+        "reservation": "reservation-op-1-bookx2",
+        "label": "label-shipment-op-1",
+    }
     declined = result["declined"]
     assert declined["status"] == "COMPENSATED" and list(declined["failed"]) == ["payment"]
     assert "CardDeclined" in declined["failed"]["payment"]
     assert declined["compensations"] == ["released reservation-op-2-lampx1"]
     parent = types_of(client, "op-2")
     assert parent.count("StartChildWorkflowExecutionInitiated") == 3
-    assert parent.count("ChildWorkflowExecutionCompleted") == 2 and parent.count("ChildWorkflowExecutionFailed") == 1
+    assert (
+        parent.count("ChildWorkflowExecutionCompleted") == 2
+        and parent.count("ChildWorkflowExecutionFailed") == 1
+    )
     inventory_start = client.get_handle("op-1-inventory").history()[0]["attributes"][1]
     assert inventory_start["task_list"] == "inventory"
 
@@ -61,6 +72,9 @@ def test_long_running_sample(client, worker) -> None:
     from examples import long_running
 
     worker(long_running.TASK_LIST, long_running.WORKFLOWS, long_running.ACTIVITIES)
-    assert long_running.run_sample(client, "lr", batches=25) == {"batches_done": 25, "total": sum(10 * b for b in range(1, 26))}
+    assert long_running.run_sample(client, "lr", batches=25) == {
+        "batches_done": 25,
+        "total": sum(10 * b for b in range(1, 26)),
+    }
     runs = {e["run_id"] for e in client.get_handle("lr").history()}
     assert len(runs) == 3

@@ -22,10 +22,22 @@ from kadence.streams.topics import ensure_core_topics
 
 pytestmark = pytest.mark.timeout(60)
 
-OUTCOME = {"domain": "default", "workflow_id": "wf-1", "run_id": "r1", "first_run_id": "r1", "request_id": "q",
-           "status": "COMPLETED", "result": {"encoding": "json/plain", "data": b"42"}, "failure": None,
-           "new_run_id": "", "reason": "", "close_event_id": 11, "timestamp": 5, "workflow_type": "W",
-           "parent": None}
+OUTCOME = {
+    "domain": "default",
+    "workflow_id": "wf-1",
+    "run_id": "r1",
+    "first_run_id": "r1",
+    "request_id": "q",
+    "status": "COMPLETED",
+    "result": {"encoding": "json/plain", "data": b"42"},
+    "failure": None,
+    "new_run_id": "",
+    "reason": "",
+    "close_event_id": 11,
+    "timestamp": 5,
+    "workflow_type": "W",
+    "parent": None,
+}
 
 
 def test_round_trip_with_a_typed_codec() -> None:
@@ -78,14 +90,34 @@ def test_records_from_the_broker_decode_through_fausts_registry(settings: Settin
     with Client(settings) as client:
         client.start_workflow("W", 1, id="wf-1", task_list="t", request_id="q")
     producer = make_producer(settings)
-    producer.produce(settings.completions_topic, key=b"wf-1", value=serde().encode("WorkflowOutcome", OUTCOME),
-                     headers=serde().headers("WorkflowOutcome"))
-    transition = {"domain": "default", "workflow_id": "wf-1", "command_id": "c1", "source_partition": 0,
-                  "source_offset": 0, "events": [
-                      {"event_id": 1, "timestamp": 5, "domain": "default", "workflow_id": "wf-1", "run_id": "r1",
-                       "attributes": ("TimerFired", {"timer_id": "t", "started_event_id": 0})}],
-                  "replies": [], "outcomes": []}
-    producer.produce(settings.history_topic, key=b"wf-1", value=serde().encode("HistoryTransition", transition))
+    producer.produce(
+        settings.completions_topic,
+        key=b"wf-1",
+        value=serde().encode("WorkflowOutcome", OUTCOME),
+        headers=serde().headers("WorkflowOutcome"),
+    )
+    transition = {
+        "domain": "default",
+        "workflow_id": "wf-1",
+        "command_id": "c1",
+        "source_partition": 0,
+        "source_offset": 0,
+        "events": [
+            {
+                "event_id": 1,
+                "timestamp": 5,
+                "domain": "default",
+                "workflow_id": "wf-1",
+                "run_id": "r1",
+                "attributes": ("TimerFired", {"timer_id": "t", "started_event_id": 0}),
+            }
+        ],
+        "replies": [],
+        "outcomes": [],
+    }
+    producer.produce(
+        settings.history_topic, key=b"wf-1", value=serde().encode("HistoryTransition", transition)
+    )
     assert producer.flush(10) == 0
 
     registry = Registry(key_serializer="raw", value_serializer=CODEC_NAME)  # a Faust app's defaults

@@ -39,8 +39,10 @@ def test_stop_releases_everything_and_concurrent_answers_keep_the_order() -> Non
     sent: list[str] = []
     held_answers = HeldAnswers(hold_s=60)
     holds = [held_answers.hold(lambda i=i: sent.append(f"d{i}"), waiting=1) for i in range(50)]
-    threads = [threading.Thread(target=held_answers.answer, args=(h, lambda i=i: sent.append(f"a{i}")))
-               for i, h in enumerate(holds[:25])]
+    threads = [
+        threading.Thread(target=held_answers.answer, args=(h, lambda i=i: sent.append(f"a{i}")))
+        for i, h in enumerate(holds[:25])
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from fastavro import parse_schema, schemaless_writer
@@ -26,35 +27,76 @@ def _no_admin(monkeypatch):
 
 
 def command(wid: str, payload_type: str, attrs: dict, n: int) -> bytes:
-    return SERDE.encode("Command", {"command_id": f"c{n}", "domain": "default", "workflow_id": wid, "run_id": "",
-                                    "timestamp": 0, "payload": (payload_type, attrs)})
+    return SERDE.encode(
+        "Command",
+        {
+            "command_id": f"c{n}",
+            "domain": "default",
+            "workflow_id": wid,
+            "run_id": "",
+            "timestamp": 0,
+            "payload": (payload_type, attrs),
+        },
+    )
 
 
-START = {"workflow_type": "W", "task_list": "tl", "input": None, "execution_timeout_ms": 0, "run_timeout_ms": 0,
-         "task_timeout_ms": 0, "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY", "retry_policy": None, "memo": {},
-         "request_id": "r1", "identity": "", "parent": None, "cron_schedule": ""}
+START = {
+    "workflow_type": "W",
+    "task_list": "tl",
+    "input": None,
+    "execution_timeout_ms": 0,
+    "run_timeout_ms": 0,
+    "task_timeout_ms": 0,
+    "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
+    "retry_policy": None,
+    "memo": {},
+    "request_id": "r1",
+    "identity": "",
+    "parent": None,
+    "cron_schedule": "",
+}
 
 
 def test_restore_resends_the_replies_of_the_restored_tail() -> None:
     settings = Settings(partitions=1)
     live, ctx = HistoryProcessor(settings), MemoryContext()
     changelog: list[InRecord] = []
-    inputs = [command("w", "StartWorkflowExecution", START, 1),
-              command("w", "SignalWorkflowExecution", {"signal_name": "s", "input": None, "identity": "", "request_id": "x",
-                                                       "external": {"domain": "default", "workflow_id": "sender",
-                                                                    "run_id": "r", "initiated_event_id": 7}}, 2),
-              command("w", "StartWorkflowExecution", dict(START, request_id="r2"), 3)]  # rejected: running
+    inputs = [
+        command("w", "StartWorkflowExecution", START, 1),
+        command(
+            "w",
+            "SignalWorkflowExecution",
+            {
+                "signal_name": "s",
+                "input": None,
+                "identity": "",
+                "request_id": "x",
+                "external": {
+                    "domain": "default",
+                    "workflow_id": "sender",
+                    "run_id": "r",
+                    "initiated_event_id": 7,
+                },
+            },
+            2,
+        ),
+        command("w", "StartWorkflowExecution", dict(START, request_id="r2"), 3),
+    ]  # rejected: running
     sent = []
     for value in inputs:
         record = in_record(settings.commands_topic, b"w", value)
         live.process(record, ctx)
         for out in ctx.take():
             if out.topic == settings.history_topic:
-                changelog.append(InRecord(out.topic, 0, len(changelog), out.key, out.value, (), record.timestamp_ms))
+                changelog.append(
+                    InRecord(out.topic, 0, len(changelog), out.key, out.value, (), record.timestamp_ms)
+                )
             elif out.topic in (settings.commands_topic, settings.completions_topic):
                 sent.append(out.value)
-    kinds = [SERDE.decode(v)[1]["payload"][0] if SERDE.decode(v)[0] == "Command" else SERDE.decode(v)[1]["status"]
-             for v in sent]
+    kinds = [
+        SERDE.decode(v)[1]["payload"][0] if SERDE.decode(v)[0] == "Command" else SERDE.decode(v)[1]["status"]
+        for v in sent
+    ]
     assert kinds == ["ExternalWorkflowExecutionSignaled", "START_REJECTED"]
     rejected = SERDE.decode(changelog[-1].value)[1]
     assert rejected["events"] == [] and rejected["outcomes"][0]["status"] == "START_REJECTED"
@@ -64,16 +106,30 @@ def test_restore_resends_the_replies_of_the_restored_tail() -> None:
     offsets = [restored.restore(r, rctx) for r in changelog]
     assert None not in offsets and max(offsets) >= 2  # each proves the input offset it came from
     restored.on_assigned(0, rctx)
-    resent = [o.value for o in rctx.take() if o.topic in (settings.commands_topic, settings.completions_topic)]
+    resent = [
+        o.value for o in rctx.take() if o.topic in (settings.commands_topic, settings.completions_topic)
+    ]
     assert resent == sent
     assert restored.store.load(rctx.state, "default", "w") == live.store.load(ctx.state, "default", "w")
 
 
 def test_a_transition_written_with_the_previous_schema_still_decodes() -> None:
-    v1 = parse_schema(json.loads(open("schemas/versions/HistoryTransition.v1.avsc").read()), named_schemas={})
+    v1 = parse_schema(
+        json.loads(Path("schemas/versions/HistoryTransition.v1.avsc").read_text()), named_schemas={}
+    )
     header = MAGIC + bytes.fromhex(fingerprint(to_parsing_canonical_form(v1), "CRC-64-AVRO"))
     body = io.BytesIO()
-    schemaless_writer(body, v1, {"domain": "d", "workflow_id": "w", "command_id": "c", "source_partition": 0,
-                                 "source_offset": 5, "events": []})
+    schemaless_writer(
+        body,
+        v1,
+        {
+            "domain": "d",
+            "workflow_id": "w",
+            "command_id": "c",
+            "source_partition": 0,
+            "source_offset": 5,
+            "events": [],
+        },
+    )
     record_type, record = SERDE.decode(header + body.getvalue())
     assert record_type == "HistoryTransition" and record["replies"] == [] and record["outcomes"] == []

@@ -12,20 +12,37 @@ from confluent_kafka import KafkaException
 from kadence.streams.clients import make_admin, make_consumer, make_producer
 from kadence.streams.settings import Settings, kafka_config_from_env, read_properties_file
 
-SASL_AGAINST_PLAINTEXT = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
-                          "sasl.username": "nobody", "sasl.password": "secret"}
+SASL_AGAINST_PLAINTEXT = {
+    "security.protocol": "SASL_PLAINTEXT",
+    "sasl.mechanisms": "PLAIN",
+    "sasl.username": "nobody",
+    "sasl.password": "secret",
+}
 
 
 def test_properties_file_and_environment(tmp_path: Path) -> None:
     props = tmp_path / "client.properties"
-    props.write_text("# a comment\n! another\nsecurity.protocol=SASL_SSL\nsasl.mechanisms: SCRAM-SHA-512\n"
-                     "ssl.ca.location = /etc/ca.pem\n\n")
-    assert read_properties_file(props) == {"security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512",
-                                           "ssl.ca.location": "/etc/ca.pem"}
-    env = {"KADENCE_KAFKA_CONFIG_FILE": str(props), "KADENCE_KAFKA_SASL_USERNAME": "engine",
-           "KADENCE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KADENCE_BOOTSTRAP": "ignored:1"}
-    assert kafka_config_from_env(env) == {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
-                                          "ssl.ca.location": "/etc/ca.pem", "sasl.username": "engine"}
+    props.write_text(
+        "# a comment\n! another\nsecurity.protocol=SASL_SSL\nsasl.mechanisms: SCRAM-SHA-512\n"
+        "ssl.ca.location = /etc/ca.pem\n\n"
+    )
+    assert read_properties_file(props) == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+    env = {
+        "KADENCE_KAFKA_CONFIG_FILE": str(props),
+        "KADENCE_KAFKA_SASL_USERNAME": "engine",
+        "KADENCE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KADENCE_BOOTSTRAP": "ignored:1",
+    }
+    assert kafka_config_from_env(env) == {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "ssl.ca.location": "/etc/ca.pem",
+        "sasl.username": "engine",
+    }
 
 
 def test_malformed_properties_file_names_the_line(tmp_path: Path) -> None:
@@ -44,8 +61,9 @@ def test_engine_owned_properties_are_refused(key: str) -> None:
 def test_spawned_processes_get_the_same_properties() -> None:
     settings = Settings(bootstrap="b:1", kafka_config=dict(SASL_AGAINST_PLAINTEXT))
     probe = "from kadence.streams.settings import Settings; print(sorted(Settings.from_env().kafka_config.items()))"
-    done = subprocess.run([sys.executable, "-c", probe], env=settings.to_env(), capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=settings.to_env(), capture_output=True, text=True, check=True
+    )
     assert done.stdout.strip() == str(sorted(SASL_AGAINST_PLAINTEXT.items()))
 
 
@@ -54,10 +72,23 @@ def test_cli_flags_reach_settings(tmp_path: Path) -> None:
 
     props = tmp_path / "c.properties"
     props.write_text("security.protocol=SSL\nssl.ca.location=/ca.pem\n")
-    args = build_parser().parse_args(["describe", "x", "--kafka-config-file", str(props),
-                                      "--kafka-config", "security.protocol=SASL_SSL", "--kafka-config", "client.id=ops"])
-    assert _settings(args).kafka_config == {"security.protocol": "SASL_SSL", "ssl.ca.location": "/ca.pem",
-                                            "client.id": "ops"}
+    args = build_parser().parse_args(
+        [
+            "describe",
+            "x",
+            "--kafka-config-file",
+            str(props),
+            "--kafka-config",
+            "security.protocol=SASL_SSL",
+            "--kafka-config",
+            "client.id=ops",
+        ]
+    )
+    assert _settings(args).kafka_config == {
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": "/ca.pem",
+        "client.id": "ops",
+    }
     bad = build_parser().parse_args(["describe", "x", "--kafka-config", "transactional.id=mine"])
     with pytest.raises(SystemExit, match="transactional.id"):
         _settings(bad)
@@ -68,8 +99,9 @@ def test_every_client_applies_the_properties(kafka_bootstrap: str) -> None:
     The same clients without them talk to the broker."""
     plain = Settings(bootstrap=kafka_bootstrap)
     assert make_admin(plain).list_topics(timeout=10).brokers
-    secured = Settings(bootstrap=kafka_bootstrap, kafka_config=dict(SASL_AGAINST_PLAINTEXT, **{
-        "socket.timeout.ms": "2000"}))
+    secured = Settings(
+        bootstrap=kafka_bootstrap, kafka_config=dict(SASL_AGAINST_PLAINTEXT, **{"socket.timeout.ms": "2000"})
+    )
     with pytest.raises(KafkaException):
         make_admin(secured).list_topics(timeout=3)
     producer = make_producer(secured, **{"message.timeout.ms": 2000})

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
@@ -105,7 +106,9 @@ class Reader:
 def setup(settings: Settings, tmp_path: Path):
     settings = settings.with_(partitions=1, state_dir=str(tmp_path))
     proc = Dispatching(settings)
-    ensure_topics(settings, [TopicSpec(t, 1, {}) for t in (proc.input_topic, proc.out_topic, proc.tasks_topic)])
+    ensure_topics(
+        settings, [TopicSpec(t, 1, {}) for t in (proc.input_topic, proc.out_topic, proc.tasks_topic)]
+    )
     runner = GatedRunner(settings, proc)
     stop = threading.Event()
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)

@@ -45,8 +45,15 @@ def _produce(producer, topic: str, keys: list[bytes], start: int, stop: int) -> 
 
 def _start(settings: Settings, log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
-        return spawn("bench.counting", settings, slot=0, batch_max_records=50,
-                     stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+        return spawn(
+            "bench.counting",
+            settings,
+            slot=0,
+            batch_max_records=50,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
 
 
 def _tail(log_path: Path) -> str:
@@ -57,7 +64,9 @@ def _wait_assigned(proc: subprocess.Popen, log_path: Path, deadline_s: float) ->
     """Wait until the (re)started process logs its first assignment (so it has fenced its zombie)."""
     deadline = time.monotonic() + deadline_s
     while f" {proc.pid} kadence.streams.loop INFO " not in log_path.read_text(errors="replace") or not any(
-            f" {proc.pid} " in line and " assigned " in line for line in log_path.read_text(errors="replace").splitlines()):
+        f" {proc.pid} " in line and " assigned " in line
+        for line in log_path.read_text(errors="replace").splitlines()
+    ):
         assert proc.poll() is None, f"processor exited {proc.returncode}:\n{_tail(log_path)}"
         assert time.monotonic() < deadline, f"never assigned:\n{_tail(log_path)}"
         time.sleep(0.1)
@@ -94,7 +103,9 @@ def test_counts_are_exact_across_sigkills(settings: Settings, tmp_path: Path) ->
         deadline = time.monotonic() + 150
         while reader.dedupe.accepted < TOTAL:
             assert proc.poll() is None, f"processor exited {proc.returncode}:\n{_tail(log_path)}"
-            assert time.monotonic() < deadline, f"{reader.dedupe.accepted}/{TOTAL} outputs:\n{_tail(log_path)}"
+            assert time.monotonic() < deadline, (
+                f"{reader.dedupe.accepted}/{TOTAL} outputs:\n{_tail(log_path)}"
+            )
             reader.read_available(2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, _tail(log_path)
@@ -104,10 +115,16 @@ def test_counts_are_exact_across_sigkills(settings: Settings, tmp_path: Path) ->
             proc.kill()
             proc.wait(10)
         reader.close()
-    replayed = [int(line.split(": ")[1].split()[0]) for line in log_path.read_text().splitlines() if " restored " in line]
-    print(f"\n{kills} SIGKILLs; raw output records {reader.raw_count}, duplicates dropped by the reader "
-          f"{reader.duplicates}; changelog records replayed by restores: {sum(replayed)} "
-          f"({sum(1 for r in replayed if r)} restores); {time.monotonic() - started:.1f}s")
+    replayed = [
+        int(line.split(": ")[1].split()[0])
+        for line in log_path.read_text().splitlines()
+        if " restored " in line
+    ]
+    print(
+        f"\n{kills} SIGKILLs; raw output records {reader.raw_count}, duplicates dropped by the reader "
+        f"{reader.duplicates}; changelog records replayed by restores: {sum(replayed)} "
+        f"({sum(1 for r in replayed if r)} restores); {time.monotonic() - started:.1f}s"
+    )
 
     # Final state: exact count per key, from the partition stores the process left behind.
     processor = CountingProcessor(settings)
@@ -125,7 +142,8 @@ def test_counts_are_exact_across_sigkills(settings: Settings, tmp_path: Path) ->
     for record in _all_accepted(settings):
         seen[record["key"]].append(record["count"])
     assert {k: sorted(v) for k, v in seen.items()} == {
-        k.decode(): list(range(1, n + 1)) for k, n in expected.items()}
+        k.decode(): list(range(1, n + 1)) for k, n in expected.items()
+    }
 
 
 def _all_accepted(settings: Settings) -> list[dict]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from confluent_kafka import TopicPartition
 
-from kadence.streams.clients import make_consumer, make_producer
 from kadence.streams import loop as stream_loop
+from kadence.streams.clients import make_consumer, make_producer
 from kadence.streams.loop import ProcessorRunner
 from kadence.streams.processing import Context, InRecord, OutRecord, Processor
 from kadence.streams.settings import Settings
@@ -74,8 +74,9 @@ def _outputs(settings: Settings, proc: Quiet, last: int) -> list[int]:
 LAG_S = 4.0
 
 
-def test_quiet_batches_skip_the_transaction_and_their_offsets_follow(settings: Settings, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quiet_batches_skip_the_transaction_and_their_offsets_follow(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(stream_loop, "OFFSETS_LAG_SECONDS", LAG_S)
     settings = settings.with_(partitions=1, state_dir=str(tmp_path / "a"))
     proc = Quiet(settings)

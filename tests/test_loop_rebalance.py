@@ -8,8 +8,8 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -58,11 +58,13 @@ def _read_until(reader: IdempotentReader, outputs: list[dict], n: int, instances
     def more() -> bool:
         outputs.extend(json.loads(r.value) for r in reader.read_available(1))
         return len(outputs) >= n
+
     _wait(more, f"{n} outputs", instances)
 
 
-def test_partitions_move_to_the_survivor_which_restores_from_the_changelog(settings: Settings,
-                                                                           tmp_path: Path) -> None:
+def test_partitions_move_to_the_survivor_which_restores_from_the_changelog(
+    settings: Settings, tmp_path: Path
+) -> None:
     ensure_counting_topics(settings)
     settings_a = settings.with_(state_dir=str(tmp_path / "a"))
     settings_b = settings.with_(state_dir=str(tmp_path / "b"))
@@ -78,14 +80,14 @@ def test_partitions_move_to_the_survivor_which_restores_from_the_changelog(setti
 
         b = Instance(settings_b, slot=1)
         _wait(lambda: len(a.runner.assigned) == 2 and len(b.runner.assigned) == 2, "a 2/2 split", [a, b])
-        produce_input(settings, ((k, b"x") for k in keys[PHASE:2 * PHASE]))
+        produce_input(settings, ((k, b"x") for k in keys[PHASE : 2 * PHASE]))
         _read_until(reader, outputs, 2 * PHASE, [a, b])
         restored_before = b.runner.restored
         assert restored_before > 0  # b's first two partitions came from the changelog
 
         a.close()
         _wait(lambda: len(b.runner.assigned) == 4, "b owns all partitions", [b])
-        produce_input(settings, ((k, b"x") for k in keys[2 * PHASE:]))
+        produce_input(settings, ((k, b"x") for k in keys[2 * PHASE :]))
         _read_until(reader, outputs, 3 * PHASE, [b])
         assert b.runner.restored > restored_before  # and a's two from the changelog as well
     finally:
@@ -96,12 +98,16 @@ def test_partitions_move_to_the_survivor_which_restores_from_the_changelog(setti
         reader.close()
 
     expected = Counter(keys)
-    print(f"\nraw output records {reader.raw_count}, duplicates dropped by the reader {reader.duplicates}; "
-          f"b restored {b.runner.restored} changelog records")
+    print(
+        f"\nraw output records {reader.raw_count}, duplicates dropped by the reader {reader.duplicates}; "
+        f"b restored {b.runner.restored} changelog records"
+    )
     counts: dict[str, list[int]] = defaultdict(list)
     for o in outputs:
         counts[o["key"]].append(o["count"])
-    assert {k: sorted(v) for k, v in counts.items()} == {k.decode(): list(range(1, n + 1)) for k, n in expected.items()}
+    assert {k: sorted(v) for k, v in counts.items()} == {
+        k.decode(): list(range(1, n + 1)) for k, n in expected.items()
+    }
 
     state: dict[bytes, int] = {}
     for p in range(settings.partitions):

@@ -15,8 +15,12 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (built,) = out.glob("kadence-*.whl")
     return built
 
@@ -29,9 +33,15 @@ def test_wheel_has_exactly_one_top_level_name(wheel: Path) -> None:
 
 def test_wheel_ships_schemas_and_engine_but_not_bench_or_examples(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("kadence/schemas/history.avsc", "kadence/schemas/versions/Command.v1.avsc",
-                     "kadence/streams/loop.py", "kadence/processors/history/processor.py",
-                     "kadence/history/reducer.py", "kadence/samples/order_processing.py", "kadence/py.typed"):
+    for expected in (
+        "kadence/schemas/history.avsc",
+        "kadence/schemas/versions/Command.v1.avsc",
+        "kadence/streams/loop.py",
+        "kadence/processors/history/processor.py",
+        "kadence/history/reducer.py",
+        "kadence/samples/order_processing.py",
+        "kadence/py.typed",
+    ):
         assert expected in names
     assert not any(name.startswith(("bench/", "examples/", "tests/")) for name in names)
 
@@ -54,6 +64,8 @@ def test_import_kadence_beside_users_own_history_and_schemas(tmp_path: Path) -> 
         "assert kadence_schemas.registry().raw\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"

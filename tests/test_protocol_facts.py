@@ -29,7 +29,8 @@ def test_deterministic_id_formats_are_pinned() -> None:
     assert ids.timer_fire_command_id("heartbeat_timeout", "run-1", 5, 2) == "fire:heartbeat_timeout:run-1:5:2"
     assert ids.child_start_command_id("run-1", 5) == "start-child:run-1:5"
     assert ids.derive_run_id("default", "order-1/child", ids.child_start_command_id("run-1", 5)) == (
-        "05f33fbe-ae2b-44c9-b678-f0721af42dcf")
+        "05f33fbe-ae2b-44c9-b678-f0721af42dcf"
+    )
     assert ids.child_started_command_id("run-2") == "child-started:run-2"
     assert ids.child_closed_command_id("run-2") == "child-closed:run-2"
     assert ids.signal_external_command_id("run-1", 7) == "signal:run-1:7"
@@ -43,24 +44,62 @@ def test_deterministic_id_formats_are_pinned() -> None:
 
 
 def test_fire_timer_command_is_a_command_record() -> None:
-    assert fire_timer_command(kind="timer", domain="d", workflow_id="w", run_id="r", event_id=5, attempt=0,
-                              timestamp=9, timer_id="1") == command_record(
-        command_id="fire:timer:r:5:0", domain="d", workflow_id="w", run_id="r", timestamp=9,
-        payload_type="FireTimer", attrs={"kind": "timer", "event_id": 5, "attempt": 0, "timer_id": "1"})
+    assert fire_timer_command(
+        kind="timer",
+        domain="d",
+        workflow_id="w",
+        run_id="r",
+        event_id=5,
+        attempt=0,
+        timestamp=9,
+        timer_id="1",
+    ) == command_record(
+        command_id="fire:timer:r:5:0",
+        domain="d",
+        workflow_id="w",
+        run_id="r",
+        timestamp=9,
+        payload_type="FireTimer",
+        attrs={"kind": "timer", "event_id": 5, "attempt": 0, "timer_id": "1"},
+    )
 
 
 def _start(tr: Transition) -> None:
-    handle_start(tr, {"command_id": "c1"}, {
-        "workflow_type": "Order", "task_list": "orders", "input": None, "execution_timeout_ms": 0,
-        "run_timeout_ms": 0, "task_timeout_ms": 0, "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
-        "retry_policy": None, "memo": {}, "request_id": "req-1", "identity": "", "parent": None,
-        "cron_schedule": ""}, HandlerEnv(HistoryConfig()))
+    handle_start(
+        tr,
+        {"command_id": "c1"},
+        {
+            "workflow_type": "Order",
+            "task_list": "orders",
+            "input": None,
+            "execution_timeout_ms": 0,
+            "run_timeout_ms": 0,
+            "task_timeout_ms": 0,
+            "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
+            "retry_policy": None,
+            "memo": {},
+            "request_id": "req-1",
+            "identity": "",
+            "parent": None,
+            "cron_schedule": "",
+        },
+        HandlerEnv(HistoryConfig()),
+    )
 
 
 def _schedule(activity_id: str, **timeouts: int) -> dict[str, Any]:
-    attrs = {"activity_id": activity_id, "activity_type": "charge", "task_list": "", "input": None,
-             "schedule_to_close_timeout_ms": 0, "schedule_to_start_timeout_ms": 0,
-             "start_to_close_timeout_ms": 0, "heartbeat_timeout_ms": 0, "retry_policy": None, **timeouts}
+    attrs = {
+        "activity_id": activity_id,
+        "activity_type": "charge",
+        "task_list": "",
+        "input": None,
+        "schedule_to_close_timeout_ms": 0,
+        "schedule_to_start_timeout_ms": 0,
+        "start_to_close_timeout_ms": 0,
+        "heartbeat_timeout_ms": 0,
+        "retry_policy": None,
+        **timeouts,
+    }
     return {"attributes": ("ScheduleActivityTaskDecision", attrs)}
 
 
@@ -72,23 +111,33 @@ def test_eager_activity_task_is_the_task_the_processor_dispatches() -> None:
     _start(tr)
     assert tr.state is not None and tr.run is not None
     decision = decision_task(tr.state, tr.run, True, HistoryConfig())
-    decisions = [_schedule("1", schedule_to_close_timeout_ms=5_000, schedule_to_start_timeout_ms=300,
-                           heartbeat_timeout_ms=50),
-                 _schedule("2", start_to_close_timeout_ms=2_000)]
+    decisions = [
+        _schedule(
+            "1", schedule_to_close_timeout_ms=5_000, schedule_to_start_timeout_ms=300, heartbeat_timeout_ms=50
+        ),
+        _schedule("2", start_to_close_timeout_ms=2_000),
+    ]
     sent, eager = plan_eager(decision, decisions, lambda attrs: True, slots=8)
     assert [task["scheduled_event_id"] for task in eager] == [5, 6]
 
     tr = Transition("default", "order-1", "c2", 2_000, tr.state)
-    answer = {"task_token": decision["task_token"], "decisions": sent, "identity": "w",
-              "force_new_decision": False}
+    answer = {
+        "task_token": decision["task_token"],
+        "decisions": sent,
+        "identity": "w",
+        "force_new_decision": False,
+    }
     handle_decision_completed(tr, {}, answer, HandlerEnv(HistoryConfig()))
     assert [e["attributes"][0] for e in tr.events] == [
-        "DecisionTaskCompleted", DECISION_EVENTS["ScheduleActivityTaskDecision"].event,
-        "ActivityTaskScheduled"]
+        "DecisionTaskCompleted",
+        DECISION_EVENTS["ScheduleActivityTaskDecision"].event,
+        "ActivityTaskScheduled",
+    ]
     assert [d[0] for d in tr.dispatches] == ["eager_activity", "eager_activity"]  # the predictions held
     for predicted in eager:
         dispatched = activity_task(tr.state, tr.run, predicted["scheduled_event_id"])
         assert dispatched is not None
         assert {**dispatched, "scheduled_time": 0, "schedule_to_start_timeout_ms": 0} == {
-            k: v for k, v in {**predicted, "scheduled_time": 0}.items() if k != "eager"}
+            k: v for k, v in {**predicted, "scheduled_time": 0}.items() if k != "eager"
+        }
     assert eager[0]["task_list"] == "orders" and eager[0]["start_to_close_timeout_ms"] == 5_000

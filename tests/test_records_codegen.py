@@ -39,11 +39,13 @@ def test_records_py_is_what_the_generator_makes_from_the_schemas() -> None:
     assert Path(records.__file__).resolve() == RECORDS_PY.resolve()
     generated = codegen.generate()
     assert RECORDS_PY.read_text(encoding="utf-8") == generated, (
-        "schemas/records.py is stale: run `python -m kadence.schemas.codegen`")
+        "schemas/records.py is stale: run `python -m kadence.schemas.codegen`"
+    )
 
 
-def test_check_flag_fails_on_a_stale_file_and_writing_fixes_it(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_flag_fails_on_a_stale_file_and_writing_fixes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "records.py"
     assert codegen.main(["--check", "--output", str(out)]) == 1  # missing
     out.write_text(codegen.generate().replace("    domain: str\n", "    domain: int\n", 1))
@@ -55,8 +57,14 @@ def test_check_flag_fails_on_a_stale_file_and_writing_fixes_it(tmp_path: Path,
 
 
 def test_check_runs_as_a_module() -> None:
-    done = subprocess.run([sys.executable, "-m", "kadence.schemas.codegen", "--check"],
-                          check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "kadence.schemas.codegen", "--check"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -76,11 +84,15 @@ def test_every_avro_type_has_its_typed_counterpart() -> None:
         fields = [f["name"] for f in definition["fields"]]
         assert list(declared.__annotations__) == fields, name
         assert declared.__optional_keys__ == {f["name"] for f in definition["fields"] if "default" in f}, name
-        assert declared.__required_keys__ == {f["name"] for f in definition["fields"] if "default" not in f}, name
-    for record_type, field, alias in [("HistoryEvent", "attributes", records.HistoryEventAttributes),
-                                      ("Command", "payload", records.CommandPayload),
-                                      ("Decision", "attributes", records.DecisionAttributes),
-                                      ("Task", "task", records.TaskTask)]:
+        assert declared.__required_keys__ == {
+            f["name"] for f in definition["fields"] if "default" not in f
+        }, name
+    for record_type, field, alias in [
+        ("HistoryEvent", "attributes", records.HistoryEventAttributes),
+        ("Command", "payload", records.CommandPayload),
+        ("Decision", "attributes", records.DecisionAttributes),
+        ("Task", "task", records.TaskTask),
+    ]:
         tags = [get_args(get_args(member)[0])[0] for member in get_args(alias)]
         assert tags == schemas.registry().union_branches(record_type, field)
         assert get_type_hints(getattr(records, record_type))[field] == alias
@@ -90,8 +102,14 @@ def test_generated_code_is_ruff_formatted() -> None:
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed")
-    done = subprocess.run([ruff, "format", "--check", "--diff", str(RECORDS_PY)],
-                          check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = subprocess.run(
+        [ruff, "format", "--check", "--diff", str(RECORDS_PY)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -101,14 +119,29 @@ def test_generated_code_and_generator_pass_mypy_strict(tmp_path: Path) -> None:
         pytest.skip("mypy is not installed")
     usage = tmp_path / "usage.py"
     usage.write_text(USAGE)
-    done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"),
-                           "schemas/records.py", "schemas/codegen.py", str(usage)],
-                          check=False, capture_output=True, text=True, timeout=240, cwd=REPO)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "schemas/records.py",
+            "schemas/codegen.py",
+            str(usage),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 #: Checked by mypy above; mypy sees the repository's folders, so the module is `schemas.records`.
-USAGE = '''
+USAGE = """
 from schemas.records import Command, DecisionTask, FireTimer, Failure, HistoryEvent, Task, WorkflowOutcome
 
 
@@ -135,7 +168,7 @@ def task_of(task: Task) -> DecisionTask | None:
 
 def failed(domain: str, workflow_id: str, failure: Failure) -> WorkflowOutcome:
     return {"domain": domain, "workflow_id": workflow_id, "status": "FAILED", "failure": failure}
-'''
+"""
 
 
 # --- decoded records have the declared shape -----------------------------------------------------
@@ -148,7 +181,8 @@ def conforms(value: Any, tp: Any, where: str = "$") -> None:
         assert isinstance(value, dict), f"{where}: {value!r} is not a dict"
         hints = get_type_hints(tp)
         assert set(value) == set(hints), (
-            f"{where}: keys {sorted(set(value) ^ set(hints))} differ from {tp.__name__}'s")
+            f"{where}: keys {sorted(set(value) ^ set(hints))} differ from {tp.__name__}'s"
+        )
         for key, hint in hints.items():
             conforms(value[key], hint, f"{where}.{key}")
     elif origin in (Union, types.UnionType):
@@ -164,7 +198,7 @@ def conforms(value: Any, tp: Any, where: str = "$") -> None:
         assert value in get_args(tp), f"{where}: {value!r} not in {tp}"
     elif origin is tuple:
         assert isinstance(value, tuple) and len(value) == len(get_args(tp)), f"{where}: {value!r} is not {tp}"
-        for item, item_tp in zip(value, get_args(tp)):
+        for item, item_tp in zip(value, get_args(tp), strict=True):
             conforms(item, item_tp, where + "()")
     elif origin is list:
         assert isinstance(value, list), f"{where}: {value!r} is not a list"
@@ -198,15 +232,23 @@ class Sample:
         self.n += 1
         origin = get_origin(tp)
         if is_typeddict(tp):
-            keys = tp.__annotations__ if self.full else [k for k in tp.__annotations__ if k in tp.__required_keys__]
+            keys = (
+                tp.__annotations__
+                if self.full
+                else [k for k in tp.__annotations__ if k in tp.__required_keys__]
+            )
             hints = get_type_hints(tp)
             return {k: self.build(hints[k], depth + 1) for k in keys}
         if origin in (Union, types.UnionType):
             members = [m for m in get_args(tp) if m is not NONE_TYPE]
             if NONE_TYPE in get_args(tp) and depth >= self.max_depth:
                 return None
-            return self.build(members[(self.variant + depth) % len(members)] if depth > 1
-                              else members[self.variant % len(members)], depth)
+            return self.build(
+                members[(self.variant + depth) % len(members)]
+                if depth > 1
+                else members[self.variant % len(members)],
+                depth,
+            )
         if origin is Literal:
             return get_args(tp)[(self.variant + self.n) % len(get_args(tp))]
         if origin is tuple:
@@ -217,14 +259,29 @@ class Sample:
         if origin is list:
             return [self.build(get_args(tp)[0], depth + 1) for _ in range(2 if depth < self.max_depth else 0)]
         if origin is dict:
-            return {f"k{i}": self.build(get_args(tp)[1], depth + 1) for i in range(2 if depth < self.max_depth else 0)}
-        return {str: f"s{self.n}", int: 1000 + self.n, float: 0.5 * self.n, bool: self.n % 2 == 0,
-                bytes: bytes([0, 255, self.n % 256])}[tp]
+            return {
+                f"k{i}": self.build(get_args(tp)[1], depth + 1)
+                for i in range(2 if depth < self.max_depth else 0)
+            }
+        return {
+            str: f"s{self.n}",
+            int: 1000 + self.n,
+            float: 0.5 * self.n,
+            bool: self.n % 2 == 0,
+            bytes: bytes([0, 255, self.n % 256]),
+        }[tp]
 
 
 #: The widest union: that many variants take every branch of every union.
-WIDTH = max(len(get_args(a)) for a in (records.HistoryEventAttributes, records.CommandPayload,
-                                       records.DecisionAttributes, records.TaskTask))
+WIDTH = max(
+    len(get_args(a))
+    for a in (
+        records.HistoryEventAttributes,
+        records.CommandPayload,
+        records.DecisionAttributes,
+        records.TaskTask,
+    )
+)
 
 
 @pytest.mark.parametrize("full", [True, False], ids=["all-keys", "required-keys-only"])
@@ -244,8 +301,12 @@ def test_serde_round_trips_the_typed_shape(record_type: str, full: bool) -> None
         if full:  # nothing filled in: the typed value is the serde's own representation
             assert decoded == record
         assert codec.decode_body(record_type, codec.encode_body(record_type, record)) == decoded
-    own = {"HistoryEvent": records.HistoryEventAttributes, "Command": records.CommandPayload,
-           "Decision": records.DecisionAttributes, "Task": records.TaskTask}.get(record_type)
+    own = {
+        "HistoryEvent": records.HistoryEventAttributes,
+        "Command": records.CommandPayload,
+        "Decision": records.DecisionAttributes,
+        "Task": records.TaskTask,
+    }.get(record_type)
     if own is not None:  # every branch of the top-level union went through the serde
         assert {get_args(get_args(m)[0])[0] for m in get_args(own)} <= tags
 
@@ -276,19 +337,34 @@ def test_optional_records_decode_bare_and_record_unions_as_tuples() -> None:
     payload: records.Payload = {"encoding": "json/plain", "data": b"1"}
     failure: records.Failure = {"type": "E", "message": "m", "cause": {"type": "C", "message": "c"}}
     command: records.Command = {
-        "command_id": "c1", "workflow_id": "wf",
-        "payload": ("RespondActivityTaskFailed", records.RespondActivityTaskFailed(task_token="t", failure=failure)),
+        "command_id": "c1",
+        "workflow_id": "wf",
+        "payload": (
+            "RespondActivityTaskFailed",
+            records.RespondActivityTaskFailed(task_token="t", failure=failure),
+        ),
     }
     _, decoded = codec.decode(codec.encode("Command", command))
     tag, body = decoded["payload"]
     assert tag == "RespondActivityTaskFailed"
     assert body["failure"]["cause"]["details"] is None and body["failure"]["cause"]["cause"] is None
-    outcome: records.WorkflowOutcome = {"domain": "d", "workflow_id": "wf", "status": "COMPLETED", "result": payload}
+    outcome: records.WorkflowOutcome = {
+        "domain": "d",
+        "workflow_id": "wf",
+        "status": "COMPLETED",
+        "result": payload,
+    }
     _, decoded = codec.decode(codec.encode("WorkflowOutcome", outcome))
     assert decoded["result"] == payload and decoded["parent"] is None
     conforms(decoded, records.WorkflowOutcome)
-    letter: records.DeadLetter = {"topic": "t", "partition": 0, "offset": 1, "reason": "r", "processor": "p",
-                                  "value": b"\x00"}
+    letter: records.DeadLetter = {
+        "topic": "t",
+        "partition": 0,
+        "offset": 1,
+        "reason": "r",
+        "processor": "p",
+        "value": b"\x00",
+    }
     _, decoded = codec.decode(codec.encode("DeadLetter", letter))
     assert decoded == {**letter, "key": None, "timestamp": 0}
     conforms(decoded, records.DeadLetter)

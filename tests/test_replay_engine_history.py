@@ -30,9 +30,11 @@ class ReorderedOrderProcessing:
         await asyncio.gather(
             workflow.execute_child_workflow(op.ShippingWorkflow.run, order, id=f"{order.id}-shipping"),
             workflow.execute_child_workflow(op.PaymentWorkflow.run, order, id=f"{order.id}-payment"),
-            workflow.execute_child_workflow(op.InventoryWorkflow.run, order, id=f"{order.id}-inventory",
-                                            task_list="inventory"),
-            return_exceptions=True)
+            workflow.execute_child_workflow(
+                op.InventoryWorkflow.run, order, id=f"{order.id}-inventory", task_list="inventory"
+            ),
+            return_exceptions=True,
+        )
         return {}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -123,13 +124,21 @@ def test_events_between_started_and_completed_are_seen_by_the_next_activation() 
     d = WorkflowDriver(Counter)
     b = d.builder
     decisions = d.instance.activate(b.since(0))
-    b.signal("add", 7)          # arrives while the task is out
+    b.signal("add", 7)  # arrives while the task is out
     b.signal("finish")
     b.complete_decision_task(decisions)
     b.decision_task()
     assert result_of(d.instance.activate(b.since(3))[0]) == [7]
-    d.builder.complete_decision_task([{"attributes": ("CompleteWorkflowExecutionDecision",
-                                                      {"result": {"encoding": "json/plain", "data": b"[7]"}})}])
+    d.builder.complete_decision_task(
+        [
+            {
+                "attributes": (
+                    "CompleteWorkflowExecutionDecision",
+                    {"result": {"encoding": "json/plain", "data": b"[7]"}},
+                )
+            }
+        ]
+    )
     d.replay()
 
 
@@ -141,17 +150,18 @@ class Sleeper:
         loop_t0 = asyncio.get_running_loop().time()
         await asyncio.sleep(30)
         await workflow.sleep(5)
-        try:
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: False, timeout=2)
-        except asyncio.TimeoutError:
-            pass
         return [loop_t0 == t0.timestamp(), (workflow.now() - t0).total_seconds() > 0]
 
 
 def test_timers_are_durable_and_time_is_workflow_time() -> None:
     d = WorkflowDriver(Sleeper)
     first = d.decide()
-    assert kinds(first) == ["StartTimerDecision"] and attrs(first[0]) == {"timer_id": "1", "start_to_fire_timeout_ms": 30000}
+    assert kinds(first) == ["StartTimerDecision"] and attrs(first[0]) == {
+        "timer_id": "1",
+        "start_to_fire_timeout_ms": 30000,
+    }
     d.builder.timer_fired("1")
     second = d.next()
     assert attrs(second[0]) == {"timer_id": "2", "start_to_fire_timeout_ms": 5000}
@@ -167,7 +177,9 @@ def test_timers_are_durable_and_time_is_workflow_time() -> None:
 class Parallel:
     @workflow.run
     async def run(self, n: int) -> list:
-        return await asyncio.gather(*(workflow.execute_activity("sq", i, start_to_close_timeout=5) for i in range(n)))
+        return await asyncio.gather(
+            *(workflow.execute_activity("sq", i, start_to_close_timeout=5) for i in range(n))
+        )
 
 
 def test_parallel_activities_with_gather() -> None:
@@ -267,8 +279,13 @@ def test_cancellation_scope_cancels_its_operations_only() -> None:
     d = WorkflowDriver(Scoped)
     first = d.decide()
     # the sleep task runs (and starts its timer) after the synchronous start_activity calls
-    assert kinds(first) == ["ScheduleActivityTaskDecision", "ScheduleActivityTaskDecision", "StartTimerDecision",
-                            "RequestCancelActivityTaskDecision", "CancelTimerDecision"]
+    assert kinds(first) == [
+        "ScheduleActivityTaskDecision",
+        "ScheduleActivityTaskDecision",
+        "StartTimerDecision",
+        "RequestCancelActivityTaskDecision",
+        "CancelTimerDecision",
+    ]
     d.builder.activity_completed("2", "b-done")
     assert result_of(d.next()[0]) == ["cancelled", "cancelled", "b-done"]
     d.replay()
@@ -296,8 +313,19 @@ def test_deterministic_helpers_and_info() -> None:
         @workflow.run
         async def run(self) -> list:
             i = workflow.info()
-            return [workflow.random().random(), str(workflow.uuid4()), i.workflow_id, i.run_id, i.workflow_type,
-                    i.task_list, i.domain, i.attempt, i.history_length, i.parent, i.memo]
+            return [
+                workflow.random().random(),
+                str(workflow.uuid4()),
+                i.workflow_id,
+                i.run_id,
+                i.workflow_type,
+                i.task_list,
+                i.domain,
+                i.attempt,
+                i.history_length,
+                i.parent,
+                i.memo,
+            ]
 
     d1, d2 = WorkflowDriver(Det, memo={"m": {"encoding": "json/plain", "data": b"5"}}), WorkflowDriver(Det)
     r1, r2 = result_of(d1.decide()[0]), result_of(d2.decide()[0])

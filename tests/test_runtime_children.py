@@ -56,8 +56,12 @@ def test_child_start_started_signal_completed_failed() -> None:
     a = attrs(start)
     assert kinds([start]) == ["StartChildWorkflowExecutionDecision"]
     assert (a["workflow_id"], a["workflow_type"], a["task_list"], a["parent_close_policy"]) == (
-        "kid", "Child", "kids", "TERMINATE")
-    assert d.next() == []                      # not started yet: no handle
+        "kid",
+        "Child",
+        "kids",
+        "TERMINATE",
+    )
+    assert d.next() == []  # not started yet: no handle
     d.builder.child_started("kid", "kid-run")
     (sig,) = d.next()
     assert attrs(sig)["workflow_id"] == "kid" and attrs(sig)["run_id"] == "kid-run"
@@ -130,7 +134,11 @@ def test_cancel_child_try_cancel_requests_and_raises_at_once() -> None:
     d = _started(workflow.ChildWorkflowCancellationType.TRY_CANCEL)
     req, done = d.next()
     assert kinds([req]) == ["RequestCancelExternalWorkflowExecutionDecision"]
-    assert (attrs(req)["workflow_id"], attrs(req)["run_id"], attrs(req)["child_workflow_only"]) == ("c", "c-run", True)
+    assert (attrs(req)["workflow_id"], attrs(req)["run_id"], attrs(req)["child_workflow_only"]) == (
+        "c",
+        "c-run",
+        True,
+    )
     assert result_of(done) == "cancelled"
     d.replay()
 
@@ -147,7 +155,7 @@ def test_cancel_child_wait_completed() -> None:
     d = _started(workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED)
     assert kinds(d.next()) == ["RequestCancelExternalWorkflowExecutionDecision"]
     d.builder.external_cancel_requested(d.builder.initiated[-1], "c")
-    assert d.next() == []                      # still waiting for the child to close
+    assert d.next() == []  # still waiting for the child to close
     d.builder.child_canceled("c", "c-run")
     assert result_of(d.next()[0]) == "cancelled"
     d.replay()
@@ -172,7 +180,9 @@ def test_cancel_before_child_started_sends_request_once_started() -> None:
     assert kinds(d.decide()) == ["StartChildWorkflowExecutionDecision"]
     d.builder.child_started("e", "e-run")
     (req,) = d.next()
-    assert kinds([req]) == ["RequestCancelExternalWorkflowExecutionDecision"] and attrs(req)["run_id"] == "e-run"
+    assert (
+        kinds([req]) == ["RequestCancelExternalWorkflowExecutionDecision"] and attrs(req)["run_id"] == "e-run"
+    )
     d.builder.child_canceled("e", "e-run")
     assert result_of(d.next()[0]) == "cancelled"
     d.replay()
@@ -215,7 +225,10 @@ def test_child_handle_query_is_refused_with_a_pointer_to_the_client() -> None:
     d.decide()
     d.builder.child_started("q")
     (fail,) = d.next()
-    assert "use the client" in attrs(fail)["failure"]["message"] or "with the client" in attrs(fail)["failure"]["message"]
+    assert (
+        "use the client" in attrs(fail)["failure"]["message"]
+        or "with the client" in attrs(fail)["failure"]["message"]
+    )
 
 
 @pytest.mark.parametrize("bad", ["activity", "timer"])

@@ -31,7 +31,8 @@ class OrderFlow:
         await asyncio.sleep(60)
         shipped, receipt = await asyncio.gather(
             workflow.execute_activity("ship", order_id, start_to_close_timeout=10),
-            workflow.execute_activity("receipt", order_id, start_to_close_timeout=10))
+            workflow.execute_activity("receipt", order_id, start_to_close_timeout=10),
+        )
         return {"charged": charged, "shipped": shipped, "receipt": receipt}
 
     @workflow.signal
@@ -76,8 +77,10 @@ def test_recorded_history_file_matches_a_fresh_recording(tmp_path: Path) -> None
 
 def test_replay_accepts_history_transitions() -> None:
     events = record_order_history()
-    transitions = [{"domain": "default", "workflow_id": "wf-1", "command_id": str(i), "events": [e]}
-                   for i, e in enumerate(events)]
+    transitions = [
+        {"domain": "default", "workflow_id": "wf-1", "command_id": str(i), "events": [e]}
+        for i, e in enumerate(events)
+    ]
     Replayer([OrderFlow]).replay(transitions)
 
 
@@ -95,8 +98,11 @@ def _changed(activity_type: str) -> WorkflowDefinition:
 def test_changed_code_mismatch_names_event_and_both_sides() -> None:
     events = record_order_history()
     inst = WorkflowInstance(_changed("refund"))
-    with pytest.raises(NondeterminismError, match=r"event 5 recorded ActivityTaskScheduled\(activity_id='1', "
-                                                  r"activity_type='charge'\).*activity_type='refund'"):
+    with pytest.raises(
+        NondeterminismError,
+        match=r"event 5 recorded ActivityTaskScheduled\(activity_id='1', "
+        r"activity_type='charge'\).*activity_type='refund'",
+    ):
         inst.activate(events)
 
 
@@ -122,7 +128,9 @@ def test_history_records_an_event_the_code_does_not_produce() -> None:
             await workflow.wait_condition(lambda: False)
 
     b = HistoryBuilder("Fewer")
-    b.complete_decision_task([{"attributes": ("StartTimerDecision", {"timer_id": "1", "start_to_fire_timeout_ms": 5})}])
+    b.complete_decision_task(
+        [{"attributes": ("StartTimerDecision", {"timer_id": "1", "start_to_fire_timeout_ms": 5})}]
+    )
     with pytest.raises(NondeterminismError, match="event 5 TimerStarted.*no matching decision"):
         WorkflowInstance(WorkflowDefinition.of(Fewer)).activate(b.events)
 
@@ -131,8 +139,8 @@ def test_failed_decision_task_is_not_an_activation() -> None:
     d = WorkflowDriver(OrderFlow, "o-2")
     b = d.builder
     first = d.instance.activate(b.since(0))
-    b.signal("approve")                       # arrived while the task was out...
-    b.fail_decision_task()                    # ...and the answer was refused
+    b.signal("approve")  # arrived while the task was out...
+    b.fail_decision_task()  # ...and the answer was refused
     b.decision_task()
     # the cached instance ran ahead of history: it must be evicted
     with pytest.raises(CacheMissError):
@@ -155,8 +163,12 @@ def test_event_gap_is_a_cache_miss() -> None:
 def test_cached_and_replayed_instances_agree_step_by_step() -> None:
     """After every decision task, a full replay gives the same live decisions as the cached instance."""
     d = WorkflowDriver(OrderFlow, "o-4")
-    steps = [lambda b: b.activity_completed("1", 10), lambda b: b.signal("approve"), lambda b: b.timer_fired("1"),
-             lambda b: (b.activity_completed("2", True), b.activity_completed("3", "r"))]
+    steps = [
+        lambda b: b.activity_completed("1", 10),
+        lambda b: b.signal("approve"),
+        lambda b: b.timer_fired("1"),
+        lambda b: (b.activity_completed("2", True), b.activity_completed("3", "r")),
+    ]
     d.decide()
     for step in steps:
         step(d.builder)
@@ -172,6 +184,9 @@ if __name__ == "__main__":  # regenerate the recorded histories
     dump_history(record_order_history(), HISTORIES / "order_flow_ok.json")
     old = record_order_history()
     for ev in old:
-        if ev["attributes"][0] == "ActivityTaskScheduled" and ev["attributes"][1]["activity_type"] == "charge":
+        if (
+            ev["attributes"][0] == "ActivityTaskScheduled"
+            and ev["attributes"][1]["activity_type"] == "charge"
+        ):
             ev["attributes"][1]["activity_type"] = "charge_card"
     dump_history(old, HISTORIES / "order_flow_changed_code.json")

@@ -89,8 +89,12 @@ def test_every_named_type_is_reachable_from_a_topic_value() -> None:
 
 def test_union_branches_are_record_types_defined_once() -> None:
     reg = schemas.registry()
-    for record_type, field in (("HistoryEvent", "attributes"), ("Command", "payload"), ("Decision", "attributes"),
-                               ("Task", "task")):
+    for record_type, field in (
+        ("HistoryEvent", "attributes"),
+        ("Command", "payload"),
+        ("Decision", "attributes"),
+        ("Task", "task"),
+    ):
         branches = reg.union_branches(record_type, field)
         assert len(branches) == len(set(branches))
         assert all(reg.raw[b]["type"] == "record" for b in branches)
@@ -104,8 +108,8 @@ def test_previous_versions_only_gained_fields_with_defaults() -> None:
         current = reg.current[type_name]
         old_fields = [f["name"] for f in previous["fields"]]
         new_fields = [f["name"] for f in current["fields"]]
-        assert new_fields[:len(old_fields)] == old_fields, f"{type_name}: fields reordered or removed"
-        for f in current["fields"][len(old_fields):]:
+        assert new_fields[: len(old_fields)] == old_fields, f"{type_name}: fields reordered or removed"
+        for f in current["fields"][len(old_fields) :]:
             assert "default" in f, f"{type_name}.{f['name']} was added without a default"
 
 

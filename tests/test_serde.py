@@ -22,7 +22,15 @@ from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from kadence import schemas
 from kadence.streams.clients import _murmur2, make_consumer, make_producer, murmur2_partition
-from kadence.streams.serde import MAGIC, TYPE_HEADER, BadMagic, CorruptRecord, SerdeError, UnknownFingerprint, serde
+from kadence.streams.serde import (
+    MAGIC,
+    TYPE_HEADER,
+    BadMagic,
+    CorruptRecord,
+    SerdeError,
+    UnknownFingerprint,
+    serde,
+)
 from kadence.streams.settings import Settings
 from kadence.streams.topics import TopicSpec, ensure_topics
 
@@ -80,8 +88,10 @@ class _Gen:
             return self.primitive(kind)
         if kind == "record":
             self.named[schema["name"]] = schema
-            return {f["name"]: self.datum(f["type"], depth + 1, f"{schema['name']}.{f['name']}")
-                    for f in schema["fields"]}
+            return {
+                f["name"]: self.datum(f["type"], depth + 1, f"{schema['name']}.{f['name']}")
+                for f in schema["fields"]
+            }
         if kind == "enum":
             self.named[schema["name"]] = schema
             return schema["symbols"][(self.variant + self._n()) % len(schema["symbols"])]
@@ -118,9 +128,14 @@ class _Gen:
     def primitive(self, kind: str) -> Any:
         n = self._n()
         return {
-            "null": None, "boolean": n % 2 == 0, "int": -n if n % 3 == 0 else n * 1000,
-            "long": (1 << 40) + n, "float": 0.5 * n, "double": 1.25 * n,
-            "bytes": bytes([0, 255, n % 256]) + b"data", "string": f"s{n}-\u00e9\u4e2d",
+            "null": None,
+            "boolean": n % 2 == 0,
+            "int": -n if n % 3 == 0 else n * 1000,
+            "long": (1 << 40) + n,
+            "float": 0.5 * n,
+            "double": 1.25 * n,
+            "bytes": bytes([0, 255, n % 256]) + b"data",
+            "string": f"s{n}-\u00e9\u4e2d",
         }[kind]
 
 
@@ -146,6 +161,7 @@ def _union_width(record_type: str) -> int:
                         walk(f["type"], seen)
                 elif value is not None:
                     walk(value, seen)
+
     walk(schemas.registry().standalone(record_type), set())
     return width
 
@@ -180,7 +196,9 @@ def _plain(value: Any) -> Any:
 # --- round trips ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("record_type", "record"), [(t, r) for _, t, r, _ in SAMPLES], ids=[i for i, *_ in SAMPLES])
+@pytest.mark.parametrize(
+    ("record_type", "record"), [(t, r) for _, t, r, _ in SAMPLES], ids=[i for i, *_ in SAMPLES]
+)
 def test_round_trip(record_type: str, record: dict[str, Any]) -> None:
     codec = serde()
     data = codec.encode(record_type, record)
@@ -191,12 +209,19 @@ def test_round_trip(record_type: str, record: dict[str, Any]) -> None:
     assert codec.headers(record_type) == [(TYPE_HEADER, record_type.encode())]
 
 
-@pytest.mark.parametrize(("record_type", "field"), [
-    ("HistoryEvent", "attributes"), ("Command", "payload"), ("Decision", "attributes"), ("Task", "task")])
+@pytest.mark.parametrize(
+    ("record_type", "field"),
+    [("HistoryEvent", "attributes"), ("Command", "payload"), ("Decision", "attributes"), ("Task", "task")],
+)
 def test_samples_cover_every_union_branch(record_type: str, field: str) -> None:
     expected = schemas.registry().union_branches(record_type, field)
-    covered = {name for _, t, _, taken in SAMPLES if t == record_type
-               for where, name in taken if where == f"{record_type}.{field}"}
+    covered = {
+        name
+        for _, t, _, taken in SAMPLES
+        if t == record_type
+        for where, name in taken
+        if where == f"{record_type}.{field}"
+    }
     assert covered == set(expected)
     # And every one of them round-trips (the records that carry them are in SAMPLES).
     codec = serde()
@@ -218,8 +243,16 @@ def test_every_event_type_round_trips_inside_a_transition() -> None:
     codec = serde()
     events = [r for _, t, r, _ in SAMPLES if t == "HistoryEvent"]
     assert {e["attributes"][0] for e in events} == set(schemas.event_types())
-    transition = {"domain": "d", "workflow_id": "w/with/slash", "command_id": "c", "source_partition": 3,
-                  "source_offset": 99, "events": events, "replies": [], "outcomes": []}
+    transition = {
+        "domain": "d",
+        "workflow_id": "w/with/slash",
+        "command_id": "c",
+        "source_partition": 3,
+        "source_offset": 99,
+        "events": events,
+        "replies": [],
+        "outcomes": [],
+    }
     assert codec.decode(codec.encode("HistoryTransition", transition)) == ("HistoryTransition", transition)
 
 
@@ -235,7 +268,9 @@ def test_spliced_encoding_is_byte_identical(n_events: int) -> None:
     for _, record_type, record, _ in SAMPLES:
         if record_type == "HistoryTransition":
             full = dict(record, events=events)
-            assert codec.encode_spliced("HistoryTransition", full, "events", bodies) == codec.encode(record_type, full)
+            assert codec.encode_spliced("HistoryTransition", full, "events", bodies) == codec.encode(
+                record_type, full
+            )
         elif record_type == "Task" and record["task"][0] in ("DecisionTask", "QueryTask"):
             kind, task = record["task"]
             full = dict(task, events=events)
@@ -264,7 +299,9 @@ def _crc64_avro(text: str) -> bytes:
     return struct.pack("<Q", fp)
 
 
-@pytest.mark.parametrize(("record_type", "record"), [(t, r) for _, t, r, _ in SAMPLES], ids=[i for i, *_ in SAMPLES])
+@pytest.mark.parametrize(
+    ("record_type", "record"), [(t, r) for _, t, r, _ in SAMPLES], ids=[i for i, *_ in SAMPLES]
+)
 def test_apache_avro_decodes_kadence_bytes(record_type: str, record: dict[str, Any]) -> None:
     data = serde().encode(record_type, record)
     assert data[:2] == b"\xc3\x01"
@@ -290,12 +327,16 @@ def test_header_fingerprint_is_the_spec_little_endian_crc64(record_type: str) ->
 
 
 def _good() -> bytes:
-    return serde().encode("QueryResult", {"query_id": "q1", "result": {"encoding": "json/plain", "data": b"1"},
-                                          "error": None})
+    return serde().encode(
+        "QueryResult", {"query_id": "q1", "result": {"encoding": "json/plain", "data": b"1"}, "error": None}
+    )
 
 
-@pytest.mark.parametrize("data", [None, b"", b"\xc3", b"\xc3\x01short", b"\x00\x01" + b"\x00" * 20,
-                                  b"{\"json\": true}" * 2], ids=["none", "empty", "one-byte", "short", "zeros", "json"])
+@pytest.mark.parametrize(
+    "data",
+    [None, b"", b"\xc3", b"\xc3\x01short", b"\x00\x01" + b"\x00" * 20, b'{"json": true}' * 2],
+    ids=["none", "empty", "one-byte", "short", "zeros", "json"],
+)
 def test_bad_magic(data: bytes | None) -> None:
     with pytest.raises(BadMagic):
         serde().decode(data)
@@ -340,11 +381,27 @@ def test_record_written_with_previous_version_decodes_with_defaults() -> None:
     v1 = _v1_outcome_schema()
     fp = _crc64_avro(to_parsing_canonical_form(v1))
     assert fp != serde().fingerprint("WorkflowOutcome")
-    old = {"domain": "default", "workflow_id": "w1", "run_id": "r1", "first_run_id": "r1", "request_id": "q",
-           "status": "FAILED", "result": None,
-           "failure": {"type": "E", "message": "m", "stack": "", "non_retryable": False, "details": None,
-                       "cause": None},
-           "new_run_id": "", "reason": "", "close_event_id": 7, "timestamp": 123}
+    old = {
+        "domain": "default",
+        "workflow_id": "w1",
+        "run_id": "r1",
+        "first_run_id": "r1",
+        "request_id": "q",
+        "status": "FAILED",
+        "result": None,
+        "failure": {
+            "type": "E",
+            "message": "m",
+            "stack": "",
+            "non_retryable": False,
+            "details": None,
+            "cause": None,
+        },
+        "new_run_id": "",
+        "reason": "",
+        "close_event_id": 7,
+        "timestamp": 123,
+    }
     body = io.BytesIO()
     schemaless_writer(body, v1, old)
     record_type, record = serde().decode(MAGIC + fp + body.getvalue())
@@ -365,9 +422,14 @@ def test_fingerprint_matches_the_avro_spec_vector() -> None:
 
 def test_murmur2_matches_kafka_java_vectors() -> None:
     # From Apache Kafka's UtilsTest.testMurmur2 (signed 32-bit results).
-    cases = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-             b"a-little-bit-longer-string": -1486304829,
-             b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971, b"abc": 479470107}
+    cases = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
     for key, expected in cases.items():
         h = _murmur2(key)
         assert (h - (1 << 32) if h >= 1 << 31 else h) == expected, key
@@ -377,8 +439,11 @@ def test_murmur2_matches_librdkafka_through_the_broker(settings: Settings) -> No
     topic = f"{settings.prefix}murmur"
     partitions = 7
     ensure_topics(settings, [TopicSpec(topic, partitions, {})])
-    keys = [b""] + [f"wf-{i}".encode() for i in range(60)] + ["ключ-\u4e2d".encode(), bytes(range(1, 10)),
-                                                               b"order/17/child-3", b"x" * 101]
+    keys = (
+        [b""]
+        + [f"wf-{i}".encode() for i in range(60)]
+        + ["ключ-\u4e2d".encode(), bytes(range(1, 10)), b"order/17/child-3", b"x" * 101]
+    )
     producer = make_producer(settings)
     delivered: dict[bytes, int] = {}
 
@@ -397,6 +462,7 @@ def test_murmur2_matches_librdkafka_through_the_broker(settings: Settings) -> No
     stored: dict[bytes, int] = {}
     try:
         import time
+
         deadline = time.monotonic() + 30
         while len(stored) < len(keys) and time.monotonic() < deadline:
             msg = consumer.poll(0.2)
@@ -424,13 +490,22 @@ def test_raw_example_uses_no_kadence_code() -> None:
     import ast
 
     tree = ast.parse((schemas.SCHEMA_DIR.parent / "examples" / "publish_start_raw.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert imported & {"kadence", "streams", "schemas", "processors", "history"} == set()
     assert imported - {"__future__", "argparse", "io", "json", "time", "uuid", "pathlib", "typing"} == {
-        "confluent_kafka", "fastavro"}
+        "confluent_kafka",
+        "fastavro",
+    }
 
 
 def test_raw_example_builds_the_same_schema_and_spec_bytes() -> None:
@@ -441,7 +516,9 @@ def test_raw_example_builds_the_same_schema_and_spec_bytes() -> None:
     command = raw.start_command("order-1", "OrderWorkflow", "orders", [{"id": 1}], request_id="r-1")
     data = raw.encode(command)
     assert data[:10] == header
-    decoded = avro.io.DatumReader(avro.schema.parse(canonical)).read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+    decoded = avro.io.DatumReader(avro.schema.parse(canonical)).read(
+        avro.io.BinaryDecoder(io.BytesIO(data[10:]))
+    )
     assert decoded["workflow_id"] == "order-1" and decoded["payload"]["request_id"] == "r-1"
     assert json.loads(decoded["payload"]["input"]["data"]) == [{"id": 1}]
 
@@ -457,6 +534,7 @@ def test_raw_example_publishes_a_start_command_kadence_reads(settings: Settings)
     consumer.subscribe([settings.commands_topic])
     try:
         import time
+
         deadline = time.monotonic() + 30
         msg = None
         while time.monotonic() < deadline:

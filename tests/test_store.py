@@ -51,7 +51,12 @@ def test_items_merge_pending_writes_and_deletes_in_order(tmp_path: Path) -> None
         store.state.delete(b"f")
         assert list(store.state.items(b"a", b"g")) == [(b"a", b"A"), (b"b", b"B2"), (b"e", b"E2")]
         assert list(store.state.items(b"", b"\xff")) == [
-            (b"a", b"A"), (b"b", b"B2"), (b"e", b"E2"), (b"g", b"G"), (b"z", b"Z")]
+            (b"a", b"A"),
+            (b"b", b"B2"),
+            (b"e", b"E2"),
+            (b"g", b"G"),
+            (b"z", b"Z"),
+        ]
         assert list(store.state.items(b"h", b"y")) == []
 
 
@@ -124,9 +129,14 @@ def test_reopen_after_sigkill(tmp_path: Path) -> None:
         f"s = PartitionStore({str(tmp_path)!r}, 'proc', 't.', 0)\n"
         "s.state.put(b'k', b'committed'); s.commit(input_offset=42, changelog_offset=9)\n"
         "s.state.put(b'k', b'pending')\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
-                          env=dict(os.environ), timeout=30)
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=dict(os.environ),
+        timeout=30,
+    )
     assert proc.returncode == -9
     with open_store(tmp_path) as store:
         assert store.state.get(b"k") == b"committed"

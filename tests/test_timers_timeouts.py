@@ -32,11 +32,24 @@ def served(client, worker):
 
 
 def start_worker_process(settings, tmp_path: Path, **env: str) -> subprocess.Popen:
-    log = open(tmp_path / "worker.log", "wb")
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - the worker process writes it until it exits
     return subprocess.Popen(
-        [sys.executable, "-m", "kadence.cli", "worker", "tests.support.timeout_workflows", "--bootstrap", settings.bootstrap,
-         "--prefix", settings.prefix], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env})
+        [
+            sys.executable,
+            "-m",
+            "kadence.cli",
+            "worker",
+            "tests.support.timeout_workflows",
+            "--bootstrap",
+            settings.bootstrap,
+            "--prefix",
+            settings.prefix,
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )
 
 
 def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
@@ -56,13 +69,18 @@ def test_workflow_sleeps_200ms(served) -> None:
     evs = events(served, "sleep")
     started = next(e for e in evs if e["attributes"][0] == "TimerStarted")
     fired = next(e for e in evs if e["attributes"][0] == "TimerFired")
-    lateness = fired["timestamp"] - (started["timestamp"] + started["attributes"][1]["start_to_fire_timeout_ms"])
+    lateness = fired["timestamp"] - (
+        started["timestamp"] + started["attributes"][1]["start_to_fire_timeout_ms"]
+    )
     print(f"200 ms timer fired {lateness} ms after its deadline")
     assert 0 <= lateness < 500  # issue target: < 100 ms on an idle machine (bench/timers measures it)
 
 
 def test_wait_condition_with_timeout_both_ways(served) -> None:
-    assert served.execute_workflow(tw.ConditionWaiter.run, 0.3, id="wc-timeout", task_list=tw.TASK_LIST) == "timed out"
+    assert (
+        served.execute_workflow(tw.ConditionWaiter.run, 0.3, id="wc-timeout", task_list=tw.TASK_LIST)
+        == "timed out"
+    )
     assert "TimerFired" in kinds(served, "wc-timeout")
     handle = served.start_workflow(tw.ConditionWaiter.run, 30, id="wc-met", task_list=tw.TASK_LIST)
     handle.signal(tw.ConditionWaiter.proceed)
@@ -76,7 +94,9 @@ def test_activity_start_to_close_timeout_then_success_on_retry(served, tmp_path)
     assert result == "done on attempt 2"
     evs = events(served, "s2c")
     retrying = [e["attributes"][1] for e in evs if e["attributes"][0] == "ActivityTaskRetrying"]
-    assert len(retrying) == 1 and retrying[0]["timeout_type"] == "START_TO_CLOSE" and retrying[0]["attempt"] == 1
+    assert (
+        len(retrying) == 1 and retrying[0]["timeout_type"] == "START_TO_CLOSE" and retrying[0]["attempt"] == 1
+    )
     started = [e["attributes"][1] for e in evs if e["attributes"][0] == "ActivityTaskStarted"]
     assert [s["attempt"] for s in started] == [2]
     assert "ActivityTaskTimedOut" not in kinds(served, "s2c")
@@ -85,8 +105,12 @@ def test_activity_start_to_close_timeout_then_success_on_retry(served, tmp_path)
 def test_heartbeat_timeout_after_worker_sigkill(client, worker, settings, tmp_path) -> None:
     doomed = start_worker_process(settings, tmp_path, KADENCE_TEST_DOOMED="1")
     try:
-        handle = client.start_workflow(tw.HeartbeatWorkflow.run, str(tmp_path), id="hb", task_list=tw.TASK_LIST)
-        wait_until(lambda: (tmp_path / "started").exists(), 60, "the first attempt to start on the doomed worker")
+        handle = client.start_workflow(
+            tw.HeartbeatWorkflow.run, str(tmp_path), id="hb", task_list=tw.TASK_LIST
+        )
+        wait_until(
+            lambda: (tmp_path / "started").exists(), 60, "the first attempt to start on the doomed worker"
+        )
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
         worker(tw.TASK_LIST, tw.WORKFLOWS, tw.ACTIVITIES)  # the second worker takes over the task list
@@ -94,8 +118,12 @@ def test_heartbeat_timeout_after_worker_sigkill(client, worker, settings, tmp_pa
     finally:
         if doomed.poll() is None:
             doomed.kill()
-    assert result.startswith("finished on attempt") and result.endswith(f"by pid {os.getpid()}")  # the 2nd worker
-    retrying = [e["attributes"][1] for e in events(client, "hb") if e["attributes"][0] == "ActivityTaskRetrying"]
+    assert result.startswith("finished on attempt") and result.endswith(
+        f"by pid {os.getpid()}"
+    )  # the 2nd worker
+    retrying = [
+        e["attributes"][1] for e in events(client, "hb") if e["attributes"][0] == "ActivityTaskRetrying"
+    ]
     assert retrying and retrying[0]["timeout_type"] == "HEARTBEAT" and retrying[0]["attempt"] == 1
     # (a redelivered stale attempt may finish first on the successor: its result is the one recorded
     # only if its attempt is current; otherwise it is dropped as stale)
@@ -109,9 +137,15 @@ def test_child_execution_timeout_reaches_the_parent(served) -> None:
 
 
 def test_child_retry_policy_parent_sees_one_success(served) -> None:
-    assert served.execute_workflow(tw.RetryParent.run, id="rp", task_list=tw.TASK_LIST) == "succeeded on attempt 3"
+    assert (
+        served.execute_workflow(tw.RetryParent.run, id="rp", task_list=tw.TASK_LIST)
+        == "succeeded on attempt 3"
+    )
     parent = kinds(served, "rp")
-    assert parent.count("ChildWorkflowExecutionStarted") == 1 and parent.count("ChildWorkflowExecutionCompleted") == 1
+    assert (
+        parent.count("ChildWorkflowExecutionStarted") == 1
+        and parent.count("ChildWorkflowExecutionCompleted") == 1
+    )
     assert "ChildWorkflowExecutionFailed" not in parent
     child = events(served, "rp-child")
     runs = [e for e in child if e["attributes"][0] == "WorkflowExecutionStarted"]
@@ -143,7 +177,9 @@ def test_decision_task_timeout_when_the_worker_dies_holding_it(client, worker, s
 
 
 def test_workflow_execution_timeout(served) -> None:
-    handle = served.start_workflow(tw.NeverEnding.run, id="wet", task_list=tw.TASK_LIST, execution_timeout=0.5)
+    handle = served.start_workflow(
+        tw.NeverEnding.run, id="wet", task_list=tw.TASK_LIST, execution_timeout=0.5
+    )
     with pytest.raises(WorkflowFailureError) as err:
         handle.result(timeout=30)
     assert err.value.status == "TIMED_OUT"

@@ -79,8 +79,11 @@ class Harness:
         self.commands.subscribe([settings.commands_topic, settings.query_results_topic])
 
     def send(self, kind: str, task: dict[str, Any]) -> None:
-        self.producer.produce(self.settings.tasks_topic(TL), key=task["workflow_id"].encode(),
-                              value=self.s.encode("Task", {"task": (kind, task)}))
+        self.producer.produce(
+            self.settings.tasks_topic(TL),
+            key=task["workflow_id"].encode(),
+            value=self.s.encode("Task", {"task": (kind, task)}),
+        )
         self.producer.flush(5)
 
     def receive(self, n: int, timeout: float = 30.0) -> list[tuple[str, dict[str, Any], str]]:
@@ -102,19 +105,38 @@ class Harness:
 def decision_task(b: HistoryBuilder, previous_started: int = 0, attempt: int = 1) -> dict[str, Any]:
     started = b.last_id
     events = b.events if previous_started == 0 else b.since(previous_started)
-    return {"task_token": f"d/{b.domain}/{b.workflow_id}/{b.run_id}/{started - 1}/{attempt}", "domain": b.domain,
-            "workflow_id": b.workflow_id, "run_id": b.run_id, "workflow_type": "Greeter", "task_list": TL,
-            "scheduled_event_id": started - 1, "started_event_id": started, "attempt": attempt,
-            "previous_started_event_id": previous_started, "full_history": previous_started == 0,
-            "events": events}
+    return {
+        "task_token": f"d/{b.domain}/{b.workflow_id}/{b.run_id}/{started - 1}/{attempt}",
+        "domain": b.domain,
+        "workflow_id": b.workflow_id,
+        "run_id": b.run_id,
+        "workflow_type": "Greeter",
+        "task_list": TL,
+        "scheduled_event_id": started - 1,
+        "started_event_id": started,
+        "attempt": attempt,
+        "previous_started_event_id": previous_started,
+        "full_history": previous_started == 0,
+        "events": events,
+    }
 
 
 def activity_task(activity_type: str, arg: str, wf: str = "wf-a", attempt: int = 1) -> dict[str, Any]:
-    return {"task_token": f"a/default/{wf}/run-1/5/{attempt}", "domain": "default", "workflow_id": wf,
-            "run_id": "run-1", "workflow_type": "Greeter", "activity_id": "1", "activity_type": activity_type,
-            "task_list": TL, "input": {"encoding": "json/plain", "data": json.dumps([arg]).encode()},
-            "scheduled_event_id": 5, "attempt": attempt, "start_to_close_timeout_ms": 5000,
-            "heartbeat_timeout_ms": 1000}
+    return {
+        "task_token": f"a/default/{wf}/run-1/5/{attempt}",
+        "domain": "default",
+        "workflow_id": wf,
+        "run_id": "run-1",
+        "workflow_type": "Greeter",
+        "activity_id": "1",
+        "activity_type": activity_type,
+        "task_list": TL,
+        "input": {"encoding": "json/plain", "data": json.dumps([arg]).encode()},
+        "scheduled_event_id": 5,
+        "attempt": attempt,
+        "start_to_close_timeout_ms": 5000,
+        "heartbeat_timeout_ms": 1000,
+    }
 
 
 def test_decision_tasks_cached_path_cache_miss_and_query(settings: Settings) -> None:
@@ -159,13 +181,34 @@ def test_decision_tasks_cached_path_cache_miss_and_query(settings: Settings) -> 
         assert cmd["command_id"] == f"{miss['task_token']}/failed"
 
         # a query on a run that is not cached replays the task's history
-        h.send("QueryTask", {"query_id": "q-1", "domain": "default", "workflow_id": "wf-3", "run_id": "run-3",
-                             "workflow_type": "Greeter", "query_type": "current", "args": None,
-                             "reply_topic": settings.query_results_topic,
-                             "events": HistoryBuilder("Greeter", "x", workflow_id="wf-3", run_id="run-3").events})
-        h.send("QueryTask", {"query_id": "q-2", "domain": "default", "workflow_id": "wf-3", "run_id": "run-3",
-                             "workflow_type": "Greeter", "query_type": "nope", "args": None,
-                             "reply_topic": settings.query_results_topic, "events": b.events})
+        h.send(
+            "QueryTask",
+            {
+                "query_id": "q-1",
+                "domain": "default",
+                "workflow_id": "wf-3",
+                "run_id": "run-3",
+                "workflow_type": "Greeter",
+                "query_type": "current",
+                "args": None,
+                "reply_topic": settings.query_results_topic,
+                "events": HistoryBuilder("Greeter", "x", workflow_id="wf-3", run_id="run-3").events,
+            },
+        )
+        h.send(
+            "QueryTask",
+            {
+                "query_id": "q-2",
+                "domain": "default",
+                "workflow_id": "wf-3",
+                "run_id": "run-3",
+                "workflow_type": "Greeter",
+                "query_type": "nope",
+                "args": None,
+                "reply_topic": settings.query_results_topic,
+                "events": b.events,
+            },
+        )
         results = {rec["query_id"]: (rec, key) for rtype, rec, key in h.receive(2) if rtype == "QueryResult"}
         assert json.loads(results["q-1"][0]["result"]["data"]) == "nothing yet" and results["q-1"][1] == "q-1"
         assert "no query 'nope'" in results["q-2"][0]["error"]["message"]
@@ -217,17 +260,28 @@ def test_a_decision_with_an_eager_activity_is_held_until_the_attempt_answers(set
     h = Harness(settings)
 
     def run(key: str, seconds: float, hold_ms: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        with Worker(settings, TL, workflows=[Napper], activities=[nap], eager_activities=True,
-                    eager_answer_hold_ms=hold_ms) as worker:
-            task = decision_task(HistoryBuilder("Napper", key, seconds, workflow_id=f"wf-{key}", run_id=f"run-{key}",
-                                                task_list=TL))
+        with Worker(
+            settings,
+            TL,
+            workflows=[Napper],
+            activities=[nap],
+            eager_activities=True,
+            eager_answer_hold_ms=hold_ms,
+        ) as worker:
+            task = decision_task(
+                HistoryBuilder(
+                    "Napper", key, seconds, workflow_id=f"wf-{key}", run_id=f"run-{key}", task_list=TL
+                )
+            )
             task["workflow_type"] = "Napper"
             h.send("DecisionTask", task)
             decision, done = (rec for _, rec, _ in h.receive(2))  # in this order on the topic
             assert worker._error is None
         assert decision["payload"][0] == "RespondDecisionTaskCompleted"
         assert decision["payload"][1]["decisions"][0]["attributes"][1]["eager_scheduled_event_id"] == 5
-        assert done["payload"][0] == "RespondActivityTaskCompleted" and done["command_id"].endswith("/eager-completed")
+        assert done["payload"][0] == "RespondActivityTaskCompleted" and done["command_id"].endswith(
+            "/eager-completed"
+        )
         return decision, done
 
     # a 50 ms attempt inside a 2 s hold: the decision leaves only once the attempt has finished
@@ -255,10 +309,18 @@ def test_activity_tasks_sync_async_failure_and_heartbeat(settings: Settings) -> 
     done = got[("wf-a", "RespondActivityTaskCompleted")]
     assert json.loads(done["payload"][1]["result"]["data"]) == "Hello, ann (attempt 2)"
     assert done["command_id"] == "a/default/wf-a/run-1/5/2/completed"
-    assert json.loads(got[("wf-b", "RespondActivityTaskCompleted")]["payload"][1]["result"]["data"]) == "Hi, ben"
+    assert (
+        json.loads(got[("wf-b", "RespondActivityTaskCompleted")]["payload"][1]["result"]["data"]) == "Hi, ben"
+    )
     failure = got[("wf-c", "RespondActivityTaskFailed")]["payload"][1]["failure"]
-    assert (failure["type"], failure["message"], failure["non_retryable"]) == ("CardDeclined", "bad card", True)
-    assert got[("wf-d", "RespondActivityTaskFailed")]["payload"][1]["failure"]["type"] == "ActivityNotRegistered"
+    assert (failure["type"], failure["message"], failure["non_retryable"]) == (
+        "CardDeclined",
+        "bad card",
+        True,
+    )
+    assert (
+        got[("wf-d", "RespondActivityTaskFailed")]["payload"][1]["failure"]["type"] == "ActivityNotRegistered"
+    )
 
 
 def test_stop_commits_handled_tasks_only_once(settings: Settings) -> None:

@@ -38,8 +38,9 @@ class KadenceCodec(codecs.Codec):
     `dumps` take a bare record; without it, `dumps` takes a ``(record_type, record)`` pair.
     """
 
-    def __init__(self, record_type: str | None = None, children: tuple[codecs.CodecT, ...] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, record_type: str | None = None, children: tuple[codecs.Codec, ...] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(children=children, record_type=record_type, **kwargs)
 
     @property
@@ -58,8 +59,10 @@ class KadenceCodec(codecs.Codec):
         elif self.record_type is not None:
             record_type, record = self.record_type, s
         else:
-            raise TypeError("the generic kadence codec needs a (record_type, record) pair to encode; "
-                            "use KadenceCodec(record_type=...) to encode bare records")
+            raise TypeError(
+                "the generic kadence codec needs a (record_type, record) pair to encode; "
+                "use KadenceCodec(record_type=...) to encode bare records"
+            )
         return serde().encode(record_type, record)
 
 

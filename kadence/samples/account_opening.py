@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kadence import activity, workflow
 
 
@@ -33,12 +35,13 @@ class AccountOpeningWorkflow:
         return self.status
 
     @workflow.run
-    async def run(self, customer: str) -> dict:
+    async def run(self, customer: str) -> dict[str, Any]:
         score = await workflow.execute_activity(check_credit, customer, start_to_close_timeout=10)
         self.status = f"credit score {score}; waiting for a plan"
         await workflow.wait_condition(lambda: self.plan is not None)
-        self.status = f"opening a {self.plan} account"
-        account = await workflow.execute_activity(open_account, customer, self.plan, start_to_close_timeout=10)
+        plan = self.plan or ""  # set: the condition above waited for it
+        self.status = f"opening a {plan} account"
+        account = await workflow.execute_activity(open_account, customer, plan, start_to_close_timeout=10)
         self.status = "done"
         return {"customer": customer, "score": score, "plan": self.plan, "account": account}
 

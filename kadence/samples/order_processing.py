@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from kadence import Client, activity, workflow
 from kadence.failures import ApplicationError
@@ -26,7 +27,9 @@ class Order:
 @activity.defn
 def charge_card(order_id: str, card: str, amount: float) -> str:
     if card == "0000":
-        raise ApplicationError(f"card {card} declined for order {order_id}", type="CardDeclined", non_retryable=True)
+        raise ApplicationError(
+            f"card {card} declined for order {order_id}", type="CardDeclined", non_retryable=True
+        )
     return f"payment-{order_id}"
 
 
@@ -65,7 +68,9 @@ def print_label(shipment_id: str) -> str:
 class PaymentWorkflow:
     @workflow.run
     async def run(self, order: Order) -> str:
-        payment = await workflow.execute_activity(charge_card, order.id, order.card, order.amount, start_to_close_timeout=10)
+        payment = await workflow.execute_activity(
+            charge_card, order.id, order.card, order.amount, start_to_close_timeout=10
+        )
         await workflow.execute_activity(verify_payment, payment, start_to_close_timeout=10)
         return payment
 
@@ -74,8 +79,9 @@ class PaymentWorkflow:
 class InventoryWorkflow:
     @workflow.run
     async def run(self, order: Order) -> str:
-        reservation = await workflow.execute_activity(reserve_stock, order.id, order.item, order.quantity,
-                                                      start_to_close_timeout=10)
+        reservation = await workflow.execute_activity(
+            reserve_stock, order.id, order.item, order.quantity, start_to_close_timeout=10
+        )
         return await workflow.execute_activity(confirm_reservation, reservation, start_to_close_timeout=10)
 
 
@@ -98,22 +104,33 @@ def _root_cause(error: BaseException) -> str:
 @workflow.defn
 class OrderProcessingWorkflow:
     @workflow.run
-    async def run(self, order: Order) -> dict:
+    async def run(self, order: Order) -> dict[str, Any]:
         payment, inventory, shipping = await asyncio.gather(
             workflow.execute_child_workflow(PaymentWorkflow.run, order, id=f"{order.id}-payment"),
-            workflow.execute_child_workflow(InventoryWorkflow.run, order, id=f"{order.id}-inventory",
-                                            task_list="inventory"),
+            workflow.execute_child_workflow(
+                InventoryWorkflow.run, order, id=f"{order.id}-inventory", task_list="inventory"
+            ),
             workflow.execute_child_workflow(ShippingWorkflow.run, order, id=f"{order.id}-shipping"),
-            return_exceptions=True)
-        failed = {name: _root_cause(result) for name, result in
-                  (("payment", payment), ("inventory", inventory), ("shipping", shipping))
-                  if isinstance(result, BaseException)}
+            return_exceptions=True,
+        )
+        failed = {
+            name: _root_cause(result)
+            for name, result in (("payment", payment), ("inventory", inventory), ("shipping", shipping))
+            if isinstance(result, BaseException)
+        }
         if not failed:
-            return {"order": order.id, "status": "COMPLETED", "payment": payment, "reservation": inventory,
-                    "label": shipping}
-        compensations = []
-        if "inventory" not in failed:  # stock was reserved: give it back
-            compensations.append(await workflow.execute_activity(release_stock, inventory, start_to_close_timeout=10))
+            return {
+                "order": order.id,
+                "status": "COMPLETED",
+                "payment": payment,
+                "reservation": inventory,
+                "label": shipping,
+            }
+        compensations: list[str] = []
+        if isinstance(inventory, str):  # stock was reserved: give it back
+            compensations.append(
+                await workflow.execute_activity(release_stock, inventory, start_to_close_timeout=10)
+            )
         return {"order": order.id, "status": "COMPENSATED", "failed": failed, "compensations": compensations}
 
 
@@ -125,9 +142,17 @@ TASK_LIST = "orders"
 TASK_LISTS = {TASK_LIST: (WORKFLOWS, ACTIVITIES), "inventory": (INVENTORY_WORKFLOWS, INVENTORY_ACTIVITIES)}
 
 
-def run_sample(client: Client, prefix: str = "order") -> dict:
-    good = client.start_workflow(OrderProcessingWorkflow.run, Order(f"{prefix}-1", "book", 2, 30.0),
-                                 id=f"{prefix}-1", task_list=TASK_LIST)
-    declined = client.start_workflow(OrderProcessingWorkflow.run, Order(f"{prefix}-2", "lamp", 1, 80.0, card="0000"),
-                                     id=f"{prefix}-2", task_list=TASK_LIST)
+def run_sample(client: Client, prefix: str = "order") -> dict[str, Any]:
+    good = client.start_workflow(
+        OrderProcessingWorkflow.run,
+        Order(f"{prefix}-1", "book", 2, 30.0),
+        id=f"{prefix}-1",
+        task_list=TASK_LIST,
+    )
+    declined = client.start_workflow(
+        OrderProcessingWorkflow.run,
+        Order(f"{prefix}-2", "lamp", 1, 80.0, card="0000"),
+        id=f"{prefix}-2",
+        task_list=TASK_LIST,
+    )
     return {"good": good.result(timeout=60), "declined": declined.result(timeout=60)}

@@ -20,9 +20,10 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from kadence.streams.launch import spawn
 from kadence.streams.processing import InRecord
@@ -48,8 +49,15 @@ class Component:
     """One engine processor process. `modules=None`: the history processor; otherwise the derived
     processor with those modules (KADENCE_DERIVED_MODULES)."""
 
-    def __init__(self, name: str, settings: Settings, log_dir: Path, modules: Sequence[str] | None = None,
-                 slot: int = 0, batch_max_records: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        log_dir: Path,
+        modules: Sequence[str] | None = None,
+        slot: int = 0,
+        batch_max_records: int | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.modules = modules
@@ -63,7 +71,7 @@ class Component:
         self.assign_seconds: list[float] = []  # restart -> all partitions assigned
         self.busy_kills = 0  # kills that landed while the process was burning CPU
 
-    def start(self) -> "Component":
+    def start(self) -> Component:
         env = dict(os.environ)
         env.pop("KADENCE_DERIVED_MODULES", None)
         module = "kadence.processors.history"
@@ -71,8 +79,16 @@ class Component:
             module = "kadence.processors.derived"
             env["KADENCE_DERIVED_MODULES"] = ",".join(self.modules)
         with open(self.log_path, "ab") as log:
-            self.proc = spawn(module, self.settings, self.slot, batch_max_records=self.batch_max_records,
-                              stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+            self.proc = spawn(
+                module,
+                self.settings,
+                self.slot,
+                batch_max_records=self.batch_max_records,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=env,
+            )
         self._started_at = time.monotonic()
         self.pids.append(self.proc.pid)
         return self
@@ -100,11 +116,15 @@ class Component:
         want = set(range(self.settings.partitions))
         while not want <= self.assigned_partitions():
             if not self.alive():
-                raise AssertionError(f"{self.name} (pid {self.pid}) exited with {self.proc.returncode} before "
-                                     f"it was assigned:\n{tail(self.log_path)}")
+                raise AssertionError(
+                    f"{self.name} (pid {self.pid}) exited with {self.proc.returncode} before "
+                    f"it was assigned:\n{tail(self.log_path)}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} (pid {self.pid}) not assigned all partitions in {timeout}s "
-                                     f"(has {sorted(self.assigned_partitions())}):\n{tail(self.log_path)}")
+                raise AssertionError(
+                    f"{self.name} (pid {self.pid}) not assigned all partitions in {timeout}s "
+                    f"(has {sorted(self.assigned_partitions())}):\n{tail(self.log_path)}"
+                )
             time.sleep(0.05)
         took = time.monotonic() - self._started_at
         self.assign_seconds.append(took)
@@ -125,7 +145,7 @@ class Component:
         # read_committed reader of that partition stalls behind it (docs/deviations.md 15).
         time.sleep(RESTART_DELAY_S)
 
-    def restart(self, busy_within: float = 0.0, jitter: float = 0.03) -> "Component":
+    def restart(self, busy_within: float = 0.0, jitter: float = 0.03) -> Component:
         """Kill (first waiting up to `busy_within` s for a moment it burns CPU, see `wait_busy`,
         then a random 0-`jitter` s more, so the kill lands anywhere in the batch: processing, or
         waiting for the broker inside the transaction), then start the same slot again (call
@@ -169,7 +189,10 @@ class Component:
 
     def restores(self) -> list[int]:
         """Records replayed by each restore ('restored <topic>[p]: N records ...' lines)."""
-        return [int(m) for m in re.findall(r" restored \S+: (\d+) records", self.log_path.read_text(errors="replace"))]
+        return [
+            int(m)
+            for m in re.findall(r" restored \S+: (\d+) records", self.log_path.read_text(errors="replace"))
+        ]
 
 
 @dataclass
@@ -178,7 +201,7 @@ class Engine:
 
     components: dict[str, Component]
 
-    def start(self, timeout: float = 90.0) -> "Engine":
+    def start(self, timeout: float = 90.0) -> Engine:
         for c in self.components.values():
             c.start()
         for c in self.components.values():
@@ -188,12 +211,18 @@ class Engine:
     def check(self) -> None:
         dead = [c for c in self.components.values() if not c.alive()]
         if dead:
-            raise AssertionError("engine process died on its own: " + ", ".join(
-                f"{c.name} exit {c.proc.returncode if c.proc else None}" for c in dead) + "\n" + self.logs())
+            raise AssertionError(
+                "engine process died on its own: "
+                + ", ".join(f"{c.name} exit {c.proc.returncode if c.proc else None}" for c in dead)
+                + "\n"
+                + self.logs()
+            )
 
     def logs(self, chars: int = 3000) -> str:
-        return "\n".join(f"----- {c.name} ({c.log_path}) -----\n{tail(c.log_path, chars)}"
-                         for c in self.components.values())
+        return "\n".join(
+            f"----- {c.name} ({c.log_path}) -----\n{tail(c.log_path, chars)}"
+            for c in self.components.values()
+        )
 
     def stop(self) -> dict[str, int | None]:
         return {name: c.stop() for name, c in self.components.items()}
@@ -253,15 +282,15 @@ class HistoryView:
     """The idempotent view of the raw history topic and what the raw topic had beyond it."""
 
     raw_records: int = 0
-    duplicate_records: int = 0          # raw transitions whose id (wid, first run, first event) was seen
-    duplicate_events: int = 0           # raw events whose (run_id, event_id) was seen
-    mismatches: list[str] = field(default_factory=list)   # a duplicate that differs from its first copy
+    duplicate_records: int = 0  # raw transitions whose id (wid, first run, first event) was seen
+    duplicate_events: int = 0  # raw events whose (run_id, event_id) was seen
+    mismatches: list[str] = field(default_factory=list)  # a duplicate that differs from its first copy
     events: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     workflow_of_run: dict[str, str] = field(default_factory=dict)
     runs_of_workflow: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @classmethod
-    def of(cls, records: Iterable[InRecord]) -> "HistoryView":
+    def of(cls, records: Iterable[InRecord]) -> HistoryView:
         view = cls()
         first_value: dict[tuple[str, str, int], bytes] = {}
         first_event: dict[tuple[str, int], bytes] = {}
@@ -286,7 +315,9 @@ class HistoryView:
                 if seen is not None:
                     view.duplicate_events += 1
                     if body != seen:
-                        view.mismatches.append(f"event {eid} ({_event_type(ev)}) differs at {r.partition}@{r.offset}")
+                        view.mismatches.append(
+                            f"event {eid} ({_event_type(ev)}) differs at {r.partition}@{r.offset}"
+                        )
                     continue
                 first_event[eid] = body
                 view.events[ev["run_id"]][ev["event_id"]] = ev
@@ -301,7 +332,11 @@ class HistoryView:
 
     def gaps(self) -> dict[str, list[int]]:
         """Runs whose event ids are not exactly 1..n -> their ids."""
-        return {run: sorted(evs) for run, evs in self.events.items() if sorted(evs) != list(range(1, len(evs) + 1))}
+        return {
+            run: sorted(evs)
+            for run, evs in self.events.items()
+            if sorted(evs) != list(range(1, len(evs) + 1))
+        }
 
     def count(self, run_id: str, event_type: str) -> int:
         return sum(1 for e in self.events[run_id].values() if _event_type(e) == event_type)
@@ -310,8 +345,14 @@ class HistoryView:
         return [e for evs in self.events.values() for e in evs.values() if _event_type(e) == event_type]
 
 
-CLOSE_TYPES = ("WorkflowExecutionCompleted", "WorkflowExecutionFailed", "WorkflowExecutionCanceled",
-               "WorkflowExecutionTerminated", "WorkflowExecutionTimedOut", "WorkflowExecutionContinuedAsNew")
+CLOSE_TYPES = (
+    "WorkflowExecutionCompleted",
+    "WorkflowExecutionFailed",
+    "WorkflowExecutionCanceled",
+    "WorkflowExecutionTerminated",
+    "WorkflowExecutionTimedOut",
+    "WorkflowExecutionContinuedAsNew",
+)
 
 
 def closes(view: HistoryView, run_id: str) -> list[str]:
@@ -326,8 +367,9 @@ class DupReport:
     mismatches: list[str]
 
 
-def compare_duplicates(records: Iterable[InRecord], record_type: str,
-                       id_of: Callable[[dict[str, Any]], Any | None]) -> DupReport:
+def compare_duplicates(
+    records: Iterable[InRecord], record_type: str, id_of: Callable[[dict[str, Any]], Any | None]
+) -> DupReport:
     """Group raw records by `id_of(decoded)` (None = not checked) and require every duplicate to be
     byte-identical to its first copy."""
     first: dict[Any, bytes] = {}

@@ -18,7 +18,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
-from typing import Callable, Generic, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 from confluent_kafka import TopicPartition
 
@@ -68,14 +69,22 @@ def header(record: InRecord, name: str) -> bytes | None:
 class IdempotentReader:
     """Reads a topic (all partitions, from the beginning) through a `Deduplicator`."""
 
-    def __init__(self, settings: Settings, topic: str, id_of: Callable[[InRecord], Hashable],
-                 isolation_level: str = "read_committed") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        id_of: Callable[[InRecord], Hashable],
+        isolation_level: str = "read_committed",
+    ) -> None:
         """`isolation_level="read_uncommitted"` also shows records of aborted transactions (audits
         of everything a topic holds, e.g. crash tests comparing every copy of a record)."""
         self.topic = topic
         self.dedupe: Deduplicator[InRecord] = Deduplicator(id_of)
-        self._consumer = make_consumer(settings, f"{settings.prefix}reader-{uuid.uuid4().hex[:8]}",
-                                       **{"isolation.level": isolation_level})
+        self._consumer = make_consumer(
+            settings,
+            f"{settings.prefix}reader-{uuid.uuid4().hex[:8]}",
+            **{"isolation.level": isolation_level},
+        )
         self._partitions = partition_count(settings, topic)
         self._position = {p: 0 for p in range(self._partitions)}
         self._consumer.assign([TopicPartition(topic, p, 0) for p in range(self._partitions)])
@@ -100,8 +109,15 @@ class IdempotentReader:
                     continue
                 self._position[m.partition()] = m.offset() + 1
                 headers = m.headers()
-                record = InRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                                  tuple(headers) if headers else (), m.timestamp()[1])
+                record = InRecord(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value(),
+                    tuple(headers) if headers else (),
+                    m.timestamp()[1],
+                )
                 if self.dedupe.accept(record):
                     fresh.append(record)
         return fresh
@@ -122,7 +138,7 @@ class IdempotentReader:
     def close(self) -> None:
         self._consumer.close()
 
-    def __enter__(self) -> "IdempotentReader":
+    def __enter__(self) -> IdempotentReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

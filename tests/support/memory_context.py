@@ -4,8 +4,8 @@ the integration tests run the same processors on the real loop and broker)."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from kadence.streams.processing import InRecord, OutRecord
 
@@ -28,7 +28,7 @@ class MemoryState:
 
     def items(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         keys = sorted(self.data)
-        for k in keys[bisect.bisect_left(keys, start):bisect.bisect_left(keys, end)]:
+        for k in keys[bisect.bisect_left(keys, start) : bisect.bisect_left(keys, end)]:
             yield k, self.data[k]
 
 
@@ -50,6 +50,8 @@ class MemoryContext:
 _offset = [0]
 
 
-def in_record(topic: str, key: bytes, value: bytes, partition: int = 0, timestamp_ms: int = 1_700_000_000_000) -> InRecord:
+def in_record(
+    topic: str, key: bytes, value: bytes, partition: int = 0, timestamp_ms: int = 1_700_000_000_000
+) -> InRecord:
     _offset[0] += 1
     return InRecord(topic, partition, _offset[0], key, value, (), timestamp_ms)

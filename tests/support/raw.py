@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
@@ -29,19 +30,45 @@ class Raw:
         self._readers: dict[str, Any] = {}
         self._seen: dict[str, list[dict[str, Any]]] = {}
 
-    def send(self, workflow_id: str, payload_type: str, attrs: dict[str, Any], run_id: str = "",
-             domain: str = "default", command_id: str | None = None) -> None:
-        record = {"command_id": command_id or uuid.uuid4().hex, "domain": domain, "workflow_id": workflow_id,
-                  "run_id": run_id, "timestamp": int(time.time() * 1000), "payload": (payload_type, attrs)}
-        self.producer.produce(self.settings.commands_topic, key=workflow_id.encode(), value=SERDE.encode("Command", record))
+    def send(
+        self,
+        workflow_id: str,
+        payload_type: str,
+        attrs: dict[str, Any],
+        run_id: str = "",
+        domain: str = "default",
+        command_id: str | None = None,
+    ) -> None:
+        record = {
+            "command_id": command_id or uuid.uuid4().hex,
+            "domain": domain,
+            "workflow_id": workflow_id,
+            "run_id": run_id,
+            "timestamp": int(time.time() * 1000),
+            "payload": (payload_type, attrs),
+        }
+        self.producer.produce(
+            self.settings.commands_topic, key=workflow_id.encode(), value=SERDE.encode("Command", record)
+        )
         self.producer.flush(10)
 
     def start(self, workflow_id: str, workflow_type: str = "W", task_list: str = "tl", **over: Any) -> str:
         request_id = over.pop("request_id", uuid.uuid4().hex)
-        attrs = {"workflow_type": workflow_type, "task_list": task_list, "input": payload(b"[]"), "execution_timeout_ms": 0,
-                 "run_timeout_ms": 0, "task_timeout_ms": 0, "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
-                 "retry_policy": None, "memo": {}, "request_id": request_id, "identity": "test", "parent": None,
-                 "cron_schedule": ""}
+        attrs = {
+            "workflow_type": workflow_type,
+            "task_list": task_list,
+            "input": payload(b"[]"),
+            "execution_timeout_ms": 0,
+            "run_timeout_ms": 0,
+            "task_timeout_ms": 0,
+            "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
+            "retry_policy": None,
+            "memo": {},
+            "request_id": request_id,
+            "identity": "test",
+            "parent": None,
+            "cron_schedule": "",
+        }
         attrs.update(over)
         self.send(workflow_id, "StartWorkflowExecution", attrs, domain=over.get("domain", "default"))
         return request_id
@@ -65,8 +92,13 @@ class Raw:
             first = consumer.poll(0)
         return self._seen[topic]
 
-    def wait_for(self, topic: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0,
-                 partitions: int | None = None) -> dict[str, Any]:
+    def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 20.0,
+        partitions: int | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         checked = 0
         while time.monotonic() < deadline:
@@ -77,12 +109,20 @@ class Raw:
             checked = len(records)
         raise TimeoutError(f"no matching record on {topic} within {timeout}s")
 
-    def task(self, task_list: str, kind: str, workflow_id: str, timeout: float = 20.0, after: int = 0) -> dict[str, Any]:
+    def task(
+        self, task_list: str, kind: str, workflow_id: str, timeout: float = 20.0, after: int = 0
+    ) -> dict[str, Any]:
         ensure_topics(self.settings, [task_topic(self.settings, task_list)])
-        rec = self.wait_for(self.settings.tasks_topic(task_list),
-                            lambda r: r["task"][0] == kind and r["task"][1]["workflow_id"] == workflow_id
-                            and r["task"][1].get("started_event_id", r["task"][1].get("scheduled_event_id", 0)) > after,
-                            timeout, self.settings.task_partitions)
+        rec = self.wait_for(
+            self.settings.tasks_topic(task_list),
+            lambda r: (
+                r["task"][0] == kind
+                and r["task"][1]["workflow_id"] == workflow_id
+                and r["task"][1].get("started_event_id", r["task"][1].get("scheduled_event_id", 0)) > after
+            ),
+            timeout,
+            self.settings.task_partitions,
+        )
         return rec["task"][1]
 
     def events(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
@@ -97,7 +137,9 @@ class Raw:
         return [e["attributes"][0] for e in self.events(workflow_id, run_id)]
 
     def outcome(self, workflow_id: str, timeout: float = 20.0) -> dict[str, Any]:
-        return self.wait_for(self.settings.completions_topic, lambda r: r["workflow_id"] == workflow_id, timeout)
+        return self.wait_for(
+            self.settings.completions_topic, lambda r: r["workflow_id"] == workflow_id, timeout
+        )
 
     def close(self) -> None:
         for consumer in self._readers.values():
@@ -105,13 +147,28 @@ class Raw:
 
 
 def decide(raw: Raw, task: dict[str, Any], *decisions: tuple[str, dict[str, Any]]) -> None:
-    raw.send(task["workflow_id"], "RespondDecisionTaskCompleted", {
-        "task_token": task["task_token"], "decisions": [{"attributes": d} for d in decisions], "identity": "test",
-        "force_new_decision": False}, run_id=task["run_id"], command_id=f"{task['task_token']}/completed")
+    raw.send(
+        task["workflow_id"],
+        "RespondDecisionTaskCompleted",
+        {
+            "task_token": task["task_token"],
+            "decisions": [{"attributes": d} for d in decisions],
+            "identity": "test",
+            "force_new_decision": False,
+        },
+        run_id=task["run_id"],
+        command_id=f"{task['task_token']}/completed",
+    )
 
 
-def close_with(raw: Raw, task_list: str, workflow_id: str, after: int, decision: tuple[str, dict[str, Any]],
-               timeout: float = 20.0) -> dict[str, Any]:
+def close_with(
+    raw: Raw,
+    task_list: str,
+    workflow_id: str,
+    after: int,
+    decision: tuple[str, dict[str, Any]],
+    timeout: float = 20.0,
+) -> dict[str, Any]:
     """Answer each new decision task with `decision` until the run closes (a close decision is
     refused with UNHANDLED_DECISION while new events keep arriving). Returns the outcome."""
     import time as _time
@@ -136,10 +193,20 @@ def close_with(raw: Raw, task_list: str, workflow_id: str, after: int, decision:
     raise TimeoutError(f"{workflow_id} did not close")
 
 
-def schedule_activity(activity_id: str, activity_type: str = "A", timeout_ms: int = 10_000, **over: Any) -> tuple[str, dict[str, Any]]:
-    attrs = {"activity_id": activity_id, "activity_type": activity_type, "task_list": "", "input": payload(b"[]"),
-             "schedule_to_close_timeout_ms": 0, "schedule_to_start_timeout_ms": 0, "start_to_close_timeout_ms": timeout_ms,
-             "heartbeat_timeout_ms": 0, "retry_policy": None}
+def schedule_activity(
+    activity_id: str, activity_type: str = "A", timeout_ms: int = 10_000, **over: Any
+) -> tuple[str, dict[str, Any]]:
+    attrs = {
+        "activity_id": activity_id,
+        "activity_type": activity_type,
+        "task_list": "",
+        "input": payload(b"[]"),
+        "schedule_to_close_timeout_ms": 0,
+        "schedule_to_start_timeout_ms": 0,
+        "start_to_close_timeout_ms": timeout_ms,
+        "heartbeat_timeout_ms": 0,
+        "retry_policy": None,
+    }
     attrs.update(over)
     return "ScheduleActivityTaskDecision", attrs
 
@@ -149,8 +216,20 @@ def complete(result: bytes = b'"ok"') -> tuple[str, dict[str, Any]]:
 
 
 def start_child(workflow_id: str, workflow_type: str = "C", **over: Any) -> tuple[str, dict[str, Any]]:
-    attrs = {"domain": "", "workflow_id": workflow_id, "workflow_type": workflow_type, "task_list": "", "input": payload(b"[]"),
-             "execution_timeout_ms": 0, "run_timeout_ms": 0, "task_timeout_ms": 0, "retry_policy": None, "memo": {},
-             "parent_close_policy": "TERMINATE", "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY", "control": ""}
+    attrs = {
+        "domain": "",
+        "workflow_id": workflow_id,
+        "workflow_type": workflow_type,
+        "task_list": "",
+        "input": payload(b"[]"),
+        "execution_timeout_ms": 0,
+        "run_timeout_ms": 0,
+        "task_timeout_ms": 0,
+        "retry_policy": None,
+        "memo": {},
+        "parent_close_policy": "TERMINATE",
+        "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
+        "control": "",
+    }
     attrs.update(over)
     return "StartChildWorkflowExecutionDecision", attrs

@@ -7,7 +7,6 @@ number, or on KADENCE_TEST_HANG (set only in the subprocess), never on wall-cloc
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -65,7 +64,7 @@ class ConditionWaiter:
         try:
             await workflow.wait_condition(lambda: self.go, timeout=timeout)
             return "condition met"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "timed out"
 
 
@@ -78,15 +77,22 @@ RETRY_PATIENT = workflow.RetryPolicy(initial_interval=0.5, backoff_coefficient=1
 class RetryingActivity:
     @workflow.run
     async def run(self, marker_dir: str) -> str:
-        return await workflow.execute_activity(slow_then_fast, marker_dir, start_to_close_timeout=4, retry_policy=RETRY_FAST)
+        return await workflow.execute_activity(
+            slow_then_fast, marker_dir, start_to_close_timeout=4, retry_policy=RETRY_FAST
+        )
 
 
 @workflow.defn
 class HeartbeatWorkflow:
     @workflow.run
     async def run(self, marker_dir: str) -> str:
-        return await workflow.execute_activity(heartbeating, marker_dir, start_to_close_timeout=60, heartbeat_timeout=1,
-                                               retry_policy=RETRY_PATIENT)
+        return await workflow.execute_activity(
+            heartbeating,
+            marker_dir,
+            start_to_close_timeout=60,
+            heartbeat_timeout=1,
+            retry_policy=RETRY_PATIENT,
+        )
 
 
 @workflow.defn
@@ -105,8 +111,9 @@ class FlakyChild:
 class RetryParent:
     @workflow.run
     async def run(self) -> str:
-        return await workflow.execute_child_workflow(FlakyChild.run, id=f"{workflow.info().workflow_id}-child",
-                                                     retry_policy=RETRY_FAST)
+        return await workflow.execute_child_workflow(
+            FlakyChild.run, id=f"{workflow.info().workflow_id}-child", retry_policy=RETRY_FAST
+        )
 
 
 @workflow.defn
@@ -122,8 +129,9 @@ class TimeoutParent:
     @workflow.run
     async def run(self) -> str:
         try:
-            await workflow.execute_child_workflow(NeverEnding.run, id=f"{workflow.info().workflow_id}-child",
-                                                  execution_timeout=0.5)
+            await workflow.execute_child_workflow(
+                NeverEnding.run, id=f"{workflow.info().workflow_id}-child", execution_timeout=0.5
+            )
         except Exception as err:  # noqa: BLE001 - the test checks the type via its name
             return f"{type(err).__name__} caused by {type(err.__cause__).__name__}"
         return "child finished"
@@ -140,6 +148,15 @@ class HangOnce:
         return "answered by a healthy worker"
 
 
-WORKFLOWS = [Sleeper, ConditionWaiter, RetryingActivity, HeartbeatWorkflow, FlakyChild, RetryParent, NeverEnding,
-             TimeoutParent, HangOnce]
+WORKFLOWS = [
+    Sleeper,
+    ConditionWaiter,
+    RetryingActivity,
+    HeartbeatWorkflow,
+    FlakyChild,
+    RetryParent,
+    NeverEnding,
+    TimeoutParent,
+    HangOnce,
+]
 ACTIVITIES = [slow_then_fast, heartbeating]
