@@ -1,9 +1,12 @@
 """`python -m bench`: every engine scenario, one JSON line each (logs and profiles on stderr).
 
-    python -m bench [--only hello,order,fanout,timers,continue_as_new] [--set NAME=VALUE ...]
-                    [--workers process|thread] [--profile DIR] [--bootstrap HOST:PORT]
+    python -m bench [--only hello,order,fanout,timers,continue_as_new,idle] [--set NAME=VALUE ...]
+                    [--workers process|thread] [--profile DIR] [--kafka embedded|apache]
+                    [--bootstrap HOST:PORT]
 
-Each scenario gets a fresh embedded broker (unless --bootstrap) and fresh engine processes.
+Each scenario gets fresh engine processes and a fresh embedded broker; with `--kafka apache` every
+scenario runs on one Apache Kafka 4.4.0 node started (and warmed up) for the run, with
+`--bootstrap` on a running broker (Apache Kafka unless `--kafka embedded`).
 `python -m bench.loop` (the processing loop vs the raw broker) is separate.
 """
 
@@ -14,10 +17,17 @@ import logging
 import sys
 import traceback
 
-from bench import continue_as_new, fanout, hello, order, timers
+from bench import continue_as_new, fanout, hello, idle, order, timers
 from bench.engine import add_common_args
 
-SCENARIOS = {"hello": hello, "order": order, "fanout": fanout, "timers": timers, "continue_as_new": continue_as_new}
+SCENARIOS = {
+    "hello": hello,
+    "order": order,
+    "fanout": fanout,
+    "timers": timers,
+    "continue_as_new": continue_as_new,
+    "idle": idle,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         common += ["--set", item]
     if args.bootstrap:
         common += ["--bootstrap", args.bootstrap]
+    if args.kafka:
+        common += ["--kafka", args.kafka]
     if args.profile:
         common += ["--profile", args.profile]
     if args.no_eager:
         common.append("--no-eager")
+    if args.hold_ms is not None:
+        common += ["--hold-ms", str(args.hold_ms)]
+    if args.dispatch_in_txn:
+        common.append("--dispatch-in-txn")
     failed = 0
     for name in args.only.split(","):
         module = SCENARIOS[name]

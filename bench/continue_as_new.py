@@ -30,7 +30,12 @@ def _avg(xs: list[float]) -> float:
 
 def _first_last(xs: list[float], k: int = 1000) -> dict[str, float]:
     k = min(k, max(1, len(xs) // 2))
-    return {"first": _avg(xs[:k]), "last": _avg(xs[-k:]), "p50": r(pct(xs, 50), 3), "max": r(max(xs), 3) if xs else 0}
+    return {
+        "first": _avg(xs[:k]),
+        "last": _avg(xs[-k:]),
+        "p50": r(pct(xs, 50), 3),
+        "max": r(max(xs), 3) if xs else 0,
+    }
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -41,15 +46,24 @@ def run(args: argparse.Namespace) -> list[dict]:
         walls = []
         for k in range(args.runs):
             t0 = time.perf_counter()
-            outcome = b.execute(LongRunningWorkflow.run, args.batches, Progress(), args.per_run, id=f"counter-{k}")
+            outcome = b.execute(
+                LongRunningWorkflow.run, args.batches, Progress(), args.per_run, id=f"counter-{k}"
+            )
             walls.append((time.perf_counter() - t0) * 1000)
         cpu = b.end_timed()
         result = b.client.data_converter.from_payload(outcome["result"])
         hist = b.history()
         runs = len({e["run_id"] for e in hist.get("counter-0", [])})
-        line = b.line(batches=args.batches, per_run=args.per_run, runs=runs, result=result,
-                      wall_ms=r(pct(walls, 50)), wall_ms_all=[r(w) for w in walls],
-                      ms_per_batch=r(pct(walls, 50) / args.batches, 2), cpu_s=cpu)
+        line = b.line(
+            batches=args.batches,
+            per_run=args.per_run,
+            runs=runs,
+            result=result,
+            wall_ms=r(pct(walls, 50)),
+            wall_ms_all=[r(w) for w in walls],
+            ms_per_batch=r(pct(walls, 50) / args.batches, 2),
+            cpu_s=cpu,
+        )
         emit(line)
         lines.append(line)
 
@@ -60,18 +74,28 @@ def run(args: argparse.Namespace) -> list[dict]:
             b.execute(LoopWorkflow.run, args.loop, id="loop", timeout=900)
             wall = time.perf_counter() - t0
             cpu = b.end_timed()
-            sizes = [size for ts, size, kind, t in b.tasks("bench") if kind == "DecisionTask" and t["workflow_id"] == "loop"]
+            sizes = [
+                size
+                for ts, size, kind, t in b.tasks("bench")
+                if kind == "DecisionTask" and t["workflow_id"] == "loop"
+            ]
             events = sorted(b.history()["loop"], key=lambda e: e["event_id"])
             sched = [e["timestamp"] for e in events if e["attributes"][0] == "ActivityTaskScheduled"]
-            round_trip = [b2 - a2 for a2, b2 in zip(sched, sched[1:])]
+            round_trip = [b2 - a2 for a2, b2 in zip(sched, sched[1:], strict=False)]
             stats = [d for d in b.worker_decision_stats() if d[3] == "loop"]
-            line = b.line(activities=args.loop, wall_s=r(wall, 2), ms_per_activity=r(wall * 1000 / args.loop, 2),
-                          history_events=len(events), decision_tasks=len(sizes),
-                          decision_task_bytes=_first_last(sizes),
-                          worker_decision_cpu_ms=_first_last([d[1] for d in stats]),
-                          worker_decision_wall_ms=_first_last([d[0] for d in stats]),
-                          events_per_decision_task=_first_last([d[2] for d in stats]),
-                          engine_round_trip_ms=_first_last(round_trip), cpu_s=cpu)
+            line = b.line(
+                activities=args.loop,
+                wall_s=r(wall, 2),
+                ms_per_activity=r(wall * 1000 / args.loop, 2),
+                history_events=len(events),
+                decision_tasks=len(sizes),
+                decision_task_bytes=_first_last(sizes),
+                worker_decision_cpu_ms=_first_last([d[1] for d in stats]),
+                worker_decision_wall_ms=_first_last([d[0] for d in stats]),
+                events_per_decision_task=_first_last([d[2] for d in stats]),
+                engine_round_trip_ms=_first_last(round_trip),
+                cpu_s=cpu,
+            )
             emit(line)
             lines.append(line)
     return lines

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from kadence.streams.clients import make_producer
 from kadence.streams.launch import processor_main
@@ -32,8 +32,14 @@ def counts_topic(settings: Settings) -> str:
 def ensure_counting_topics(settings: Settings) -> None:
     """Input and changelog with `settings.partitions` partitions, plus dead-letters."""
     p = settings.partitions
-    ensure_topics(settings, [TopicSpec(input_topic(settings), p, {}), TopicSpec(counts_topic(settings), p, {}),
-                             TopicSpec(settings.dead_letters_topic, 1, {})])
+    ensure_topics(
+        settings,
+        [
+            TopicSpec(input_topic(settings), p, {}),
+            TopicSpec(counts_topic(settings), p, {}),
+            TopicSpec(settings.dead_letters_topic, 1, {}),
+        ],
+    )
 
 
 def parse_src(src: bytes | str) -> tuple[int, int]:
@@ -64,8 +70,16 @@ class CountingProcessor(Processor):
         state.put(key, b"%d" % count)
         src = f"{record.partition}:{record.offset}"
         value = json.dumps({"key": text_key, "count": count, "src": src}).encode()
-        ctx.emit(OutRecord(self.changelog_topic, key, value, (("src", src.encode()),),
-                           record.partition, record.timestamp_ms))
+        ctx.emit(
+            OutRecord(
+                self.changelog_topic,
+                key,
+                value,
+                (("src", src.encode()),),
+                record.partition,
+                record.timestamp_ms,
+            )
+        )
 
     def restore(self, record: InRecord, ctx: Context) -> int | None:
         """Idempotent: a count only grows, so the max wins (a record applied twice changes nothing)."""
@@ -97,8 +111,12 @@ def produce_input(settings: Settings, records: Iterable[tuple[bytes | None, byte
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return processor_main(CountingProcessor, argv, prepare=ensure_counting_topics,
-                          description="Kadence counting processor (benchmark / kill-test workload)")
+    return processor_main(
+        CountingProcessor,
+        argv,
+        prepare=ensure_counting_topics,
+        description="Kadence counting processor (benchmark / kill-test workload)",
+    )
 
 
 if __name__ == "__main__":

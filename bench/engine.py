@@ -1,7 +1,11 @@
 """The shared benchmark harness: broker, engine processes, workers, a client, and measurement.
 
 Layout (the fastest measured on the 2-core machine, see bench/README.md):
-- the broker: the embedded Tansu (a fresh one per scenario) or `--bootstrap HOST:PORT`;
+- the broker: the embedded Tansu (a fresh one per scenario), `--kafka apache` (Apache Kafka 4.4.0
+  from `kadence.streams.apache_kafka`: one node per benchmark process, shared by its scenarios and
+  warmed up with 300 hello workflows first, since a cold JVM is slower than a running broker) or
+  `--bootstrap HOST:PORT`; Settings from the broker's profile (`embedded_broker_settings` /
+  `kafka_broker_settings`, i.e. fetch_wait_max_ms 3 or 100) plus `--set`;
 - the engine: the history processor and the derived processors, one OS process each, started with
   `streams.launch.spawn` like `kadence demo` (module `bench.engine`, so the Settings knobs that
   `spawn` does not forward - fetch_wait_max_ms, linger_ms, ... - reach the processors too);
@@ -19,6 +23,7 @@ and writes DIR/<scenario>-<process>.txt plus a summary of the top functions per 
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import json
 import logging
@@ -31,23 +36,55 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, fields
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from kadence.streams.broker import EmbeddedBroker
 from kadence.streams.clients import make_consumer
 from kadence.streams.serde import serde
-from kadence.streams.settings import Settings
+from kadence.streams.settings import EMBEDDED_BROKER_PROFILE, KAFKA_BROKER_PROFILE, Settings
 from kadence.streams.topics import ensure_core_topics
 
 log = logging.getLogger("bench")
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
-#: What the harness changes from Settings' defaults: fast group joins on Tansu (docs/brokers.md §2.5).
-BASE_OVERRIDES: dict[str, Any] = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
+#: What the harness changes from Settings' defaults on Tansu: fast group joins (docs/brokers.md §2.5).
+#: Not on Apache Kafka: a stock broker refuses sessions under 6 s, and its joins do not wait on them.
+BASE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "embedded": {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500},
+    "apache": {},
+}
+#: --kafka: the broker each scenario runs on, and its Settings profile (streams/settings.py).
+PROFILES: dict[str, dict[str, Any]] = {"embedded": EMBEDDED_BROKER_PROFILE, "apache": KAFKA_BROKER_PROFILE}
+
+_APACHE: Any = None  # the Apache Kafka node shared by this process's scenarios (--kafka apache)
+
+
+def shared_apache_broker() -> Any:
+    """One Apache Kafka node for every scenario of this process, started (and warmed up) on first use."""
+    global _APACHE
+    if _APACHE is None:
+        from kadence.streams.apache_kafka import ApacheKafkaBroker
+
+        _APACHE = ApacheKafkaBroker().start()
+        atexit.register(_APACHE.stop)
+        log.warning(
+            "Apache Kafka %s started in %.1fs; warming it up", _APACHE.bootstrap, _APACHE.startup_seconds
+        )
+        _warm_up(_APACHE.bootstrap)
+    return _APACHE
+
+
+def _warm_up(bootstrap: str) -> None:
+    """300 hello workflows at 50 in flight, discarded: the JIT compiles the broker's hot paths."""
+    from bench.workflows import HelloWorkflow
+
+    with Bench("warm-up", bootstrap=bootstrap, kafka="apache", task_lists=["bench"]) as b:
+        b.run_closed_loop(300, 50, lambda i: b.execute(HelloWorkflow.run, "warm", id=f"jit-{i}"))
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -107,8 +144,12 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def scenario_main(doc: str | None, run: Callable[[argparse.Namespace], Any],
-                  add_args: Callable[[argparse.ArgumentParser], None], argv: list[str] | None = None) -> None:
+def scenario_main(
+    doc: str | None,
+    run: Callable[[argparse.Namespace], Any],
+    add_args: Callable[[argparse.ArgumentParser], None],
+    argv: list[str] | None = None,
+) -> None:
     """The `main` of every scenario module: its own options, the common ones, logging, run."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_args(ap)
@@ -119,16 +160,45 @@ def scenario_main(doc: str | None, run: Callable[[argparse.Namespace], Any],
 
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--kafka",
+        choices=sorted(PROFILES),
+        default=None,
+        help="embedded: a fresh Tansu per scenario (default); apache: Apache Kafka 4.4.0 (jars "
+        "fetched with Maven once), one node for the whole run. Also picks the Settings "
+        "profile (with --bootstrap: the broker there is of this kind; default apache)",
+    )
     ap.add_argument("--bootstrap", help="a running broker (default: a fresh embedded Tansu per scenario)")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="Settings override for every client and processor (e.g. fetch_wait_max_ms=2)")
-    ap.add_argument("--workers", choices=("process", "thread"), default="process",
-                    help="workers in their own OS process (default) or as threads of the client process")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Settings override for every client and processor (e.g. fetch_wait_max_ms=2)",
+    )
+    ap.add_argument(
+        "--workers",
+        choices=("process", "thread"),
+        default="process",
+        help="workers in their own OS process (default) or as threads of the client process",
+    )
     ap.add_argument("--profile", metavar="DIR", help="py-spy every process during the timed phase into DIR")
-    ap.add_argument("--no-eager", action="store_true",
-                    help="workers without eager activities (every activity task goes through tasks.<list>)")
-    ap.add_argument("--hold-ms", type=float, default=None,
-                    help="the workers' eager_answer_hold_ms (default: the Worker's; 0 answers decisions at once)")
+    ap.add_argument(
+        "--no-eager",
+        action="store_true",
+        help="workers without eager activities (every activity task goes through tasks.<list>)",
+    )
+    ap.add_argument(
+        "--hold-ms",
+        type=float,
+        default=None,
+        help="the workers' eager_answer_hold_ms (default: the Worker's; 0 answers decisions at once)",
+    )
+    ap.add_argument(
+        "--dispatch-in-txn",
+        action="store_true",
+        help="the history processor sends tasks in its transaction (before docs/deviations.md 19)",
+    )
     ap.add_argument("--log-level", default="WARNING")
 
 
@@ -136,13 +206,29 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
 class Bench:
     """One scenario's deployment: broker, engine processes, workers, client."""
 
-    def __init__(self, scenario: str, *, bootstrap: str | None = None, overrides: dict[str, Any] | None = None,
-                 workers: str = "process", task_lists: Sequence[str] | None = None, profile: str | None = None,
-                 decision_stats: bool = False, eager: bool = True, hold_ms: float | None = None) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        *,
+        bootstrap: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        workers: str = "process",
+        task_lists: Sequence[str] | None = None,
+        profile: str | None = None,
+        decision_stats: bool = False,
+        eager: bool = True,
+        hold_ms: float | None = None,
+        kafka: str | None = None,
+        dispatch_in_txn: bool = False,
+    ) -> None:
         from bench.workflows import TASK_LISTS
 
         self.scenario = scenario
         self.bootstrap = bootstrap
+        #: the broker's kind: "embedded" (Tansu) or "apache"; a --bootstrap broker is taken for Kafka
+        self.kafka = kafka or ("apache" if bootstrap else "embedded")
+        self.dispatch_in_txn = dispatch_in_txn
+        self.broker_pid: int | None = None
         self.overrides = dict(overrides or {})
         self.workers_mode = workers
         self.task_lists = list(task_lists or TASK_LISTS)
@@ -161,13 +247,23 @@ class Bench:
         self._stats_path = ""
 
     @classmethod
-    def from_args(cls, scenario: str, args: argparse.Namespace, **kwargs: Any) -> "Bench":
+    def from_args(cls, scenario: str, args: argparse.Namespace, **kwargs: Any) -> Bench:
         """A Bench configured by the common command-line options (`add_common_args`)."""
-        return cls(scenario, bootstrap=args.bootstrap, overrides=parse_overrides(args.set), workers=args.workers,
-                   profile=args.profile, eager=not args.no_eager, hold_ms=args.hold_ms, **kwargs)
+        return cls(
+            scenario,
+            bootstrap=args.bootstrap,
+            overrides=parse_overrides(args.set),
+            workers=args.workers,
+            profile=args.profile,
+            eager=not args.no_eager,
+            hold_ms=args.hold_ms,
+            kafka=args.kafka,
+            dispatch_in_txn=args.dispatch_in_txn,
+            **kwargs,
+        )
 
     # lifecycle
-    def __enter__(self) -> "Bench":
+    def __enter__(self) -> Bench:
         try:
             return self.start()
         except BaseException:
@@ -177,40 +273,66 @@ class Bench:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> "Bench":
+    def start(self) -> Bench:
         from kadence import Client
 
-        if self.bootstrap is None:
+        if self.bootstrap is not None:
+            bootstrap = self.bootstrap
+        elif self.kafka == "apache":
+            apache = shared_apache_broker()
+            bootstrap, self.broker_pid = apache.bootstrap, apache.pid
+        else:
             self.broker = EmbeddedBroker().start()
             bootstrap = self.broker.bootstrap
-        else:
-            bootstrap = self.bootstrap
+            self.broker_pid = self.broker.process.pid if self.broker.process is not None else None
         state_dir = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="kadence-bench-"))
-        isolation: dict[str, str] = {}  # read_committed everywhere (Settings.isolation_level)
-        self.settings = Settings(**{"bootstrap": bootstrap, "prefix": f"b{uuid.uuid4().hex[:8]}.",
-                                    "state_dir": state_dir, **isolation, **BASE_OVERRIDES, **self.overrides})
+        # read_committed everywhere (Settings.isolation_level); the broker's profile, then --set
+        self.settings = Settings(
+            **{
+                "bootstrap": bootstrap,
+                "prefix": f"b{uuid.uuid4().hex[:8]}.",
+                "state_dir": state_dir,
+                **PROFILES[self.kafka],
+                **BASE_OVERRIDES[self.kafka],
+                **self.overrides,
+            }
+        )
         ensure_core_topics(self.settings, self.task_lists)
         self._stats_path = os.path.join(state_dir, "worker-stats.json")
-        env = {**os.environ, "BENCH_SETTINGS": json.dumps(asdict(self.settings)),
-               "KADENCE_LOG_LEVEL": os.environ.get("KADENCE_LOG_LEVEL", "WARNING")}
+        env = {
+            **os.environ,
+            "BENCH_SETTINGS": json.dumps(asdict(self.settings)),
+            "BENCH_DISPATCH_IN_TXN": "1" if self.dispatch_in_txn else "",
+            "KADENCE_LOG_LEVEL": os.environ.get("KADENCE_LOG_LEVEL", "WARNING"),
+        }
         from kadence.streams.launch import spawn
 
         for role in ("history", "derived"):
-            self.procs[role] = spawn("bench.engine", self.settings, env={**env, "BENCH_ROLE": role},
-                                     batch_max_records=self.settings.batch_max_records,
-                                     batch_max_wait_ms=self.settings.batch_max_wait_ms)
+            self.procs[role] = spawn(
+                "bench.engine",
+                self.settings,
+                env={**env, "BENCH_ROLE": role},
+                batch_max_records=self.settings.batch_max_records,
+                batch_max_wait_ms=self.settings.batch_max_wait_ms,
+            )
         self.client = Client(self.settings)
         if self.workers_mode == "process":
             self.procs["worker"] = subprocess.Popen(
                 [sys.executable, "-m", "bench.engine"],
-                env={**env, "BENCH_ROLE": "worker", "BENCH_TASK_LISTS": ",".join(self.task_lists),
-                     "BENCH_EAGER": "1" if self.eager else "",
-                     "BENCH_HOLD_MS": "" if self.hold_ms is None else str(self.hold_ms),
-                     "BENCH_STATS": self._stats_path if self.decision_stats else ""})
+                env={
+                    **env,
+                    "BENCH_ROLE": "worker",
+                    "BENCH_TASK_LISTS": ",".join(self.task_lists),
+                    "BENCH_EAGER": "1" if self.eager else "",
+                    "BENCH_HOLD_MS": "" if self.hold_ms is None else str(self.hold_ms),
+                    "BENCH_STATS": self._stats_path if self.decision_stats else "",
+                },
+            )
         else:
-            self.thread_workers = start_workers(self.client, self.task_lists, self.decision_stats, self.eager,
-                                                self.hold_ms)
-        reader = self.client._reader(self.settings.completions_topic)
+            self.thread_workers = start_workers(
+                self.client, self.task_lists, self.decision_stats, self.eager, self.hold_ms
+            )
+        reader = self.client.connection.reader(self.settings.completions_topic)
         reader.caught_up.wait(30)
         return self
 
@@ -254,8 +376,8 @@ class Bench:
     def pids(self) -> dict[str, int]:
         pids = {name: p.pid for name, p in self.procs.items() if p.poll() is None}
         pids["client"] = os.getpid()
-        if self.broker is not None and self.broker.process is not None:
-            pids["broker"] = self.broker.process.pid
+        if self.broker_pid is not None:
+            pids["broker"] = self.broker_pid
         return pids
 
     def begin_timed(self) -> None:
@@ -266,9 +388,23 @@ class Bench:
                 if name == "broker":
                     continue
                 path = os.path.join(self.profile_dir, f"{self.scenario}-{name}.txt")
-                spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-o", path, "--format", "raw",
-                                        "-r", "200", "--nonblocking"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "-p",
+                        str(pid),
+                        "-o",
+                        path,
+                        "--format",
+                        "raw",
+                        "-r",
+                        "200",
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 self._spies.append((name, spy, path))
             time.sleep(0.5)
 
@@ -278,7 +414,7 @@ class Bench:
         return cpu
 
     def _stop_spies(self) -> None:
-        for name, spy, path in self._spies:
+        for _name, spy, _path in self._spies:
             if spy.poll() is None:
                 spy.send_signal(signal.SIGINT)
         for name, spy, path in self._spies:
@@ -303,7 +439,7 @@ class Bench:
         `handle.result()` is not used: when the outcome is not there yet it scans the workflow's
         history partition with a new consumer (kadence/client.py `_resolve_run`), which dominates a
         benchmark's client. `--sdk-result` measures it."""
-        comps = self.client._completions
+        comps = self.client.connection.completions
         domain = self.client.domain
         deadline = time.monotonic() + timeout
         with comps.cond:
@@ -311,11 +447,16 @@ class Bench:
             while True:
                 if outcome is not None and outcome["status"] == "CONTINUED_AS_NEW" and outcome["new_run_id"]:
                     outcome = comps.by_run(domain, handle.id, outcome["new_run_id"]) or dict(
-                        outcome, _pending=outcome["new_run_id"])
+                        outcome, _pending=outcome["new_run_id"]
+                    )
                 if outcome is not None and "_pending" in outcome:
                     nxt = comps.by_run(domain, handle.id, outcome["_pending"])
                     outcome = nxt if nxt is not None else outcome
-                if outcome is not None and "_pending" not in outcome and outcome["status"] != "CONTINUED_AS_NEW":
+                if (
+                    outcome is not None
+                    and "_pending" not in outcome
+                    and outcome["status"] != "CONTINUED_AS_NEW"
+                ):
                     return outcome
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -324,8 +465,9 @@ class Bench:
                 if outcome is None:
                     outcome = comps.by_request(domain, handle.id, handle.start_request_id)
 
-    def start_many(self, workflow: Any, args_list: Sequence[Sequence[Any]], ids: Sequence[str],
-                   task_list: str = "bench") -> list[Any]:
+    def start_many(
+        self, workflow: Any, args_list: Sequence[Sequence[Any]], ids: Sequence[str], task_list: str = "bench"
+    ) -> list[Any]:
         """Start many workflows with one flush: the same StartWorkflowExecution commands as
         `Client.start_workflow` (which flushes, i.e. waits for delivery, once per start)."""
         from kadence._names import workflow_type_name
@@ -337,39 +479,71 @@ class Bench:
         producer = make_producer(self.settings)
         headers = codec.headers("Command")
         handles = []
-        for args, wid in zip(args_list, ids):
+        for args, wid in zip(args_list, ids, strict=True):
             request_id = uuid.uuid4().hex
-            start = {"workflow_type": workflow_type_name(workflow), "task_list": task_list,
-                     "input": conv.args_to_payload(args), "execution_timeout_ms": 0, "run_timeout_ms": 0,
-                     "task_timeout_ms": 10_000, "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY", "retry_policy": None,
-                     "memo": {}, "request_id": request_id, "identity": client.identity, "parent": None,
-                     "cron_schedule": ""}
-            command = {"command_id": uuid.uuid4().hex, "domain": client.domain, "workflow_id": wid, "run_id": "",
-                       "timestamp": int(time.time() * 1000), "payload": ("StartWorkflowExecution", start)}
+            start = {
+                "workflow_type": workflow_type_name(workflow),
+                "task_list": task_list,
+                "input": conv.args_to_payload(args),
+                "execution_timeout_ms": 0,
+                "run_timeout_ms": 0,
+                "task_timeout_ms": 10_000,
+                "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
+                "retry_policy": None,
+                "memo": {},
+                "request_id": request_id,
+                "identity": client.identity,
+                "parent": None,
+                "cron_schedule": "",
+            }
+            command = {
+                "command_id": uuid.uuid4().hex,
+                "domain": client.domain,
+                "workflow_id": wid,
+                "run_id": "",
+                "timestamp": int(time.time() * 1000),
+                "payload": ("StartWorkflowExecution", start),
+            }
             while True:
                 try:
-                    producer.produce(self.settings.commands_topic, key=wid.encode(),
-                                     value=codec.encode("Command", command), headers=headers)
+                    producer.produce(
+                        self.settings.commands_topic,
+                        key=wid.encode(),
+                        value=codec.encode("Command", command),
+                        headers=headers,
+                    )
                     break
                 except BufferError:
                     producer.poll(0.01)
-            handles.append(WorkflowHandle(client, wid, start_request_id=request_id,
-                                          result_type=return_hint_of(workflow)))
+            handles.append(
+                WorkflowHandle(client, wid, start_request_id=request_id, result_type=return_hint_of(workflow))
+            )
         if producer.flush(60):
             raise TimeoutError("start commands not delivered in 60 s")
         return handles
 
-    def execute(self, workflow: Any, *args: Any, id: str, task_list: str = "bench", sdk_result: bool = False,  # noqa: A002
-                timeout: float = 120.0) -> dict[str, Any]:
+    def execute(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        task_list: str = "bench",
+        sdk_result: bool = False,  # noqa: A002
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
         handle = self.start_workflow(workflow, *args, id=id, task_list=task_list)
         if sdk_result:
             return {"status": "COMPLETED", "value": handle.result(timeout=timeout)}
         outcome = self.wait(handle, timeout)
         if outcome["status"] != "COMPLETED":
-            raise RuntimeError(f"workflow {id} ended {outcome['status']}: {outcome.get('failure') or outcome.get('reason')}")
+            raise RuntimeError(
+                f"workflow {id} ended {outcome['status']}: {outcome.get('failure') or outcome.get('reason')}"
+            )
         return outcome
 
-    def run_closed_loop(self, n: int, concurrency: int, call: Callable[[int], Any]) -> tuple[float, list[float]]:
+    def run_closed_loop(
+        self, n: int, concurrency: int, call: Callable[[int], Any]
+    ) -> tuple[float, list[float]]:
         """Run call(i) for i in range(n) with at most `concurrency` at once; (elapsed s, latencies ms)."""
         latencies: list[float] = [0.0] * n
         errors: list[BaseException] = []
@@ -404,8 +578,11 @@ class Bench:
     # reading topics back
     def read_topic(self, topic: str, timeout: float = 60.0) -> list[Any]:
         """Every record of `topic` (all partitions, from the beginning, up to the end seen now)."""
-        consumer = make_consumer(self.settings, self.settings.group(f"bench-read-{uuid.uuid4().hex}"),
-                                 **{"enable.partition.eof": True, "isolation.level": "read_uncommitted"})
+        consumer = make_consumer(
+            self.settings,
+            self.settings.group(f"bench-read-{uuid.uuid4().hex}"),
+            **{"enable.partition.eof": True, "isolation.level": "read_uncommitted"},
+        )
         md = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = sorted(md.partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
@@ -447,10 +624,23 @@ class Bench:
         return out
 
     def line(self, **fields_: Any) -> dict[str, Any]:
-        return {"scenario": self.scenario, **fields_, "settings": self.overrides or "defaults",
-                "workers": self.workers_mode, "eager_activities": self.eager,
-                "hold_ms": self.hold_ms, "load": [r(x, 2) for x in os.getloadavg()],
-                "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "python_loop_ms": python_loop_ms()}
+        assert self.settings is not None
+        broker = {"embedded": "tansu (embedded)", "apache": "apache-kafka 4.4.0"}[self.kafka]
+        return {
+            "scenario": self.scenario,
+            "broker": broker + (" at " + self.bootstrap if self.bootstrap else ""),
+            **fields_,
+            "settings": self.overrides or "defaults",
+            "fetch_wait_max_ms": self.settings.fetch_wait_max_ms,
+            "workers": self.workers_mode,
+            "eager_activities": self.eager,
+            **({"dispatch_in_txn": True} if self.dispatch_in_txn else {}),
+            "hold_ms": self.hold_ms,
+            "load": [r(x, 2) for x in os.getloadavg()],
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": machine(),
+            "python_loop_ms": python_loop_ms(),
+        }
 
 
 def emit(line: dict[str, Any]) -> None:
@@ -506,24 +696,35 @@ _DECISIONS: list[list[float]] = []
 
 def _instrument_decisions() -> None:
     """Time each decision task on the worker's poll thread: wall ms, that thread's CPU ms, events."""
-    from kadence.worker import Worker
+    from kadence.worker._decisions import DecisionRunner
 
-    original = Worker._on_decision_task
+    original = DecisionRunner.on_task
     if getattr(original, "_bench", False):
         return
 
     def timed(self: Any, t: dict[str, Any], tp: Any, offset: int) -> None:
         w0, c0 = time.perf_counter(), time.thread_time()
         original(self, t, tp, offset)
-        _DECISIONS.append([r((time.perf_counter() - w0) * 1000, 3), r((time.thread_time() - c0) * 1000, 3),
-                           len(t["events"]), t["workflow_id"]])
+        _DECISIONS.append(
+            [
+                r((time.perf_counter() - w0) * 1000, 3),
+                r((time.thread_time() - c0) * 1000, 3),
+                len(t["events"]),
+                t["workflow_id"],
+            ]
+        )
 
-    timed._bench = True  # type: ignore[attr-defined]
-    Worker._on_decision_task = timed  # type: ignore[method-assign]
+    timed._bench = True  # type: ignore[attr-defined]  # noqa: SLF001 - a marker on our own wrapper
+    DecisionRunner.on_task = timed  # type: ignore[method-assign]
 
 
-def start_workers(client_or_settings: Any, task_lists: Sequence[str], decision_stats: bool = False,
-                  eager: bool = True, hold_ms: float | None = None) -> list[Any]:
+def start_workers(
+    client_or_settings: Any,
+    task_lists: Sequence[str],
+    decision_stats: bool = False,
+    eager: bool = True,
+    hold_ms: float | None = None,
+) -> list[Any]:
     from bench.workflows import TASK_LISTS
     from kadence import Worker
 
@@ -533,8 +734,11 @@ def start_workers(client_or_settings: Any, task_lists: Sequence[str], decision_s
     for tl in task_lists:
         wfs, acts = TASK_LISTS[tl]
         hold = {} if hold_ms is None else {"eager_answer_hold_ms": hold_ms}
-        workers.append(Worker(client_or_settings, tl, workflows=wfs, activities=acts, eager_activities=eager,
-                              **hold).start())
+        workers.append(
+            Worker(
+                client_or_settings, tl, workflows=wfs, activities=acts, eager_activities=eager, **hold
+            ).start()
+        )
     return workers
 
 
@@ -544,9 +748,13 @@ def _worker_main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    workers = start_workers(settings, os.environ["BENCH_TASK_LISTS"].split(","), bool(stats_path),
-                            bool(os.environ.get("BENCH_EAGER")),
-                            float(os.environ["BENCH_HOLD_MS"]) if os.environ.get("BENCH_HOLD_MS") else None)
+    workers = start_workers(
+        settings,
+        os.environ["BENCH_TASK_LISTS"].split(","),
+        bool(stats_path),
+        bool(os.environ.get("BENCH_EAGER")),
+        float(os.environ["BENCH_HOLD_MS"]) if os.environ.get("BENCH_HOLD_MS") else None,
+    )
     stop.wait()
     for w in workers:
         w.stop(5)
@@ -560,14 +768,40 @@ def _processor_main(role: str) -> int:
     """`spawn("bench.engine", ...)`: a processor with the full Settings of the harness."""
     from kadence.processors.derived import DerivedProcessor
     from kadence.processors.history import HistoryProcessor
-    from kadence.streams.launch import arg_parser as _parser, run_forever
+    from kadence.streams.launch import arg_parser as _parser
+    from kadence.streams.launch import run_forever
 
     args = _parser(f"bench {role} processor").parse_args()
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
     settings = Settings(**json.loads(os.environ["BENCH_SETTINGS"]))
     processor = HistoryProcessor(settings) if role == "history" else DerivedProcessor(settings)
-    return run_forever(settings, processor, args.slot, batch_max_records=args.batch_max_records,
-                       batch_max_wait_ms=args.batch_max_wait_ms)
+    if os.environ.get("BENCH_DISPATCH_IN_TXN"):
+        _dispatch_in_transaction()
+    return run_forever(
+        settings,
+        processor,
+        args.slot,
+        batch_max_records=args.batch_max_records,
+        batch_max_wait_ms=args.batch_max_wait_ms,
+    )
+
+
+def _dispatch_in_transaction() -> None:
+    """--dispatch-in-txn: dispatch records (tasks) go in the transaction, as before deviation 19."""
+    from dataclasses import replace
+
+    from kadence.streams.loop import ProcessorRunner
+    from kadence.streams.transaction import Transactions
+
+    class InTransaction(Transactions):
+        def commit(self, out: Any, offsets: Any, group_metadata: Any) -> Any:
+            return super().commit(
+                [replace(o, dispatch=False) if o.dispatch else o for o in out], offsets, group_metadata
+            )
+
+    ProcessorRunner.transactions_class = InTransaction
 
 
 if __name__ == "__main__":

@@ -25,12 +25,21 @@ def phases(b: Bench, pid: str, n: int, t_client: float) -> dict[str, float]:
     by_type: dict[str, list[int]] = {}
     for e in ev:
         by_type.setdefault(e["attributes"][0], []).append(e["timestamp"])
-    child_done = [e["timestamp"] for i in range(n) for e in hist.get(f"{pid}-child-{i}", [])
-                  if e["attributes"][0] == "ActivityTaskCompleted"]
-    child_started = [hist[f"{pid}-child-{i}"][0]["timestamp"] for i in range(n) if hist.get(f"{pid}-child-{i}")]
+    child_done = [
+        e["timestamp"]
+        for i in range(n)
+        for e in hist.get(f"{pid}-child-{i}", [])
+        if e["attributes"][0] == "ActivityTaskCompleted"
+    ]
+    child_started = [
+        hist[f"{pid}-child-{i}"][0]["timestamp"] for i in range(n) if hist.get(f"{pid}-child-{i}")
+    ]
     children = {f"{pid}-child-{i}" for i in range(n)}
-    first_tasks = [ts for ts, _, kind, t in b.tasks("bench")
-                   if kind == "DecisionTask" and t["scheduled_event_id"] == 2 and t["workflow_id"] in children]
+    first_tasks = [
+        ts
+        for ts, _, kind, t in b.tasks("bench")
+        if kind == "DecisionTask" and t["scheduled_event_id"] == 2 and t["workflow_id"] in children
+    ]
     return {
         "children_initiated_ms": min(by_type.get("StartChildWorkflowExecutionInitiated", [start])) - start,
         "first_child_decision_task_ms": min(first_tasks, default=start) - start,
@@ -59,9 +68,15 @@ def run(args: argparse.Namespace) -> list[dict]:
             assert outcome["status"] == "COMPLETED"
         cpu = b.end_timed()
         median = sorted(range(args.runs), key=lambda k: walls[k])[args.runs // 2]
-        line = b.line(children=args.children, runs=args.runs, wall_ms_best=r(min(walls)),
-                      wall_ms_median=r(pct(walls, 50)), wall_ms=[r(w) for w in walls],
-                      median_run=phases(b, f"fan-{median}", args.children, ends[median]), cpu_s=cpu)
+        line = b.line(
+            children=args.children,
+            runs=args.runs,
+            wall_ms_best=r(min(walls)),
+            wall_ms_median=r(pct(walls, 50)),
+            wall_ms=[r(w) for w in walls],
+            median_run=phases(b, f"fan-{median}", args.children, ends[median]),
+            cpu_s=cpu,
+        )
         emit(line)
         return [line]
 

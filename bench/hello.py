@@ -21,9 +21,18 @@ def serial_hops(b: Bench, n: int, latencies: list[float]) -> dict[str, float]:
     An eager activity has no activity task: its `worker_activity` runs from the decision's answer."""
     hist = b.history()
     tasks = {(t["workflow_id"], kind, t["scheduled_event_id"]): ts for ts, _, kind, t in b.tasks("bench")}
-    seg: dict[str, list[float]] = {k: [] for k in (
-        "client_start->decision_task", "worker_decision_1", "decision->activity_task", "worker_activity",
-        "activity_done->decision_task", "worker_decision_2", "close->client_result")}
+    seg: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "client_start->decision_task",
+            "worker_decision_1",
+            "decision->activity_task",
+            "worker_activity",
+            "activity_done->decision_task",
+            "worker_decision_2",
+            "close->client_result",
+        )
+    }
     for i in range(n):
         wid = f"serial-{i}"
         ev = {e["event_id"]: e for e in hist.get(wid, [])}
@@ -33,18 +42,23 @@ def serial_hops(b: Bench, n: int, latencies: list[float]) -> dict[str, float]:
             a_sched = next(e for e in ev.values() if e["attributes"][0] == "ActivityTaskScheduled")
             a_task = tasks.get((wid, "ActivityTask", a_sched["event_id"]))
             a_done = next(e for e in ev.values() if e["attributes"][0] == "ActivityTaskCompleted")
-            d2_sched = next(e for e in ev.values() if e["attributes"][0] == "DecisionTaskScheduled" and e["event_id"] > 2)
+            d2_sched = next(
+                e for e in ev.values() if e["attributes"][0] == "DecisionTaskScheduled" and e["event_id"] > 2
+            )
             d2 = tasks[(wid, "DecisionTask", d2_sched["event_id"])]
             closed = next(e for e in ev.values() if e["attributes"][0] == "WorkflowExecutionCompleted")
         except (KeyError, StopIteration):
             continue
         if a_task is not None:
             seg["decision->activity_task"].append(a_task - a_sched["timestamp"])
-        for name, value in (("client_start->decision_task", d1 - start), ("worker_decision_1", a_sched["timestamp"] - d1),
-                            ("worker_activity", a_done["timestamp"] - (a_task or a_sched["timestamp"])),
-                            ("activity_done->decision_task", d2 - a_done["timestamp"]),
-                            ("worker_decision_2", closed["timestamp"] - d2),
-                            ("close->client_result", start + latencies[i] - closed["timestamp"])):
+        for name, value in (
+            ("client_start->decision_task", d1 - start),
+            ("worker_decision_1", a_sched["timestamp"] - d1),
+            ("worker_activity", a_done["timestamp"] - (a_task or a_sched["timestamp"])),
+            ("activity_done->decision_task", d2 - a_done["timestamp"]),
+            ("worker_decision_2", closed["timestamp"] - d2),
+            ("close->client_result", start + latencies[i] - closed["timestamp"]),
+        ):
             seg[name].append(value)
     return {k: r(pct(v, 50)) for k, v in seg.items() if v}
 
@@ -56,24 +70,43 @@ def run(args: argparse.Namespace) -> list[dict]:
             b.execute(HelloWorkflow.run, "warm", id=f"warm-{i}")
         b.begin_timed()
         elapsed, lat = b.run_closed_loop(
-            args.workflows, args.concurrency, lambda i: b.execute(HelloWorkflow.run, f"w{i}", id=f"hello-{i}"))
+            args.workflows, args.concurrency, lambda i: b.execute(HelloWorkflow.run, f"w{i}", id=f"hello-{i}")
+        )
         cpu = b.end_timed()
         hist = b.history()
         events = [len(hist.get(f"hello-{i}", [])) for i in range(args.workflows)]
-        line = b.line(workflows=args.workflows, concurrency=args.concurrency, seconds=r(elapsed, 2),
-                      workflows_per_s=r(args.workflows / elapsed), p50_ms=r(pct(lat, 50)), p99_ms=r(pct(lat, 99)),
-                      history_events_per_workflow=r(sum(events) / len(events), 1), cpu_s=cpu)
+        line = b.line(
+            workflows=args.workflows,
+            concurrency=args.concurrency,
+            seconds=r(elapsed, 2),
+            workflows_per_s=r(args.workflows / elapsed),
+            p50_ms=r(pct(lat, 50)),
+            p99_ms=r(pct(lat, 99)),
+            history_events_per_workflow=r(sum(events) / len(events), 1),
+            cpu_s=cpu,
+        )
         emit(line)
         lines.append(line)
 
         b.scenario = "hello-serial"
         b.begin_timed()
         elapsed, lat = b.run_closed_loop(
-            args.serial, 1, lambda i: b.execute(HelloWorkflow.run, f"s{i}", id=f"serial-{i}", sdk_result=args.sdk_result))
+            args.serial,
+            1,
+            lambda i: b.execute(HelloWorkflow.run, f"s{i}", id=f"serial-{i}", sdk_result=args.sdk_result),
+        )
         cpu = b.end_timed()
         hops = serial_hops(b, args.serial, lat)
-        line = b.line(workflows=args.serial, concurrency=1, p50_ms=r(pct(lat, 50)), p90_ms=r(pct(lat, 90)),
-                      min_ms=r(min(lat)), sdk_result=args.sdk_result, hops_p50_ms=hops, cpu_s=cpu)
+        line = b.line(
+            workflows=args.serial,
+            concurrency=1,
+            p50_ms=r(pct(lat, 50)),
+            p90_ms=r(pct(lat, 90)),
+            min_ms=r(min(lat)),
+            sdk_result=args.sdk_result,
+            hops_p50_ms=hops,
+            cpu_s=cpu,
+        )
         emit(line)
         lines.append(line)
     return lines

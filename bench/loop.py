@@ -1,6 +1,6 @@
 """Throughput of the processing loop vs the raw broker, in the same run on the same machine.
 
-    python -m bench.loop [--bootstrap HOST:PORT] [--records 50000]
+    python -m bench.loop [--kafka embedded|apache] [--bootstrap HOST:PORT] [--records 50000]
 
 Prints one JSON line per scenario:
 - `raw`: consume + produce relay (no transactions, no state): the ceiling for this machine+broker;
@@ -31,8 +31,13 @@ from kadence.streams.topics import TopicSpec, ensure_topics
 
 
 def _settings(bootstrap: str, state_dir: str) -> Settings:
-    return Settings(bootstrap=bootstrap, prefix=f"bench{uuid.uuid4().hex[:8]}.", state_dir=state_dir,
-                    session_timeout_ms=2000, heartbeat_interval_ms=500)
+    return Settings(
+        bootstrap=bootstrap,
+        prefix=f"bench{uuid.uuid4().hex[:8]}.",
+        state_dir=state_dir,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+    )
 
 
 def _records(n: int) -> list[tuple[bytes, bytes]]:
@@ -62,8 +67,12 @@ def bench_raw(bootstrap: str, state_dir: str, n: int) -> dict:
     producer.flush(60)
     elapsed = time.monotonic() - start
     consumer.close()
-    return {"scenario": "raw consume+produce", "records": n, "seconds": round(elapsed, 3),
-            "records_per_s": round(n / elapsed)}
+    return {
+        "scenario": "raw consume+produce",
+        "records": n,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(n / elapsed),
+    }
 
 
 def bench_loop(bootstrap: str, state_dir: str, n: int, batch: int) -> dict:
@@ -84,18 +93,36 @@ def bench_loop(bootstrap: str, state_dir: str, n: int, batch: int) -> dict:
     elapsed = time.monotonic() - start
     stop.set()
     thread.join(30)
-    return {"scenario": "loop counting", "batch": batch, "records": n, "seconds": round(elapsed, 3),
-            "records_per_s": round(n / elapsed)}
+    return {
+        "scenario": "loop counting",
+        "batch": batch,
+        "records": n,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(n / elapsed),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bootstrap", help="a running broker (default: start the embedded Tansu)")
+    ap.add_argument(
+        "--kafka",
+        choices=("embedded", "apache"),
+        default="embedded",
+        help="the broker to start when there is no --bootstrap (apache: Apache Kafka 4.4.0)",
+    )
     ap.add_argument("--records", type=int, default=50_000)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with ExitStack() as stack:
-        bootstrap = args.bootstrap or stack.enter_context(EmbeddedBroker()).bootstrap
+        if args.bootstrap:
+            bootstrap = args.bootstrap
+        elif args.kafka == "apache":
+            from kadence.streams.apache_kafka import ApacheKafkaBroker
+
+            bootstrap = stack.enter_context(ApacheKafkaBroker()).bootstrap
+        else:
+            bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap
         state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="kadence-bench-"))
         raw = bench_raw(bootstrap, state_dir, args.records)
         print(json.dumps(raw), flush=True)

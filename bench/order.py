@@ -26,9 +26,15 @@ from bench.engine import Bench, emit, pct, r, scenario_main
 from examples.order_processing import Order, OrderProcessingWorkflow
 
 #: Events that mean a task was lost or late (a healthy run has none).
-ANOMALIES = frozenset({"DecisionTaskTimedOut", "DecisionTaskFailed", "ActivityTaskRetrying", "ActivityTaskTimedOut"})
-PATH = ("parent_decision->child_decision_task", "child_worker_decision", "child_decision->activity_task",
-        "total")
+ANOMALIES = frozenset(
+    {"DecisionTaskTimedOut", "DecisionTaskFailed", "ActivityTaskRetrying", "ActivityTaskTimedOut"}
+)
+PATH = (
+    "parent_decision->child_decision_task",
+    "child_worker_decision",
+    "child_decision->activity_task",
+    "total",
+)
 
 
 def child_path(b: Bench, parents: list[str]) -> dict[str, object]:
@@ -41,7 +47,9 @@ def child_path(b: Bench, parents: list[str]) -> dict[str, object]:
     seg: dict[str, list[float]] = {k: [] for k in PATH}
     eager = dispatched = 0
     for pid in parents:
-        for init in (e for e in hist.get(pid, []) if e["attributes"][0] == "StartChildWorkflowExecutionInitiated"):
+        for init in (
+            e for e in hist.get(pid, []) if e["attributes"][0] == "StartChildWorkflowExecutionInitiated"
+        ):
             cid = init["attributes"][1]["workflow_id"]
             ev = sorted(hist.get(cid, []), key=lambda e: (e["timestamp"], e["event_id"]))
             try:
@@ -60,42 +68,84 @@ def child_path(b: Bench, parents: list[str]) -> dict[str, object]:
                 dispatched += 1
                 seg["child_decision->activity_task"].append(atask - sched["timestamp"])
                 seg["total"].append(atask - t0)
-    shape = ({"kafka_transactions": 3, "topic_hops": 4, "worker_turns": 1} if eager >= dispatched else
-             {"kafka_transactions": 4, "topic_hops": 6, "worker_turns": 2})
-    return {**shape, "first_activity_eager": eager, "first_activity_dispatched": dispatched,
-            "p50_ms": {k: r(pct(v, 50)) for k, v in seg.items() if v} | {"total_p99": r(pct(seg["total"], 99))}}
+    shape = (
+        {"kafka_transactions": 3, "topic_hops": 4, "worker_turns": 1}
+        if eager >= dispatched
+        else {"kafka_transactions": 4, "topic_hops": 6, "worker_turns": 2}
+    )
+    return {
+        **shape,
+        "first_activity_eager": eager,
+        "first_activity_dispatched": dispatched,
+        "p50_ms": {k: r(pct(v, 50)) for k, v in seg.items() if v} | {"total_p99": r(pct(seg["total"], 99))},
+    }
 
 
 def run(args: argparse.Namespace) -> list[dict]:
     with Bench.from_args("order", args, task_lists=["orders", "inventory"]) as b:
         for i in range(5):
-            b.execute(OrderProcessingWorkflow.run, Order(f"warm-{i}", "book", 1, 10.0), id=f"warm-{i}", task_list="orders")
+            b.execute(
+                OrderProcessingWorkflow.run,
+                Order(f"warm-{i}", "book", 1, 10.0),
+                id=f"warm-{i}",
+                task_list="orders",
+            )
         b.begin_timed()
-        elapsed, lat = b.run_closed_loop(args.orders, args.concurrency, lambda i: b.execute(
-            OrderProcessingWorkflow.run, Order(f"order-{i}", "book", 2, 30.0), id=f"order-{i}", task_list="orders"))
+        elapsed, lat = b.run_closed_loop(
+            args.orders,
+            args.concurrency,
+            lambda i: b.execute(
+                OrderProcessingWorkflow.run,
+                Order(f"order-{i}", "book", 2, 30.0),
+                id=f"order-{i}",
+                task_list="orders",
+            ),
+        )
         cpu = b.end_timed()
         parents = [f"order-{i}" for i in range(args.orders)]
         path = child_path(b, parents)
         hist = b.history()
         events = sum(len(evs) for wid, evs in hist.items() if wid.startswith("order-"))
-        anomalies = collections.Counter(e["attributes"][0] for wid, evs in hist.items() if wid.startswith("order-")
-                                        for e in evs if e["attributes"][0] in ANOMALIES)
-        line = b.line(orders=args.orders, concurrency=args.concurrency, seconds=r(elapsed, 2),
-                      orders_per_s=r(args.orders / elapsed), p50_ms=r(pct(lat, 50)), p99_ms=r(pct(lat, 99)),
-                      history_events_per_order_incl_children=r(events / args.orders), max_ms=r(max(lat)),
-                      timeouts_and_retries=dict(anomalies),
-                      child_path=path, cpu_s=cpu)
+        anomalies = collections.Counter(
+            e["attributes"][0]
+            for wid, evs in hist.items()
+            if wid.startswith("order-")
+            for e in evs
+            if e["attributes"][0] in ANOMALIES
+        )
+        line = b.line(
+            orders=args.orders,
+            concurrency=args.concurrency,
+            seconds=r(elapsed, 2),
+            orders_per_s=r(args.orders / elapsed),
+            p50_ms=r(pct(lat, 50)),
+            p99_ms=r(pct(lat, 99)),
+            history_events_per_order_incl_children=r(events / args.orders),
+            max_ms=r(max(lat)),
+            timeouts_and_retries=dict(anomalies),
+            child_path=path,
+            cpu_s=cpu,
+        )
         emit(line)
         lines = [line]
         if args.serial:
             b.scenario = "order-serial"
             b.begin_timed()
-            elapsed, lat = b.run_closed_loop(args.serial, 1, lambda i: b.execute(
-                OrderProcessingWorkflow.run, Order(f"serial-{i}", "book", 2, 30.0), id=f"serial-{i}", task_list="orders"))
+            elapsed, lat = b.run_closed_loop(
+                args.serial,
+                1,
+                lambda i: b.execute(
+                    OrderProcessingWorkflow.run,
+                    Order(f"serial-{i}", "book", 2, 30.0),
+                    id=f"serial-{i}",
+                    task_list="orders",
+                ),
+            )
             cpu = b.end_timed()
             path = child_path(b, [f"serial-{i}" for i in range(args.serial)])
-            line = b.line(orders=args.serial, concurrency=1, p50_ms=r(pct(lat, 50)),
-                          child_path=path, cpu_s=cpu)
+            line = b.line(
+                orders=args.serial, concurrency=1, p50_ms=r(pct(lat, 50)), child_path=path, cpu_s=cpu
+            )
             emit(line)
             lines.append(line)
         return lines
@@ -104,7 +154,9 @@ def run(args: argparse.Namespace) -> list[dict]:
 def _options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--orders", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=50)
-    ap.add_argument("--serial", type=int, default=10, help="then this many orders one at a time (unloaded path)")
+    ap.add_argument(
+        "--serial", type=int, default=10, help="then this many orders one at a time (unloaded path)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,8 @@ import pickle
 import platform
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kadence.history import ExecutionState, fold
 
@@ -47,67 +48,161 @@ def payload(text: str) -> dict[str, Any]:
 class History:
     """Appends events for one run, with the attributes the history processor gives them."""
 
-    def __init__(self, workflow_id: str, workflow_type: str, task_list: str = "bench", start_ms: int = 1_795_000_000_000):
+    def __init__(
+        self,
+        workflow_id: str,
+        workflow_type: str,
+        task_list: str = "bench",
+        start_ms: int = 1_795_000_000_000,
+    ):
         self.workflow_id, self.task_list = workflow_id, task_list
         self.run_id = f"{workflow_id}-run-0000-0000-000000000000"
         self.now_ms = start_ms
         self.events: list[Event] = []
         self.decision_attempt = 1
-        self.add("WorkflowExecutionStarted", {
-            "workflow_type": workflow_type, "task_list": task_list, "input": payload(f'["{workflow_id}"]'),
-            "execution_timeout_ms": 0, "run_timeout_ms": 0, "task_timeout_ms": TASK_TIMEOUT_MS, "retry_policy": None,
-            "memo": {}, "request_id": "7018e3499091420f8f4d5d4e60665ad3", "identity": "bench@host",
-            "first_run_id": self.run_id, "continued_execution_run_id": None, "parent": None, "attempt": 1,
-            "execution_deadline_ms": 0, "initiator": "", "continued_failure": None, "last_completion_result": None})
+        self.add(
+            "WorkflowExecutionStarted",
+            {
+                "workflow_type": workflow_type,
+                "task_list": task_list,
+                "input": payload(f'["{workflow_id}"]'),
+                "execution_timeout_ms": 0,
+                "run_timeout_ms": 0,
+                "task_timeout_ms": TASK_TIMEOUT_MS,
+                "retry_policy": None,
+                "memo": {},
+                "request_id": "7018e3499091420f8f4d5d4e60665ad3",
+                "identity": "bench@host",
+                "first_run_id": self.run_id,
+                "continued_execution_run_id": None,
+                "parent": None,
+                "attempt": 1,
+                "execution_deadline_ms": 0,
+                "initiator": "",
+                "continued_failure": None,
+                "last_completion_result": None,
+            },
+        )
 
     def add(self, event_type: str, attrs: dict[str, Any]) -> int:
         self.now_ms += 1
         event_id = len(self.events) + 1
-        self.events.append({"event_id": event_id, "timestamp": self.now_ms, "domain": DOMAIN,
-                            "workflow_id": self.workflow_id, "run_id": self.run_id, "attributes": (event_type, attrs)})
+        self.events.append(
+            {
+                "event_id": event_id,
+                "timestamp": self.now_ms,
+                "domain": DOMAIN,
+                "workflow_id": self.workflow_id,
+                "run_id": self.run_id,
+                "attributes": (event_type, attrs),
+            }
+        )
         return event_id
 
     def decision_task(self) -> tuple[int, int]:
         """DecisionTaskScheduled + DecisionTaskStarted (Transition.schedule_decision)."""
-        scheduled = self.add("DecisionTaskScheduled", {"task_list": self.task_list,
-                                                       "start_to_close_timeout_ms": TASK_TIMEOUT_MS,
-                                                       "attempt": self.decision_attempt})
-        started = self.add("DecisionTaskStarted", {"scheduled_event_id": scheduled, "identity": "", "request_id": ""})
+        scheduled = self.add(
+            "DecisionTaskScheduled",
+            {
+                "task_list": self.task_list,
+                "start_to_close_timeout_ms": TASK_TIMEOUT_MS,
+                "attempt": self.decision_attempt,
+            },
+        )
+        started = self.add(
+            "DecisionTaskStarted", {"scheduled_event_id": scheduled, "identity": "", "request_id": ""}
+        )
         return scheduled, started
 
     def decision_completed(self, task: tuple[int, int]) -> int:
-        return self.add("DecisionTaskCompleted", {"scheduled_event_id": task[0], "started_event_id": task[1],
-                                                  "identity": "bench-worker@host"})
+        return self.add(
+            "DecisionTaskCompleted",
+            {"scheduled_event_id": task[0], "started_event_id": task[1], "identity": "bench-worker@host"},
+        )
 
     def schedule_activity(self, dtc: int, activity_id: str, activity_type: str = "say_hello") -> int:
-        return self.add("ActivityTaskScheduled", {
-            "activity_id": activity_id, "activity_type": activity_type, "task_list": self.task_list,
-            "input": payload(f'["{activity_id}"]'), "schedule_to_close_timeout_ms": 0,
-            "schedule_to_start_timeout_ms": 0, "start_to_close_timeout_ms": 30_000, "heartbeat_timeout_ms": 0,
-            "retry_policy": {"initial_interval_ms": 1000, "backoff_coefficient": 2.0, "maximum_interval_ms": 100_000,
-                             "maximum_attempts": 0, "non_retryable_error_types": []},
-            "decision_task_completed_event_id": dtc})
+        return self.add(
+            "ActivityTaskScheduled",
+            {
+                "activity_id": activity_id,
+                "activity_type": activity_type,
+                "task_list": self.task_list,
+                "input": payload(f'["{activity_id}"]'),
+                "schedule_to_close_timeout_ms": 0,
+                "schedule_to_start_timeout_ms": 0,
+                "start_to_close_timeout_ms": 30_000,
+                "heartbeat_timeout_ms": 0,
+                "retry_policy": {
+                    "initial_interval_ms": 1000,
+                    "backoff_coefficient": 2.0,
+                    "maximum_interval_ms": 100_000,
+                    "maximum_attempts": 0,
+                    "non_retryable_error_types": [],
+                },
+                "decision_task_completed_event_id": dtc,
+            },
+        )
 
     def activity_completed(self, scheduled: int, result: str) -> None:
-        started = self.add("ActivityTaskStarted", {"scheduled_event_id": scheduled, "identity": "bench-worker@host",
-                                                   "request_id": "", "attempt": 1, "last_failure": None})
-        self.add("ActivityTaskCompleted", {"scheduled_event_id": scheduled, "started_event_id": started,
-                                           "result": payload(f'"{result}"'), "identity": "bench-worker@host"})
+        started = self.add(
+            "ActivityTaskStarted",
+            {
+                "scheduled_event_id": scheduled,
+                "identity": "bench-worker@host",
+                "request_id": "",
+                "attempt": 1,
+                "last_failure": None,
+            },
+        )
+        self.add(
+            "ActivityTaskCompleted",
+            {
+                "scheduled_event_id": scheduled,
+                "started_event_id": started,
+                "result": payload(f'"{result}"'),
+                "identity": "bench-worker@host",
+            },
+        )
 
     def start_child(self, dtc: int, workflow_id: str) -> int:
-        return self.add("StartChildWorkflowExecutionInitiated", {
-            "domain": DOMAIN, "workflow_id": workflow_id, "workflow_type": "ChildWorkflow", "task_list": self.task_list,
-            "input": payload(f'["{workflow_id}"]'), "execution_timeout_ms": 0, "run_timeout_ms": 0,
-            "task_timeout_ms": TASK_TIMEOUT_MS, "retry_policy": None, "memo": {}, "parent_close_policy": "TERMINATE",
-            "id_reuse_policy": "ALLOW_DUPLICATE", "decision_task_completed_event_id": dtc, "control": ""})
+        return self.add(
+            "StartChildWorkflowExecutionInitiated",
+            {
+                "domain": DOMAIN,
+                "workflow_id": workflow_id,
+                "workflow_type": "ChildWorkflow",
+                "task_list": self.task_list,
+                "input": payload(f'["{workflow_id}"]'),
+                "execution_timeout_ms": 0,
+                "run_timeout_ms": 0,
+                "task_timeout_ms": TASK_TIMEOUT_MS,
+                "retry_policy": None,
+                "memo": {},
+                "parent_close_policy": "TERMINATE",
+                "id_reuse_policy": "ALLOW_DUPLICATE",
+                "decision_task_completed_event_id": dtc,
+                "control": "",
+            },
+        )
 
     def child_started(self, initiated: int, workflow_id: str) -> None:
-        self.add("ChildWorkflowExecutionStarted", {
-            "domain": DOMAIN, "workflow_id": workflow_id, "run_id": f"{workflow_id}-run", "workflow_type": "ChildWorkflow",
-            "initiated_event_id": initiated, "started_event_id": 0})
+        self.add(
+            "ChildWorkflowExecutionStarted",
+            {
+                "domain": DOMAIN,
+                "workflow_id": workflow_id,
+                "run_id": f"{workflow_id}-run",
+                "workflow_type": "ChildWorkflow",
+                "initiated_event_id": initiated,
+                "started_event_id": 0,
+            },
+        )
 
     def complete(self, dtc: int, result: str) -> None:
-        self.add("WorkflowExecutionCompleted", {"result": payload(f'"{result}"'), "decision_task_completed_event_id": dtc})
+        self.add(
+            "WorkflowExecutionCompleted",
+            {"result": payload(f'"{result}"'), "decision_task_completed_event_id": dtc},
+        )
 
 
 def hello_history() -> list[Event]:
@@ -151,10 +246,20 @@ def long_loop_history(activities: int = 1000) -> list[Event]:
 
 SCENARIOS: dict[str, tuple[Callable[[], list[Event]], Callable[[ExecutionState], None]]] = {
     "hello": (hello_history, lambda s: _check(s.current is not None and s.current.status == "COMPLETED")),
-    "fanout": (fanout_history, lambda s: _check(s.current is not None and len(s.current.children) == 200
-                                                and all(c.started_event_id for c in s.current.children.values()))),
-    "long-loop": (long_loop_history, lambda s: _check(s.current is not None and s.current.status == "COMPLETED"
-                                                      and s.current.next_event_id == 6006)),
+    "fanout": (
+        fanout_history,
+        lambda s: _check(
+            s.current is not None
+            and len(s.current.children) == 200
+            and all(c.started_event_id for c in s.current.children.values())
+        ),
+    ),
+    "long-loop": (
+        long_loop_history,
+        lambda s: _check(
+            s.current is not None and s.current.status == "COMPLETED" and s.current.next_event_id == 6006
+        ),
+    ),
 }
 
 
@@ -185,7 +290,9 @@ def run_scenario(name: str, repeat: int) -> dict[str, Any]:
     check(state)
     raw = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     again = pickle.loads(raw)
-    assert again == state and type(again.current) is type(state.current), "pickle round trip changed the state"
+    assert again == state and type(again.current) is type(state.current), (
+        "pickle round trip changed the state"
+    )
     assert pickle.dumps(again, protocol=pickle.HIGHEST_PROTOCOL) == raw, "re-pickling gave different bytes"
     inner = max(1, 2000 // len(events))
     pickle_inner = max(1, 200_000 // len(raw))
@@ -193,20 +300,32 @@ def run_scenario(name: str, repeat: int) -> dict[str, Any]:
     gc.disable()
     try:
         fold_us = median_us(lambda: fold(events), repeat, inner)
-        dumps_us = median_us(lambda: pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), repeat, pickle_inner)
+        dumps_us = median_us(
+            lambda: pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), repeat, pickle_inner
+        )
         loads_us = median_us(lambda: pickle.loads(raw), repeat, pickle_inner)
     finally:
         if gc_was:
             gc.enable()
-    return {"scenario": f"reducer-{name}", "events": len(events), "fold_us": fold_us,
-            "apply_us_per_event": round(fold_us / len(events), 3), "pickle_bytes": len(raw),
-            "dumps_us": dumps_us, "loads_us": loads_us, "repeat": repeat,
-            "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version()}
+    return {
+        "scenario": f"reducer-{name}",
+        "events": len(events),
+        "fold_us": fold_us,
+        "apply_us_per_event": round(fold_us / len(events), 3),
+        "pickle_bytes": len(raw),
+        "dumps_us": dumps_us,
+        "loads_us": loads_us,
+        "repeat": repeat,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=15, help="repetitions per measurement (the median is printed)")
+    ap.add_argument(
+        "--repeat", type=int, default=15, help="repetitions per measurement (the median is printed)"
+    )
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     args = ap.parse_args(argv)
     for name in args.only.split(","):

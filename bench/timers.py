@@ -62,13 +62,19 @@ def run(args: argparse.Namespace) -> list[dict]:
             if closed is not None:
                 late_worker.append(closed["timestamp"] - due)
         span = (max(fired_wall) - min(fired_wall)) / 1000 if len(fired_wall) > 1 else float("nan")
-        line = b.line(workflows=args.workflows, timers_fired=len(late_event), seconds=r(elapsed, 2),
-                      start_burst_s=r(t_started, 2), start_backlog_ms=max(timer_started) - min(started),
-                      lateness_event_ms={"p50": pct(late_event, 50), "p99": pct(late_event, 99)},
-                      lateness_wall_ms={"p50": pct(late_wall, 50), "p99": pct(late_wall, 99), "max": max(late_wall)},
-                      lateness_worker_ms={"p50": pct(late_worker, 50), "p99": pct(late_worker, 99)},
-                      timers_fired_per_s=r(len(fired_wall) / span), workflows_per_s=r(args.workflows / elapsed),
-                      cpu_s=cpu)
+        line = b.line(
+            workflows=args.workflows,
+            timers_fired=len(late_event),
+            seconds=r(elapsed, 2),
+            start_burst_s=r(t_started, 2),
+            start_backlog_ms=max(timer_started) - min(started),
+            lateness_event_ms={"p50": pct(late_event, 50), "p99": pct(late_event, 99)},
+            lateness_wall_ms={"p50": pct(late_wall, 50), "p99": pct(late_wall, 99), "max": max(late_wall)},
+            lateness_worker_ms={"p50": pct(late_worker, 50), "p99": pct(late_worker, 99)},
+            timers_fired_per_s=r(len(fired_wall) / span),
+            workflows_per_s=r(args.workflows / elapsed),
+            cpu_s=cpu,
+        )
         emit(line)
         return [line]
 

@@ -43,8 +43,12 @@ class FanoutWorkflow:
     @workflow.run
     async def run(self, n: int) -> int:
         parent = workflow.info().workflow_id
-        results = await asyncio.gather(*(
-            workflow.execute_child_workflow(FanChildWorkflow.run, i, id=f"{parent}-child-{i}") for i in range(n)))
+        results = await asyncio.gather(
+            *(
+                workflow.execute_child_workflow(FanChildWorkflow.run, i, id=f"{parent}-child-{i}")
+                for i in range(n)
+            )
+        )
         return sum(results)
 
 
@@ -68,7 +72,7 @@ class LoopWorkflow:
     @workflow.run
     async def run(self, n: int) -> int:
         total = 0
-        for i in range(n):
+        for _ in range(n):
             total = await workflow.execute_activity(increment, total, start_to_close_timeout=30)
         return total
 
@@ -76,8 +80,16 @@ class LoopWorkflow:
 BENCH_TASK_LIST = "bench"
 #: task list -> (workflows, activities): what `bench.engine` workers serve.
 TASK_LISTS = {
-    BENCH_TASK_LIST: ([HelloWorkflow, FanoutWorkflow, FanChildWorkflow, SleepWorkflow, LoopWorkflow,
-                       long_running.LongRunningWorkflow],
-                      [say_hello, square, increment, long_running.process_batch]),
+    BENCH_TASK_LIST: (
+        [
+            HelloWorkflow,
+            FanoutWorkflow,
+            FanChildWorkflow,
+            SleepWorkflow,
+            LoopWorkflow,
+            long_running.LongRunningWorkflow,
+        ],
+        [say_hello, square, increment, long_running.process_batch],
+    ),
     **order_processing.TASK_LISTS,
 }

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,13 @@ RETRY_SECONDS = 60.0
 
 class LoopFatalError(RuntimeError):
     """The instance cannot go on (fenced, fatal producer error, processor bug): restart it."""
+
+
+class LogStartMovedError(LoopFatalError):
+    """Records this instance must read were deleted by the broker (retention, delete-records):
+    going on would skip them silently. The message says which and the way out. Consumers of the
+    loop and of restore set `auto.offset.reset=error`, so a fetch below the log start lands here
+    too (`usable`) instead of jumping to the earliest offset."""
 
 
 class TransactionAborted(Exception):
@@ -53,8 +60,13 @@ def usable(m: Message, owner: str) -> bool:
         return True
     if err.fatal():
         raise LoopFatalError(f"{owner}: consumer error {err}")
+    if err.code() == KafkaError._AUTO_OFFSET_RESET:  # noqa: SLF001 - librdkafka's local error codes
+        raise LogStartMovedError(
+            f"{owner}: {m.topic()}[{m.partition()}]: the offset to read is out of range ({err}): the "
+            "records were deleted by the broker (retention shorter than this instance's lag?) or the topic "
+            "was recreated; nothing is skipped silently. See docs/brokers.md §4.")
     log.warning("%s: consumer error on %s[%s]: %s", owner, m.topic(), m.partition(), err)
     return False
 
 
-__all__ = ["RETRY_SECONDS", "LoopFatalError", "TransactionAborted", "retry", "usable"]
+__all__ = ["RETRY_SECONDS", "LogStartMovedError", "LoopFatalError", "TransactionAborted", "retry", "usable"]

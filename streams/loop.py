@@ -150,7 +150,9 @@ class ProcessorRunner:
 
     def _start(self) -> None:
         self.txn.start()
-        self._consumer = make_consumer(self.settings, self.group)  # settings.isolation_level
+        # settings.isolation_level; every assignment sets its offset, so an out-of-range one (records
+        # deleted by retention) raises LogStartMovedError (errors.usable) instead of jumping to earliest
+        self._consumer = make_consumer(self.settings, self.group, **{"auto.offset.reset": "error"})
         self._consumer.subscribe([self.processor.input_topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
         log.info("%s started: group %s, input %s", self.transactional_id, self.group, self.processor.input_topic)
@@ -182,8 +184,26 @@ class ProcessorRunner:
         batch = self._collect()
         if batch:
             self._process_batch(batch)
-        elif self._lagging and time.monotonic() - self._offsets_committed_at >= OFFSETS_LAG_SECONDS:
+            return
+        self._pass_control_records()
+        if self._lagging and time.monotonic() - self._offsets_committed_at >= OFFSETS_LAG_SECONDS:
             self._commit_lagging()
+
+    def _pass_control_records(self) -> None:
+        """Idle: where the consumer's position is past the next offset to process, only records the
+        consumer skips lie between (Apache Kafka's transaction markers, aborted records): count them
+        processed, as Kafka Streams does. Otherwise the committed offset stays before the marker
+        that ends the input's last transaction, and once retention deletes it (a partition idle for
+        longer than the topic's retention) the resume offset is out of range (LogStartMovedError)."""
+        assert self._consumer is not None
+        nexts = self._next
+        topic = self.processor.input_topic
+        for tp in self._consumer.position([TopicPartition(topic, p) for p in self._stores]):
+            expected = nexts.get(tp.partition)
+            if expected is not None and tp.offset > expected:
+                nexts[tp.partition] = tp.offset
+                self._stores[tp.partition].commit(input_offset=tp.offset)
+                self._lagging[tp.partition] = tp.offset
 
     def _collect(self) -> list[Message]:
         """Step 1: up to batch_max_records, waiting at most batch_max_wait after the first record.

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from .clients import make_consumer
-from .errors import retry, usable
+from .errors import LogStartMovedError, retry, usable
 from .processing import PartitionContext, Processor, in_record, no_emit
 from .settings import Settings
 from .store import PartitionStore
@@ -60,7 +60,8 @@ class PartitionReader:
         """Yield (record, next position) of topic[p] from `start` to `stop` (None: the end offset
         seen in this consumer's fetch responses). A fresh consumer each time: the cached watermark
         of an earlier assignment must not end a restore early."""
-        consumer = make_consumer(self.settings, self.group)  # settings.isolation_level
+        # settings.isolation_level; a start below the log start raises (errors.usable), never jumps
+        consumer = make_consumer(self.settings, self.group, **{"auto.offset.reset": "error"})
         tp = TopicPartition(topic, p)
         try:
             consumer.assign([TopicPartition(topic, p, start)])
@@ -94,14 +95,50 @@ class PartitionReader:
         finally:
             consumer.close()
 
+    def log_start(self, topic: str, p: int) -> int:
+        """The first offset the broker still holds of topic[p] (ListOffsets "earliest")."""
+        consumer = make_consumer(self.settings, self.group)
+        try:
+            low: int = retry(consumer.get_watermark_offsets, TopicPartition(topic, p), 10.0, False)[0]
+            return low
+        finally:
+            consumer.close()
+
+
+def _require(reader: PartitionReader, topic: str, p: int, needed: int, way_out: str) -> None:
+    """Raise `LogStartMovedError` if topic[p] no longer holds offset `needed` (docs/brokers.md §4)."""
+    low = reader.log_start(topic, p)
+    if needed < low:
+        raise LogStartMovedError(
+            f"{reader.owner}: needs {topic}[{p}] from offset {needed}, but the broker deleted the records "
+            f"before offset {low} (retention or delete-records). {way_out}")
+
 
 def restore_partition(processor: Processor, store: PartitionStore, p: int, committed: int | None,
                       reader: PartitionReader) -> tuple[int, int]:
     """Bring partition p's open `store` up to date (`committed`: the group's committed input
     offset, if any). Returns (the input offset to resume at, the number of records restored)."""
     if processor.changelog_topic is not None:
-        return _from_changelog(processor, processor.changelog_topic, store, p, committed or 0, reader)
-    return _from_input(processor, store, p, committed or 0, reader)
+        changelog = processor.changelog_topic
+        resume, count = _from_changelog(processor, changelog, store, p, committed or 0, reader)
+    else:
+        resume, count = _from_input(processor, store, p, committed or 0, reader)
+    group = reader.settings.group(processor.name)
+    _require(reader, processor.input_topic, p, resume, (
+        f"Input resumes at {resume}, the first offset not known to be processed: the records from there to "
+        "the log start were deleted before this processor read them (it was down longer than the topic's "
+        "retention), or after it processed them with nothing left to prove it (its group offset expired). "
+        "Raise the topic's retention.ms. If they were processed, or losing them is accepted, move the "
+        f"group's offset to the log start and restart: kafka-consumer-groups.sh --bootstrap-server <broker> "
+        f"--group {group} --topic {processor.input_topic}:{p} --reset-offsets --to-earliest --execute"))
+    return resume, count
+
+
+def _lost_state(topic: str, store: PartitionStore) -> str:
+    return (f"This partition's state cannot be rebuilt without them. {topic} must keep every record "
+            "(retention.ms=-1, retention.bytes=-1, cleanup.policy=delete: `kadence topics check`). The way "
+            f"out is a copy of this partition's store ({store.path}) whose checkpoint is at or past the "
+            "broker's first offset, or the topic's lost records put back.")
 
 
 def _restore_context(p: int, store: PartitionStore) -> PartitionContext:
@@ -118,6 +155,7 @@ def _from_changelog(processor: Processor, topic: str, store: PartitionStore, p: 
     resume = max(store.input_offset or 0, committed)
     count = 0
     start = position = store.changelog_offset or 0
+    _require(reader, topic, p, start, _lost_state(topic, store))
     for m, position in reader.read(topic, p, start, None):
         record = in_record(m)
         ctx.now_ms = record.timestamp_ms
@@ -140,6 +178,7 @@ def _from_input(processor: Processor, store: PartitionStore, p: int, committed: 
     count = 0
     position = start
     if committed > start:
+        _require(reader, processor.input_topic, p, start, _lost_state(processor.input_topic, store))
         for m, position in reader.read(processor.input_topic, p, start, committed):
             record = in_record(m)
             ctx.now_ms = record.timestamp_ms
@@ -152,5 +191,5 @@ def _from_input(processor: Processor, store: PartitionStore, p: int, committed: 
     return resume, count
 
 
-__all__ = ["RESTORE_COMMIT_EVERY", "RESTORE_STUCK_SECONDS", "PartitionReader", "committed_offsets",
-           "restore_partition"]
+__all__ = ["RESTORE_COMMIT_EVERY", "RESTORE_STUCK_SECONDS", "LogStartMovedError", "PartitionReader",
+           "committed_offsets", "restore_partition"]

@@ -53,7 +53,10 @@ def kafka_config_from_env(environ: dict[str, str] | None = None) -> dict[str, st
     if env.get(KAFKA_CONFIG_FILE_ENV):
         config.update(read_properties_file(env[KAFKA_CONFIG_FILE_ENV]))
     for name, value in env.items():
-        if name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and name not in (KAFKA_CONFIG_FILE_ENV, KAFKA_CONFIG_JSON_ENV):
+        if name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and name not in (
+            KAFKA_CONFIG_FILE_ENV,
+            KAFKA_CONFIG_JSON_ENV,
+        ):
             config[name[len(KAFKA_PROPERTY_ENV_PREFIX) :].lower().replace("_", ".")] = value
     if env.get(KAFKA_CONFIG_JSON_ENV):
         config.update(json.loads(env[KAFKA_CONFIG_JSON_ENV]))
@@ -79,23 +82,32 @@ class Settings:
     #: How long a batch waits for more records after its first. 0 = take what is queued: lowest
     #: latency, and batches still grow under load (records queue while a batch is processed).
     batch_max_wait_ms: int = 0
-    #: Consumer long-poll bound. Tansu does not wake a long poll when data arrives, so every hop
-    #: waits half of it on average: keep it small. 3 (from 5) took a serial hello from 28-30 to
-    #: 24-27 ms at no measurable cost in throughput (bench/README.md); on Apache Kafka, which wakes
-    #: long polls, raise it (e.g. KADENCE_FETCH_WAIT_MAX_MS=100) to spare the broker idle fetches.
+    #: Consumer long-poll bound: a broker-specific knob (the profiles below; docs/brokers.md §5).
+    #: Tansu does not wake a long poll when data arrives, so every hop waits half of it on average:
+    #: keep it small there. 3 (from 5) took a serial hello from 28-30 to 24-27 ms at no measurable
+    #: cost in throughput (bench/README.md). Apache Kafka answers a long poll as soon as data
+    #: arrives, so there a small value only adds idle fetches: `KAFKA_BROKER_PROFILE`
+    #: (KADENCE_FETCH_WAIT_MAX_MS=100; docker-compose.yml sets it). 3 stays the default because it
+    #: is correct on both brokers and fast on both; on Kafka it costs idle CPU, not latency (an idle
+    #: deployment's Kafka broker used about half a core at 3 ms, an eighth at 100).
     fetch_wait_max_ms: int = 3
-    #: Group session timeout. Tansu holds each JoinGroup for half of it: small = fast rebalances.
+    #: Group session timeout: how long a dead processor's partitions wait for a new owner. Tansu
+    #: holds each JoinGroup for half of it: small = fast rebalances. 6 s is also the lowest a stock
+    #: Apache Kafka accepts (`group.min.session.timeout.ms`), and far below its 45 s default:
+    #: heartbeats come from librdkafka's own thread, so a busy Python process does not miss them.
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
     #: Where processors keep their RocksDB partition stores.
     state_dir: str = "./.kadence-state"
     #: Producer linger: batches records into fewer broker batches (each stored batch costs Tansu fetch time).
     linger_ms: int = 2
-    #: Isolation of every Kadence consumer. read_committed, also on the embedded Tansu: there a
-    #: read_uncommitted fetch was seen to return a later record while an open transaction's earlier
-    #: records were skipped (the consumer then never sees them), which loses commands; Tansu's
-    #: read_committed shows aborted records (harmless: they are exact duplicates) and stalls behind a
-    #: transaction a killed instance left open (see docs/deviations.md 15).
+    #: Isolation of every Kadence consumer. read_committed on every broker: on Apache Kafka it is
+    #: what hides aborted transactions (the standard exactly-once setting, no workaround). On the
+    #: embedded Tansu it is kept although Tansu's read_committed shows aborted records (harmless:
+    #: they are exact duplicates) and stalls behind a transaction a killed instance left open:
+    #: there a read_uncommitted fetch was seen to return a later record while an open transaction's
+    #: earlier records were skipped (the consumer then never sees them), which loses commands
+    #: (docs/deviations.md 15, docs/brokers.md §5).
     isolation_level: str = "read_committed"
     #: Any other librdkafka property for every client Kadence makes (producers, consumers, admin):
     #: security (`security.protocol`, `sasl.*`, `ssl.*`), timeouts, client ids. From the environment
@@ -111,7 +123,7 @@ class Settings:
                 raise ValueError(f"kafka_config may not set {key!r}: Kadence sets it itself{instead}")
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "Settings":
+    def from_env(cls, **overrides: Any) -> Settings:
         """Settings from KADENCE_<FIELD> environment variables (e.g. KADENCE_BOOTSTRAP,
         KADENCE_FETCH_WAIT_MAX_MS), then explicit overrides."""
         env: dict[str, Any] = {}
@@ -127,12 +139,16 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """The KADENCE_* variables that make `from_env` rebuild these settings in another process."""
-        env = {f"KADENCE_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self) if f.type in ("int", "str")}
+        env = {
+            f"KADENCE_{f.name.upper()}": str(getattr(self, f.name))
+            for f in fields(self)
+            if f.type in ("int", "str")
+        }
         if self.kafka_config:
             env[KAFKA_CONFIG_JSON_ENV] = json.dumps(self.kafka_config, sort_keys=True)
         return env
 
-    def with_(self, **changes: Any) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
     # Topic names -------------------------------------------------------------------------------
@@ -167,6 +183,23 @@ class Settings:
         return f"{self.prefix}{processor}-{slot}"
 
 
+#: Broker profiles: the Settings whose best value depends on the broker (docs/brokers.md §5,
+#: "Tansu workarounds on Apache Kafka"; measured in bench/README.md). Everything else is the same
+#: on both: read_committed, tasks dispatched outside the transaction, 6 s / 1 s group sessions.
+#: Tansu does not wake a long poll: a hop waits half of fetch.wait.max.ms on average.
+EMBEDDED_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 3}
+#: Apache Kafka answers a long poll when data arrives: a long bound costs no latency and spares the
+#: broker and every client the idle fetches (about 330 a second per consumer at 3 ms).
+KAFKA_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 100}
+
+
 def embedded_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
-    """Settings for the embedded Tansu broker (demo, tests, benchmarks)."""
-    return Settings(bootstrap=bootstrap, **overrides)
+    """Settings for the embedded Tansu broker (demo, tests, benchmarks): `EMBEDDED_BROKER_PROFILE`,
+    then `overrides`."""
+    return Settings(bootstrap=bootstrap, **{**EMBEDDED_BROKER_PROFILE, **overrides})
+
+
+def kafka_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
+    """Settings for Apache Kafka (production, CI, benchmarks with --kafka apache):
+    `KAFKA_BROKER_PROFILE`, then `overrides`. From the environment: KADENCE_FETCH_WAIT_MAX_MS=100."""
+    return Settings(bootstrap=bootstrap, **{**KAFKA_BROKER_PROFILE, **overrides})

@@ -1,15 +1,62 @@
-"""Topic definitions from one settings object, idempotent creation, and the partition invariant."""
+"""Topic definitions from one settings object, idempotent creation, and the start-up checks.
+
+The retention policy (docs/brokers.md §4 has the table and its reasons). A real broker enforces
+cleanup and retention, so each topic states its own instead of inheriting the cluster's defaults
+(Kafka's `log.retention.hours` is 168 unless someone changed it):
+
+- `history` is kept forever (`retention.ms=-1`, `retention.bytes=-1`, never compacted): it is the
+  audit log, `kadence replay`'s input, the history processor's changelog (a partition with no local
+  store is restored from offset 0: a new instance, a rebalance, a lost state dir) and the derived
+  processor's input (its state is a fold of it from offset 0). Compaction would keep only each
+  workflow's last transition.
+- `dead-letters` is kept forever: an operator decides what happens to each.
+- `commands`, `completions`, `tasks.<list>` are kept 7 days, by time only: no restore reads
+  them from an old offset (the history processor's restore reads `history` and resumes `commands`
+  at the last offset it proves processed), so they only need to outlive a processor's, a client's
+  or a worker's downtime. `completions` is read from the beginning by every client, which its
+  retention bounds.
+- `query-results` is kept 1 hour: a query waits seconds for its answer, and every client that
+  queries reads the topic from the beginning.
+
+Nothing is compacted: no topic's value for a key is only its last record (a workflow id's
+history, outcomes of each run of a continue-as-new chain, tasks of one workflow, ...).
+`Settings.topic_configs` overrides any of these on every topic, and `check_layout` (run by every
+processor at start and by `kadence topics check`) refuses a `history` that can lose records.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]  # re-exported untyped
+from confluent_kafka.cimpl import NewTopic  # where the typed stubs declare it (admin re-exports it untyped)
 
 from .clients import make_admin
 from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+#: The largest record Kadence's producers send (`message.max.bytes` in streams.clients); every topic
+#: accepts it (Kafka's own default, about 1 MiB, would refuse a larger record and its transaction
+#: would abort forever: the batch is redone with the same record). A decision task that carries a
+#: long history (a worker's cache miss) is the usual large record.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+#: Per topic role, how long its records are kept (docs/brokers.md §4). `None` = forever.
+RETENTION_MS: dict[str, int | None] = {
+    "commands": 7 * DAY_MS,
+    "history": None,
+    "completions": 7 * DAY_MS,
+    "query-results": HOUR_MS,
+    "dead-letters": None,
+    "tasks": 7 * DAY_MS,
+}
 
 
 class TopicLayoutError(RuntimeError):
@@ -23,22 +70,48 @@ class TopicSpec:
     configs: dict[str, str]
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """2 from 3 replicas up (acks=all then survives one broker down without losing a write), 1 below."""
+    return max(1, min(2, replication_factor - 1))
+
+
+def topic_policy(settings: Settings, role: str) -> dict[str, str]:
+    """The configs a topic of `role` (a key of RETENTION_MS) is created with, before
+    `Settings.topic_configs` (which overrides them)."""
+    retention = RETENTION_MS[role]
+    configs = {
+        "cleanup.policy": "delete",
+        "retention.ms": "-1" if retention is None else str(retention),
+        # By time only: a size cap would delete records of a busy partition however recent.
+        "retention.bytes": "-1",
+        "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        "min.insync.replicas": str(min_insync_replicas(settings.replication_factor)),
+    }
+    if retention is not None:
+        # Retention deletes whole closed segments; Kafka rolls one every 7 days by default, which
+        # would keep a 1-hour topic for a week. A segment per 1/6 of the retention (at most a day).
+        configs["segment.ms"] = str(min(DAY_MS, retention // 6))
+    return configs
+
+
+def _spec(settings: Settings, name: str, role: str, partitions: int) -> TopicSpec:
+    return TopicSpec(name, partitions, {**topic_policy(settings, role), **settings.topic_configs})
+
+
 def core_topics(settings: Settings) -> list[TopicSpec]:
     """Every topic the engine needs (task-list topics are added per task list, see `task_topic`)."""
-    never_expire = {"retention.ms": "-1", **settings.topic_configs}
     p = settings.partitions
     return [
-        TopicSpec(settings.commands_topic, p, dict(settings.topic_configs)),
-        # history is the audit log and the history processor's changelog: never deleted.
-        TopicSpec(settings.history_topic, p, never_expire),
-        TopicSpec(settings.completions_topic, p, dict(settings.topic_configs)),
-        TopicSpec(settings.query_results_topic, p, dict(settings.topic_configs)),
-        TopicSpec(settings.dead_letters_topic, 1, never_expire),
+        _spec(settings, settings.commands_topic, "commands", p),
+        _spec(settings, settings.history_topic, "history", p),
+        _spec(settings, settings.completions_topic, "completions", p),
+        _spec(settings, settings.query_results_topic, "query-results", p),
+        _spec(settings, settings.dead_letters_topic, "dead-letters", 1),
     ]
 
 
 def task_topic(settings: Settings, task_list: str) -> TopicSpec:
-    return TopicSpec(settings.tasks_topic(task_list), settings.task_partitions, dict(settings.topic_configs))
+    return _spec(settings, settings.tasks_topic(task_list), "tasks", settings.task_partitions)
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 30.0) -> None:
@@ -48,9 +121,18 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 3
     missing = [s for s in specs if s.name not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.replication_factor,
-                      config=s.configs) for s in missing], operation_timeout=timeout)
-        for name, fut in futures.items():
+            [
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=settings.replication_factor,
+                    config=s.configs,
+                )
+                for s in missing
+            ],
+            operation_timeout=timeout,
+        )
+        for fut in futures.values():
             try:
                 fut.result(timeout)
             except KafkaException as exc:
@@ -59,14 +141,16 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 3
     _wait_visible(admin, [s.name for s in specs], timeout)
 
 
-def _wait_visible(admin, names: list[str], timeout: float) -> None:
+def _wait_visible(admin: AdminClient, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         topics = admin.list_topics(timeout=timeout).topics
         if all(n in topics and topics[n].partitions for n in names):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topics not visible after {timeout}s: {[n for n in names if n not in topics]}")
+            raise TimeoutError(
+                f"topics not visible after {timeout}s: {[n for n in names if n not in topics]}"
+            )
         time.sleep(0.05)
 
 
@@ -77,15 +161,118 @@ def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> in
     return len(md.partitions)
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    """A topic config that differs from what Kadence needs. `fatal`: restore can break (a
+    processor refuses to start); otherwise a warning."""
+
+    topic: str
+    config: str
+    found: str
+    wanted: str
+    fatal: bool
+    why: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.topic}: {self.config}={self.found}, needs {self.wanted} ({self.why}); fix: "
+            f"kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics "
+            f"--entity-name {self.topic} --add-config {self.config}={self.wanted}"
+        )
+
+
+def topic_configs(settings: Settings, topics: list[str], timeout: float = 10.0) -> dict[str, dict[str, str]]:
+    """The broker's configs of each topic (every config Kafka reports, defaults included; the
+    embedded Tansu reports those set at creation). A topic the broker would not describe is
+    missing from the answer."""
+    admin = make_admin(settings)
+    futures = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=timeout
+    )
+    out: dict[str, dict[str, str]] = {}
+    for resource, fut in futures.items():
+        try:
+            entries = fut.result(timeout)
+        except KafkaException as exc:
+            log.warning(
+                "cannot read the configs of topic %s (%s): its retention is not checked",
+                resource.name,
+                exc.args[0],
+            )
+            continue
+        out[resource.name] = {k: e.value for k, e in entries.items() if e.value is not None}
+    return out
+
+
+def check_policy(settings: Settings, timeout: float = 10.0) -> list[PolicyProblem]:
+    """Compare the core topics' configs on the broker with what Kadence needs.
+
+    Fatal: `history` can lose records (finite `retention.ms` or `retention.bytes`, or compaction):
+    a partition restored without a local store reads it from offset 0 (history processor) or
+    refolds it (derived processor), so a deleted record is a workflow state that cannot be rebuilt.
+    Warnings: `dead-letters` expires; a topic refuses records the producers send."""
+    problems: list[PolicyProblem] = []
+    names = [s.name for s in core_topics(settings)]
+    found = topic_configs(settings, names, timeout)
+    lasting = {settings.history_topic: True, settings.dead_letters_topic: False}
+    for topic, fatal in lasting.items():
+        configs = found.get(topic, {})
+        why = (
+            "the audit log and the processors' restore source: a record deleted from it is a workflow "
+            "state that cannot be rebuilt"
+            if fatal
+            else "dead letters wait for an operator"
+        )
+        for key in ("retention.ms", "retention.bytes"):
+            if key in configs and configs[key] != "-1":
+                problems.append(PolicyProblem(topic, key, configs[key], "-1", fatal, why))
+        policy = configs.get("cleanup.policy")
+        if policy is not None and "compact" in policy:
+            problems.append(
+                PolicyProblem(
+                    topic,
+                    "cleanup.policy",
+                    policy,
+                    "delete",
+                    fatal,
+                    why + "; compaction keeps only each key's last record",
+                )
+            )
+    for topic in names:
+        size = found.get(topic, {}).get("max.message.bytes")
+        if size is not None and size.isdigit() and int(size) < MAX_MESSAGE_BYTES:
+            problems.append(
+                PolicyProblem(
+                    topic,
+                    "max.message.bytes",
+                    size,
+                    str(MAX_MESSAGE_BYTES),
+                    False,
+                    "Kadence's producers send records up to this size; a larger one "
+                    "is refused and its transaction redone forever",
+                )
+            )
+    return problems
+
+
 def check_layout(settings: Settings) -> int:
-    """Start-up check: commands and history must have equal partition counts. Returns the count."""
+    """Start-up check (every processor, `kadence topics check`): commands and history must have
+    equal partition counts, and history must keep every record (`check_policy`). Returns the count."""
     commands = partition_count(settings, settings.commands_topic)
     history = partition_count(settings, settings.history_topic)
     if commands != history:
         raise TopicLayoutError(
             f"{settings.commands_topic} has {commands} partitions but {settings.history_topic} has {history}: "
             "they must be equal, because the instance owning commands[p] owns history[p]. "
-            "Recreate them with the same count (partitions cannot be added safely: keys would move).")
+            "Recreate them with the same count (partitions cannot be added safely: keys would move)."
+        )
+    problems = check_policy(settings)
+    for problem in problems:
+        if not problem.fatal:
+            log.warning("topic policy: %s", problem)
+    fatal = [str(p) for p in problems if p.fatal]
+    if fatal:
+        raise TopicLayoutError("topics that would break restore:\n  " + "\n  ".join(fatal))
     return commands
 
 

@@ -70,8 +70,12 @@ class Transactions:
         """Step 0: a producer with the slot's transactional id, then `init_transactions`. This
         fences a zombie of the same slot and, on Tansu, unblocks read_committed readers that a
         killed instance of this slot left behind."""
+        # 60 s unless `Settings.kafka_config` sets transaction.timeout.ms: on Apache Kafka it bounds how
+        # long read_committed readers wait behind a transaction a killed instance left open
+        # (the broker aborts it then), so a deployment may well lower it.
+        timeout = self.settings.kafka_config.get("transaction.timeout.ms", 60_000)
         self._producer = make_producer(self.settings, **{"transactional.id": self.transactional_id,
-                                                         "transaction.timeout.ms": 60_000})
+                                                         "transaction.timeout.ms": timeout})
         retry(self._producer.init_transactions, 30.0)
 
     def refence(self) -> None:

@@ -46,8 +46,11 @@ def _flag(command: list[str], name: str) -> str:
 
 def _brokers(profile: str | None) -> list[str]:
     """Broker services started by `docker compose [--profile P] up`."""
-    return [n for n, s in _kafka_services().items()
-            if "broker" in _env(s)["KAFKA_PROCESS_ROLES"] and (not s.get("profiles") or profile in s["profiles"])]
+    return [
+        n
+        for n, s in _kafka_services().items()
+        if "broker" in _env(s)["KAFKA_PROCESS_ROLES"] and (not s.get("profiles") or profile in s["profiles"])
+    ]
 
 
 # --- the brokers ----------------------------------------------------------------------------------
@@ -74,6 +77,49 @@ def test_kafka_is_apache_kafka_in_kraft_mode() -> None:
         env = _env(service)
         assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # topics are created with their counts
         assert f"PLAINTEXT://{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+#: Broker settings Kadence depends on, as the test suite's Apache Kafka runs them
+#: (kadence.streams.apache_kafka.SINGLE_NODE_DEFAULTS); the compose brokers must agree.
+ENGINE_BROKER_SETTINGS = (
+    "auto.create.topics.enable",
+    "group.initial.rebalance.delay.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+)
+
+
+def _kafka_env_name(prop: str) -> str:
+    """The apache/kafka image's variable for a server property (dots become underscores)."""
+    return "KAFKA_" + prop.upper().replace(".", "_")
+
+
+def test_the_brokers_run_the_kafka_version_and_settings_the_tests_run() -> None:
+    from kadence.streams.apache_kafka import KAFKA_VERSION, SINGLE_NODE_DEFAULTS
+
+    for name, service in _kafka_services().items():
+        assert service["image"] == f"apache/kafka:{KAFKA_VERSION}", name
+        env = _env(service)
+        for prop in ENGINE_BROKER_SETTINGS:
+            assert env.get(_kafka_env_name(prop)) == SINGLE_NODE_DEFAULTS[prop], (name, prop)
+
+
+def test_the_processors_use_the_kafka_profile_and_a_session_the_broker_accepts() -> None:
+    from kadence.streams.settings import KAFKA_BROKER_PROFILE
+
+    defaults = Settings()
+    broker_min_session = min(
+        int(_env(s).get("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "6000")) for s in _kafka_services().values()
+    )
+    for name in ("history", "derived", "worker"):
+        env = _env(SERVICES[name])
+        assert int(env["KADENCE_FETCH_WAIT_MAX_MS"]) == KAFKA_BROKER_PROFILE["fetch_wait_max_ms"], name
+        session = int(env.get("KADENCE_SESSION_TIMEOUT_MS", defaults.session_timeout_ms))
+        assert session >= broker_min_session, name  # else every JoinGroup fails INVALID_SESSION_TIMEOUT
 
 
 def test_one_broker_by_default_and_three_with_the_cluster_profile() -> None:
@@ -138,7 +184,9 @@ def test_each_command_is_a_real_entry_point(name: str) -> None:
         assert as_file.exists() or as_package.exists(), f"{command[2]} is not a module of the project"
         if module[0] != "kadence":  # not in the wheel: the image runs it from its copy of the repo
             dockerfile = (REPO / "Dockerfile").read_text()
-            assert "WORKDIR /app" in dockerfile and "COPY . /app" in dockerfile, f"{command[2]} is not in the image"
+            assert "WORKDIR /app" in dockerfile and "COPY . /app" in dockerfile, (
+                f"{command[2]} is not in the image"
+            )
     else:
         pytest.fail(f"service {name} runs {command}, which is neither the kadence CLI nor a project module")
 
@@ -155,8 +203,11 @@ def test_the_cli_has_the_documented_subcommands() -> None:
 
 
 def test_dockerfile_installs_the_project_on_python_311_slim() -> None:
-    lines = [ln.strip() for ln in (REPO / "Dockerfile").read_text().splitlines() if ln.strip()
-             and not ln.strip().startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (REPO / "Dockerfile").read_text().splitlines()
+        if ln.strip() and not ln.strip().startswith("#")
+    ]
     assert lines[0] == "FROM python:3.11-slim"
     assert any(re.search(r"\bpip install \.(\s|$)", ln) for ln in lines)
     assert any(ln.startswith("COPY . ") for ln in lines)
