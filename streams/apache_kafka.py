@@ -46,7 +46,10 @@ STORAGE_TOOL = "kafka.tools.StorageTool"
 # A small heap and the serial collector: the machines that run the tests have two cores shared by
 # the broker(s), the engine and the tests, and G1's parallel threads only add contention there.
 DEFAULT_JVM_OPTS: tuple[str, ...] = (
-    "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError",
+    "-Xms256m",
+    "-Xmx512m",
+    "-XX:+UseSerialGC",
+    "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
 
@@ -119,8 +122,10 @@ def ensure_kafka_jars(lib_dir: Path | None = None, mvn_args: Sequence[str] = ())
     java_binary()
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise KafkaSetupError(f"fetching Apache Kafka's jars needs Maven: no `mvn` on PATH (or put the jars "
-                              f"of {POM} into {lib} yourself)")
+        raise KafkaSetupError(
+            f"fetching Apache Kafka's jars needs Maven: no `mvn` on PATH (or put the jars "
+            f"of {POM} into {lib} yourself)"
+        )
     if not POM.exists():
         raise KafkaSetupError(f"{POM} is missing: the kadence package was installed without its package data")
     lib.parent.mkdir(parents=True, exist_ok=True)
@@ -130,14 +135,24 @@ def ensure_kafka_jars(lib_dir: Path | None = None, mvn_args: Sequence[str] = ())
             return lib
         tmp = Path(tempfile.mkdtemp(prefix=f".{lib.name}-", dir=lib.parent))
         t0 = time.monotonic()
-        cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
-               *mvn_args]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+            *mvn_args,
+        ]
         log.info("fetching Apache Kafka %s jars: %s", KAFKA_VERSION, " ".join(cmd))
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=lib.parent)
         if proc.returncode != 0 or not (tmp / KAFKA_JAR).exists():
             shutil.rmtree(tmp, ignore_errors=True)
-            raise KafkaSetupError(f"mvn failed ({proc.returncode}) fetching Apache Kafka's jars:\n"
-                                  f"{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+            raise KafkaSetupError(
+                f"mvn failed ({proc.returncode}) fetching Apache Kafka's jars:\n"
+                f"{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+            )
         if lib.exists():
             shutil.rmtree(lib)
         tmp.rename(lib)
@@ -238,8 +253,9 @@ class ApacheKafkaBroker:
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             # Static voters: `format` needs no --standalone / --initial-controllers then.
-            "controller.quorum.voters": (self.quorum_voters
-                                         or f"{self.node_id}@127.0.0.1:{self.controller_port}"),
+            "controller.quorum.voters": (
+                self.quorum_voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
+            ),
             "log.dirs": str(self.data_dir / "data"),
             **SINGLE_NODE_DEFAULTS,
         }
@@ -258,23 +274,33 @@ class ApacheKafkaBroker:
         self.log_path = self.data_dir / "broker.log"
         (self.data_dir / "log4j2.properties").write_text(LOG4J2_TEMPLATE.format(level=self.log_level))
         (self.data_dir / "server.properties").write_text(
-            "".join(f"{k}={v}\n" for k, v in self.properties().items()))
+            "".join(f"{k}={v}\n" for k, v in self.properties().items())
+        )
         if not (self.data_dir / "data" / "meta.properties").exists():
-            self._run_java(STORAGE_TOOL, "format", "-t", self.cluster_id, "-c",
-                           str(self.data_dir / "server.properties"))
+            self._run_java(
+                STORAGE_TOOL, "format", "-t", self.cluster_id, "-c", str(self.data_dir / "server.properties")
+            )
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
         assert self.data_dir is not None
         lib = ensure_kafka_jars(self.lib_dir)
-        return [java_binary(), *self.jvm_opts,
-                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-                f"-Dkafka.logs.dir={self.data_dir}", "-cp", f"{lib}/*", main, *args]
+        return [
+            java_binary(),
+            *self.jvm_opts,
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.data_dir}",
+            "-cp",
+            f"{lib}/*",
+            main,
+            *args,
+        ]
 
     def _run_java(self, main: str, *args: str) -> None:
         proc = subprocess.run(self._java_cmd(main, *args), capture_output=True, text=True)
         if proc.returncode != 0:
-            raise KafkaSetupError(f"{main} {' '.join(args)} failed ({proc.returncode}):\n"
-                                  f"{proc.stdout}{proc.stderr}")
+            raise KafkaSetupError(
+                f"{main} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            )
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -288,10 +314,19 @@ class ApacheKafkaBroker:
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 self._java_cmd(MAIN_CLASS, str(self.data_dir / "server.properties")),
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
-    def wait_ready(self, timeout: float = 60.0, replication_factor: int = 1, brokers: int = 1,
-                   bootstrap: str | None = None) -> float:
+    def wait_ready(
+        self,
+        timeout: float = 60.0,
+        replication_factor: int = 1,
+        brokers: int = 1,
+        bootstrap: str | None = None,
+    ) -> float:
         """Block until the node answers metadata requests and its controller accepts a topic.
 
         Readiness is (1) the port accepts, (2) `list_topics` answers and lists `brokers` brokers,
@@ -307,8 +342,9 @@ class ApacheKafkaBroker:
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 code = None if self.process is None else self.process.returncode
-                raise RuntimeError(f"Kafka node {self.node_id} exited with {code}; log: {self.log_path}\n"
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"Kafka node {self.node_id} exited with {code}; log: {self.log_path}\n{self.log_tail()}"
+                )
             try:
                 if not _port_open(self.port):
                     raise ConnectionError(f"port {self.port} closed")
@@ -317,22 +353,37 @@ class ApacheKafkaBroker:
                 if len(md.brokers) < brokers:
                     raise RuntimeError(f"{len(md.brokers)} of {brokers} brokers registered")
                 probe = f"_kadence_ready_{uuid.uuid4().hex[:8]}"
-                futures = admin.create_topics([NewTopic(probe, 1, replication_factor)], validate_only=True,
-                                              operation_timeout=5, request_timeout=5)
+                futures = admin.create_topics(
+                    [NewTopic(probe, 1, replication_factor)],
+                    validate_only=True,
+                    operation_timeout=5,
+                    request_timeout=5,
+                )
                 futures[probe].result(10)
-                leaderless = [f"{t}-{p}" for t, tm in md.topics.items() for p, pm in tm.partitions.items()
-                              if pm.leader < 0]
+                leaderless = [
+                    f"{t}-{p}"
+                    for t, tm in md.topics.items()
+                    for p, pm in tm.partitions.items()
+                    if pm.leader < 0
+                ]
                 if leaderless:
                     raise RuntimeError(f"partitions without a leader: {leaderless[:5]}")
                 self.startup_seconds = time.monotonic() - self._launched_at
-                log.info("Apache Kafka node %d ready on %s in %.2fs (log %s)", self.node_id, self.bootstrap,
-                         self.startup_seconds, self.log_path)
+                log.info(
+                    "Apache Kafka node %d ready on %s in %.2fs (log %s)",
+                    self.node_id,
+                    self.bootstrap,
+                    self.startup_seconds,
+                    self.log_path,
+                )
                 return self.startup_seconds
             except Exception as exc:  # noqa: BLE001 - anything means "not ready yet"; the last is reported
                 last = exc
                 time.sleep(0.1)
-        raise TimeoutError(f"Kafka node {self.node_id} not ready on {self.bootstrap} within {timeout}s "
-                           f"(last: {last}); log: {self.log_path}\n{self.log_tail()}")
+        raise TimeoutError(
+            f"Kafka node {self.node_id} not ready on {self.bootstrap} within {timeout}s "
+            f"(last: {last}); log: {self.log_path}\n{self.log_tail()}"
+        )
 
     def start(self, timeout: float = 60.0) -> ApacheKafkaBroker:
         self.launch()
@@ -438,22 +489,32 @@ class ApacheKafkaCluster:
         cluster_id = random_cluster_id()
         config = {**CLUSTER_DEFAULTS, **self.extra_config}
         self.nodes = {
-            i: ApacheKafkaBroker(node_id=i, controller_port=controller_ports[i], extra_config=config,
-                                 lib_dir=self.lib_dir, jvm_opts=self.jvm_opts, log_level=self.log_level,
-                                 cluster_id=cluster_id, quorum_voters=voters)
-            for i in ids}
+            i: ApacheKafkaBroker(
+                node_id=i,
+                controller_port=controller_ports[i],
+                extra_config=config,
+                lib_dir=self.lib_dir,
+                jvm_opts=self.jvm_opts,
+                log_level=self.log_level,
+                cluster_id=cluster_id,
+                quorum_voters=voters,
+            )
+            for i in ids
+        }
         try:
             for n in self.nodes.values():
                 n.launch()
             for n in self.nodes.values():
-                n.wait_ready(timeout - (time.monotonic() - t0), replication_factor=self.size,
-                             brokers=self.size)
+                n.wait_ready(
+                    timeout - (time.monotonic() - t0), replication_factor=self.size, brokers=self.size
+                )
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - t0
-        log.info("Apache Kafka cluster of %d ready on %s in %.2fs", self.size, self.bootstrap,
-                 self.startup_seconds)
+        log.info(
+            "Apache Kafka cluster of %d ready on %s in %.2fs", self.size, self.bootstrap, self.startup_seconds
+        )
         return self
 
     def kill(self, node_id: int) -> None:
@@ -486,8 +547,9 @@ class ApacheKafkaCluster:
         leader: int = tm.partitions[partition].leader
         return leader
 
-    def wait_for_leader(self, topic: str, partition: int = 0, not_in: Sequence[int] = (),
-                        timeout: float = 60.0) -> int:
+    def wait_for_leader(
+        self, topic: str, partition: int = 0, not_in: Sequence[int] = (), timeout: float = 60.0
+    ) -> int:
         """Poll until the partition has a leader outside `not_in` (e.g. the node just killed)."""
         admin = self.admin()
         deadline = time.monotonic() + timeout
@@ -499,15 +561,22 @@ class ApacheKafkaCluster:
             time.sleep(0.1)
         raise TimeoutError(f"{topic}-{partition} had no leader outside {list(not_in)} within {timeout}s")
 
-    def create_topic(self, topic: str, partitions: int = 1, replication_factor: int | None = None,
-                     config: Mapping[str, str] | None = None, timeout: float = 60.0) -> None:
+    def create_topic(
+        self,
+        topic: str,
+        partitions: int = 1,
+        replication_factor: int | None = None,
+        config: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         """Create a topic and wait until every running node's metadata shows a leader for each of
         its partitions: CreateTopics returns once the controller has it, and a node asked right
         after may still answer UNKNOWN_TOPIC_OR_PART."""
         rf = replication_factor or self.size
         admin = self.admin()  # kept referenced: a collected AdminClient fails its futures with _DESTROY
-        futures = admin.create_topics([NewTopic(topic, partitions, rf, config=dict(config or {}))],
-                                      operation_timeout=30)
+        futures = admin.create_topics(
+            [NewTopic(topic, partitions, rf, config=dict(config or {}))], operation_timeout=30
+        )
         futures[topic].result(timeout)
         deadline = time.monotonic() + timeout
         for node in self.nodes.values():
@@ -516,8 +585,12 @@ class ApacheKafkaCluster:
             node_admin = _quiet_admin(node.bootstrap)
             while True:
                 tm = node_admin.list_topics(topic, timeout=5).topics.get(topic)
-                if (tm is not None and tm.error is None and len(tm.partitions) == partitions
-                        and all(p.leader >= 0 for p in tm.partitions.values())):
+                if (
+                    tm is not None
+                    and tm.error is None
+                    and len(tm.partitions) == partitions
+                    and all(p.leader >= 0 for p in tm.partitions.values())
+                ):
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"node {node.node_id} did not show {topic} with leaders in {timeout}s")

@@ -11,6 +11,9 @@ from confluent_kafka.admin import AdminClient
 
 from .settings import Settings
 
+#: librdkafka's own log lines go through Python logging under this name (off unless configured).
+LIBRDKAFKA_LOG = logging.getLogger("kadence.librdkafka")
+
 #: Kafka's Java default partitioner, so any client (and the admin's key->partition math) agrees.
 PARTITIONER = "murmur2_random"
 
@@ -52,17 +55,15 @@ def make_producer(settings: Settings, **extra: Any) -> Producer:
     """librdkafka's own log (connection failures, retries) goes to the Python logger
     `kadence.librdkafka` instead of stderr, delivered when the client polls; the `kadence` CLI
     verbs that report broker trouble themselves turn it off. The same for every factory here."""
-    return Producer({"logger": logging.getLogger("kadence.librdkafka"), **producer_config(settings, **extra)})
+    return Producer(producer_config(settings, **extra), logger=LIBRDKAFKA_LOG)
 
 
 def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
-    return Consumer(
-        {"logger": logging.getLogger("kadence.librdkafka"), **consumer_config(settings, group, **extra)}
-    )
+    return Consumer(consumer_config(settings, group, **extra), logger=LIBRDKAFKA_LOG)
 
 
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient({"logger": logging.getLogger("kadence.librdkafka"), **admin_config(settings)})
+    return AdminClient(admin_config(settings), logger=LIBRDKAFKA_LOG)
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
@@ -85,7 +86,12 @@ def _murmur2(data: bytes) -> int:
     length4 = length // 4
     for i in range(length4):
         i4 = i * 4
-        k = (data[i4] & 0xFF) + ((data[i4 + 1] & 0xFF) << 8) + ((data[i4 + 2] & 0xFF) << 16) + ((data[i4 + 3] & 0xFF) << 24)
+        k = (
+            (data[i4] & 0xFF)
+            + ((data[i4 + 1] & 0xFF) << 8)
+            + ((data[i4 + 2] & 0xFF) << 16)
+            + ((data[i4 + 3] & 0xFF) << 24)
+        )
         k = (k * m) & 0xFFFFFFFF
         k ^= k >> r
         k = (k * m) & 0xFFFFFFFF

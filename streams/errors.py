@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -64,7 +65,8 @@ def usable(m: Message, owner: str) -> bool:
         raise LogStartMovedError(
             f"{owner}: {m.topic()}[{m.partition()}]: the offset to read is out of range ({err}): the "
             "records were deleted by the broker (retention shorter than this instance's lag?) or the topic "
-            "was recreated; nothing is skipped silently. See docs/brokers.md §4.")
+            "was recreated; nothing is skipped silently. See docs/brokers.md §4."
+        )
     log.warning("%s: consumer error on %s[%s]: %s", owner, m.topic(), m.partition(), err)
     return False
 

@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import LoopFatalError
 from .loop import ProcessorRunner
@@ -28,8 +29,14 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def run_forever(settings: Settings, processor: Processor, slot: int = 0, *,
-                batch_max_records: int | None = None, batch_max_wait_ms: int | None = None) -> int:
+def run_forever(
+    settings: Settings,
+    processor: Processor,
+    slot: int = 0,
+    *,
+    batch_max_records: int | None = None,
+    batch_max_wait_ms: int | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT (handlers installed when called from the main thread).
     Returns a process exit code: 0 after a clean stop, 1 after a fatal error."""
     stop = threading.Event()
@@ -61,27 +68,61 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     return ap
 
 
-def processor_main(make_processor: Callable[[Settings], Processor], argv: Sequence[str] | None = None, *,
-                   prepare: Callable[[Settings], None] | None = None, description: str = "") -> int:
+def processor_main(
+    make_processor: Callable[[Settings], Processor],
+    argv: Sequence[str] | None = None,
+    *,
+    prepare: Callable[[Settings], None] | None = None,
+    description: str = "",
+) -> int:
     """`main` of a processor module: parse the standard options, `prepare` (e.g. create topics),
     run until SIGTERM. Use as `sys.exit(processor_main(MyProcessor))`."""
     args = arg_parser(description).parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
     keys = ("bootstrap", "prefix", "state_dir", "partitions", "session_timeout_ms", "heartbeat_interval_ms")
     settings = Settings.from_env(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
     if prepare is not None:
         prepare(settings)
-    return run_forever(settings, make_processor(settings), args.slot,
-                       batch_max_records=args.batch_max_records, batch_max_wait_ms=args.batch_max_wait_ms)
+    return run_forever(
+        settings,
+        make_processor(settings),
+        args.slot,
+        batch_max_records=args.batch_max_records,
+        batch_max_wait_ms=args.batch_max_wait_ms,
+    )
 
 
-def spawn(module: str, settings: Settings, slot: int = 0, *, batch_max_records: int | None = None,
-          batch_max_wait_ms: int | None = None, **popen: Any) -> subprocess.Popen:
+def spawn(
+    module: str,
+    settings: Settings,
+    slot: int = 0,
+    *,
+    batch_max_records: int | None = None,
+    batch_max_wait_ms: int | None = None,
+    **popen: Any,
+) -> subprocess.Popen[bytes]:
     """Start `python -m module` (a module whose main is `processor_main`) for `settings` and `slot`."""
-    cmd = [sys.executable, "-m", module, "--bootstrap", settings.bootstrap, "--prefix", settings.prefix,
-           "--state-dir", settings.state_dir, "--partitions", str(settings.partitions), "--slot", str(slot),
-           "--session-timeout-ms", str(settings.session_timeout_ms),
-           "--heartbeat-interval-ms", str(settings.heartbeat_interval_ms)]
+    cmd = [
+        sys.executable,
+        "-m",
+        module,
+        "--bootstrap",
+        settings.bootstrap,
+        "--prefix",
+        settings.prefix,
+        "--state-dir",
+        settings.state_dir,
+        "--partitions",
+        str(settings.partitions),
+        "--slot",
+        str(slot),
+        "--session-timeout-ms",
+        str(settings.session_timeout_ms),
+        "--heartbeat-interval-ms",
+        str(settings.heartbeat_interval_ms),
+    ]
     if batch_max_records is not None:
         cmd += ["--batch-max-records", str(batch_max_records)]
     if batch_max_wait_ms is not None:

@@ -62,16 +62,26 @@ it; `LoopFatalError` leaves `run` (the process supervisor restarts the instance)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from .clients import make_consumer
 from .errors import LoopFatalError, TransactionAborted, usable
-from .processing import InRecord, OutRecord, PartitionContext, PoisonRecord, Processor, in_record
+from .processing import (
+    ConsumedMessage,
+    InRecord,
+    OutRecord,
+    PartitionContext,
+    PoisonRecord,
+    Processor,
+    in_record,
+)
 from .restore import PartitionReader, committed_offsets, restore_partition
 from .serde import serde
 from .settings import Settings
@@ -91,8 +101,14 @@ class ProcessorRunner:
     #: The slot's producers and transaction (a subclass may hook steps 3-5 by subclassing it).
     transactions_class: type[Transactions] = Transactions
 
-    def __init__(self, settings: Settings, processor: Processor, slot: int = 0,
-                 batch_max_records: int | None = None, batch_max_wait_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        processor: Processor,
+        slot: int = 0,
+        batch_max_records: int | None = None,
+        batch_max_wait_ms: int | None = None,
+    ) -> None:
         self.settings = settings
         self.processor = processor
         self.slot = slot
@@ -101,11 +117,13 @@ class ProcessorRunner:
         self.batch_max_wait_s = wait_ms / 1000.0
         self.group = settings.group(processor.name)
         self.transactional_id = settings.transactional_id(processor.name, slot)
-        self.txn = self.transactions_class(settings, self.transactional_id, processor.input_topic,
-                                           processor.changelog_topic)
+        self.txn = self.transactions_class(
+            settings, self.transactional_id, processor.input_topic, processor.changelog_topic
+        )
         # A restore stuck behind a dead instance's open transaction fences the slot again.
-        self._restore_reader = PartitionReader(settings, f"{self.group}.restore", self.transactional_id,
-                                               on_stuck=self.txn.refence)
+        self._restore_reader = PartitionReader(
+            settings, f"{self.group}.restore", self.transactional_id, on_stuck=self.txn.refence
+        )
         self._stores: dict[int, PartitionStore] = {}
         self._ctxs: dict[int, PartitionContext] = {}
         #: partition -> the next input offset to process (records below it are dropped: a seek back)
@@ -153,9 +171,15 @@ class ProcessorRunner:
         # settings.isolation_level; every assignment sets its offset, so an out-of-range one (records
         # deleted by retention) raises LogStartMovedError (errors.usable) instead of jumping to earliest
         self._consumer = make_consumer(self.settings, self.group, **{"auto.offset.reset": "error"})
-        self._consumer.subscribe([self.processor.input_topic], on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        log.info("%s started: group %s, input %s", self.transactional_id, self.group, self.processor.input_topic)
+        self._consumer.subscribe(
+            [self.processor.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        log.info(
+            "%s started: group %s, input %s", self.transactional_id, self.group, self.processor.input_topic
+        )
 
     def _shutdown(self) -> None:
         try:
@@ -172,8 +196,13 @@ class ProcessorRunner:
             self._release(p)
         self.txn.close()
         self._consumer = None  # librdkafka handles close when released
-        log.info("%s stopped after %d records (%d dead letters, %d aborts)",
-                 self.transactional_id, self.processed, self.dead_letters, self.aborts)
+        log.info(
+            "%s stopped after %d records (%d dead letters, %d aborts)",
+            self.transactional_id,
+            self.processed,
+            self.dead_letters,
+            self.aborts,
+        )
 
     # The loop ----------------------------------------------------------------------------------
     def _step(self) -> None:
@@ -205,7 +234,7 @@ class ProcessorRunner:
                 self._stores[tp.partition].commit(input_offset=tp.offset)
                 self._lagging[tp.partition] = tp.offset
 
-    def _collect(self) -> list[Message]:
+    def _collect(self) -> list[ConsumedMessage]:
         """Step 1: up to batch_max_records, waiting at most batch_max_wait after the first record.
 
         `Consumer.consume(n, timeout)` blocks for the whole timeout unless n records arrive, which
@@ -232,14 +261,14 @@ class ProcessorRunner:
             batch.extend(self._checked([more] + consumer.consume(limit - len(batch) - 1, 0)))
         return batch
 
-    def _checked(self, msgs: list[Message]) -> list[Message]:
+    def _checked(self, msgs: list[Message]) -> list[ConsumedMessage]:
         """`msgs` without those that carry a consumer error (`errors.usable`)."""
         for m in msgs:
             if m.error() is not None:
-                return [m for m in msgs if usable(m, self.transactional_id)]
-        return msgs
+                return cast(list[ConsumedMessage], [m for m in msgs if usable(m, self.transactional_id)])
+        return cast(list[ConsumedMessage], msgs)
 
-    def _process_batch(self, batch: list[Message]) -> None:
+    def _process_batch(self, batch: list[ConsumedMessage]) -> None:
         """Steps 2-6 for one batch; an aborted transaction seeks back and the batch is redone."""
         out = self._out
         out.clear()
@@ -302,16 +331,36 @@ class ProcessorRunner:
                 self._lagging.update(lagging)  # nothing to redo: retried on the next quiet step
 
     def _dead_letter(self, record: InRecord, reason: str) -> OutRecord:
-        log.warning("%s: dead letter %s[%d]@%d: %s", self.processor.name, record.topic, record.partition,
-                    record.offset, reason)
+        log.warning(
+            "%s: dead letter %s[%d]@%d: %s",
+            self.processor.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+        )
         self.dead_letters += 1
         codec = serde()
-        value = codec.encode("DeadLetter", {
-            "topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "key": record.key, "value": record.value, "reason": reason,
-            "processor": self.processor.name, "timestamp": record.timestamp_ms})
-        return OutRecord(self.settings.dead_letters_topic, record.key, value,
-                         tuple(codec.headers("DeadLetter")), timestamp_ms=record.timestamp_ms)
+        value = codec.encode(
+            "DeadLetter",
+            {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "key": record.key,
+                "value": record.value,
+                "reason": reason,
+                "processor": self.processor.name,
+                "timestamp": record.timestamp_ms,
+            },
+        )
+        return OutRecord(
+            self.settings.dead_letters_topic,
+            record.key,
+            value,
+            tuple(codec.headers("DeadLetter")),
+            timestamp_ms=record.timestamp_ms,
+        )
 
     def _rewind(self, firsts: dict[int, int]) -> None:
         assert self._consumer is not None
@@ -322,8 +371,14 @@ class ProcessorRunner:
             try:
                 self._consumer.seek(TopicPartition(self.processor.input_topic, p, offset))
             except KafkaException as exc:
-                log.warning("%s: seek %s[%d]@%d failed (%s); the partition will be reassigned",
-                            self.transactional_id, self.processor.input_topic, p, offset, exc)
+                log.warning(
+                    "%s: seek %s[%d]@%d failed (%s); the partition will be reassigned",
+                    self.transactional_id,
+                    self.processor.input_topic,
+                    p,
+                    offset,
+                    exc,
+                )
 
     # Committing (steps 3-6) --------------------------------------------------------------------
     def _transact(self, out: Sequence[OutRecord], offsets: dict[int, int] | None) -> None:
@@ -365,19 +420,22 @@ class ProcessorRunner:
             ctx.state.mark()
             self.processor.punctuate(p, ctx)
         if out or any(s.state.dirty for s in self._stores.values()):
-            try:
+            with contextlib.suppress(TransactionAborted):  # wall-clock driven: the next interval redoes it
                 self._transact(out, None)
-            except TransactionAborted:
-                pass  # punctuation is wall-clock driven: the next interval redoes it
 
     # Assignment (restore: streams.restore) -----------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = committed_offsets(consumer, self.processor.input_topic, [tp.partition for tp in partitions])
+        committed = committed_offsets(
+            consumer, self.processor.input_topic, [tp.partition for tp in partitions]
+        )
         for tp in partitions:
             tp.offset = self._open_and_restore(tp.partition, committed.get(tp.partition))
         consumer.assign(partitions)
-        log.info("%s assigned %s", self.transactional_id,
-                 ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions))
+        log.info(
+            "%s assigned %s",
+            self.transactional_id,
+            ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions),
+        )
         for tp in partitions:
             self._call_on_assigned(tp.partition)
 
@@ -385,8 +443,11 @@ class ProcessorRunner:
         for tp in partitions:
             if tp.partition in self._stores:
                 self._release(tp.partition)
-        log.info("%s revoked %s", self.transactional_id,
-                 ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+        log.info(
+            "%s revoked %s",
+            self.transactional_id,
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions),
+        )
 
     def _release(self, p: int) -> None:
         self.processor.on_revoked(p)
@@ -406,9 +467,17 @@ class ProcessorRunner:
         resume, count = restore_partition(self.processor, store, p, committed, self._restore_reader)
         self._next[p] = resume
         self.restored += count
-        log.info("%s restored %s[%d]: %d records in %.2fs, input resumes at %s[%d]@%d", self.transactional_id,
-                 self.processor.changelog_topic or self.processor.input_topic, p, count,
-                 time.monotonic() - started, self.processor.input_topic, p, resume)
+        log.info(
+            "%s restored %s[%d]: %d records in %.2fs, input resumes at %s[%d]@%d",
+            self.transactional_id,
+            self.processor.changelog_topic or self.processor.input_topic,
+            p,
+            count,
+            time.monotonic() - started,
+            self.processor.input_topic,
+            p,
+            resume,
+        )
         return resume
 
     def _call_on_assigned(self, p: int) -> None:
@@ -423,8 +492,11 @@ class ProcessorRunner:
             try:
                 self._transact(list(out), None)
             except TransactionAborted:
-                log.warning("%s: on_assigned outputs of partition %d aborted; they are redone at the next "
-                            "assignment", self.transactional_id, p)
+                log.warning(
+                    "%s: on_assigned outputs of partition %d aborted; they are redone at the next assignment",
+                    self.transactional_id,
+                    p,
+                )
 
 
 __all__ = ["ProcessorRunner", "OFFSETS_LAG_SECONDS"]

@@ -19,12 +19,11 @@ transaction is an exact duplicate:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from confluent_kafka import Message
-
     from .store import Overlay
 
 
@@ -85,7 +84,10 @@ class StateView(Protocol):
 
 class Context(Protocol):
     partition: int
-    state: StateView
+
+    @property
+    def state(self) -> StateView: ...
+
     #: The input record's timestamp in `process`/`restore`; wall-clock ms in `punctuate`/`on_assigned`.
     now_ms: int
 
@@ -118,13 +120,13 @@ class Processor(ABC):
         highest one), or None."""
         return None
 
-    def on_assigned(self, partition: int, ctx: Context) -> None:
+    def on_assigned(self, partition: int, ctx: Context) -> None:  # noqa: B027 - an optional hook: a no-op unless overridden
         """After a partition's state is restored; may emit (e.g. re-dispatch pending tasks)."""
 
-    def on_revoked(self, partition: int) -> None:
+    def on_revoked(self, partition: int) -> None:  # noqa: B027 - an optional hook: a no-op unless overridden
         """The partition is gone (or its batch was aborted): drop in-memory caches of it."""
 
-    def punctuate(self, partition: int, ctx: Context) -> None:
+    def punctuate(self, partition: int, ctx: Context) -> None:  # noqa: B027 - an optional hook: a no-op unless overridden
         """Periodic, wall-clock driven work (timers); may read/write state and emit."""
 
 
@@ -146,8 +148,29 @@ def no_emit(record: OutRecord) -> None:
     raise RuntimeError("emit is not allowed in restore: restore only rebuilds state")
 
 
-def in_record(m: Message) -> InRecord:
+class ConsumedMessage(Protocol):
+    """A message a consumer returned without an error: unlike confluent-kafka's general `Message`
+    (whose topic, partition and offset may be None, e.g. on an error event), every field is set.
+    The loop narrows a batch to these once, after dropping error events (`errors.usable`)."""
+
+    def topic(self) -> str: ...
+    def partition(self) -> int: ...
+    def offset(self) -> int: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+def in_record(m: ConsumedMessage) -> InRecord:
     """The `InRecord` of a consumed (error-free) Kafka message."""
     headers = m.headers()
-    return InRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                    tuple(headers) if headers else (), m.timestamp()[1])
+    return InRecord(
+        m.topic(),
+        m.partition(),
+        m.offset(),
+        m.key(),
+        m.value(),
+        tuple(headers) if headers else (),
+        m.timestamp()[1],
+    )

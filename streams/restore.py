@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import cast
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from .clients import make_consumer
 from .errors import LogStartMovedError, retry, usable
-from .processing import PartitionContext, Processor, in_record, no_emit
+from .processing import ConsumedMessage, PartitionContext, Processor, in_record, no_emit
 from .settings import Settings
 from .store import PartitionStore
 
@@ -56,7 +57,7 @@ class PartitionReader:
         self.owner = owner
         self.on_stuck = on_stuck
 
-    def read(self, topic: str, p: int, start: int, stop: int | None) -> Iterator[tuple[Message, int]]:
+    def read(self, topic: str, p: int, start: int, stop: int | None) -> Iterator[tuple[ConsumedMessage, int]]:
         """Yield (record, next position) of topic[p] from `start` to `stop` (None: the end offset
         seen in this consumer's fetch responses). A fresh consumer each time: the cached watermark
         of an earlier assignment must not end a restore early."""
@@ -75,9 +76,10 @@ class PartitionReader:
                 if end is not None and position >= end:
                     return
                 msgs = consumer.consume(1000, 0.1)
-                for m in msgs:
-                    if not usable(m, self.owner):
+                for raw in msgs:
+                    if not usable(raw, self.owner):
                         continue
+                    m = cast(ConsumedMessage, raw)  # error-free: topic, partition and offset are set
                     position = m.offset() + 1
                     if stop is not None and m.offset() >= stop:
                         return
@@ -88,8 +90,15 @@ class PartitionReader:
                 if msgs:
                     waited_since = time.monotonic()
                 elif time.monotonic() - waited_since > RESTORE_STUCK_SECONDS:
-                    log.warning("%s: restore of %s[%d] stuck at @%d (end %s): an open transaction? "
-                                "fencing this slot again", self.owner, topic, p, position, end)
+                    log.warning(
+                        "%s: restore of %s[%d] stuck at @%d (end %s): an open transaction? "
+                        "fencing this slot again",
+                        self.owner,
+                        topic,
+                        p,
+                        position,
+                        end,
+                    )
                     self.on_stuck()
                     waited_since = time.monotonic()
         finally:
@@ -111,11 +120,13 @@ def _require(reader: PartitionReader, topic: str, p: int, needed: int, way_out: 
     if needed < low:
         raise LogStartMovedError(
             f"{reader.owner}: needs {topic}[{p}] from offset {needed}, but the broker deleted the records "
-            f"before offset {low} (retention or delete-records). {way_out}")
+            f"before offset {low} (retention or delete-records). {way_out}"
+        )
 
 
-def restore_partition(processor: Processor, store: PartitionStore, p: int, committed: int | None,
-                      reader: PartitionReader) -> tuple[int, int]:
+def restore_partition(
+    processor: Processor, store: PartitionStore, p: int, committed: int | None, reader: PartitionReader
+) -> tuple[int, int]:
     """Bring partition p's open `store` up to date (`committed`: the group's committed input
     offset, if any). Returns (the input offset to resume at, the number of records restored)."""
     if processor.changelog_topic is not None:
@@ -124,21 +135,30 @@ def restore_partition(processor: Processor, store: PartitionStore, p: int, commi
     else:
         resume, count = _from_input(processor, store, p, committed or 0, reader)
     group = reader.settings.group(processor.name)
-    _require(reader, processor.input_topic, p, resume, (
-        f"Input resumes at {resume}, the first offset not known to be processed: the records from there to "
-        "the log start were deleted before this processor read them (it was down longer than the topic's "
-        "retention), or after it processed them with nothing left to prove it (its group offset expired). "
-        "Raise the topic's retention.ms. If they were processed, or losing them is accepted, move the "
-        f"group's offset to the log start and restart: kafka-consumer-groups.sh --bootstrap-server <broker> "
-        f"--group {group} --topic {processor.input_topic}:{p} --reset-offsets --to-earliest --execute"))
+    _require(
+        reader,
+        processor.input_topic,
+        p,
+        resume,
+        (
+            f"Input resumes at {resume}, the first offset not known to be processed: the records from there to "
+            "the log start were deleted before this processor read them (it was down longer than the topic's "
+            "retention), or after it processed them with nothing left to prove it (its group offset expired). "
+            "Raise the topic's retention.ms. If they were processed, or losing them is accepted, move the "
+            f"group's offset to the log start and restart: kafka-consumer-groups.sh --bootstrap-server <broker> "
+            f"--group {group} --topic {processor.input_topic}:{p} --reset-offsets --to-earliest --execute"
+        ),
+    )
     return resume, count
 
 
 def _lost_state(topic: str, store: PartitionStore) -> str:
-    return (f"This partition's state cannot be rebuilt without them. {topic} must keep every record "
-            "(retention.ms=-1, retention.bytes=-1, cleanup.policy=delete: `kadence topics check`). The way "
-            f"out is a copy of this partition's store ({store.path}) whose checkpoint is at or past the "
-            "broker's first offset, or the topic's lost records put back.")
+    return (
+        f"This partition's state cannot be rebuilt without them. {topic} must keep every record "
+        "(retention.ms=-1, retention.bytes=-1, cleanup.policy=delete: `kadence topics check`). The way "
+        f"out is a copy of this partition's store ({store.path}) whose checkpoint is at or past the "
+        "broker's first offset, or the topic's lost records put back."
+    )
 
 
 def _restore_context(p: int, store: PartitionStore) -> PartitionContext:
@@ -147,8 +167,9 @@ def _restore_context(p: int, store: PartitionStore) -> PartitionContext:
     return ctx
 
 
-def _from_changelog(processor: Processor, topic: str, store: PartitionStore, p: int, committed: int,
-                    reader: PartitionReader) -> tuple[int, int]:
+def _from_changelog(
+    processor: Processor, topic: str, store: PartitionStore, p: int, committed: int, reader: PartitionReader
+) -> tuple[int, int]:
     """Apply changelog[p] from the store's changelog checkpoint to its end."""
     restore = processor.restore
     ctx = _restore_context(p, store)
@@ -169,8 +190,9 @@ def _from_changelog(processor: Processor, topic: str, store: PartitionStore, p: 
     return resume, count
 
 
-def _from_input(processor: Processor, store: PartitionStore, p: int, committed: int,
-                reader: PartitionReader) -> tuple[int, int]:
+def _from_input(
+    processor: Processor, store: PartitionStore, p: int, committed: int, reader: PartitionReader
+) -> tuple[int, int]:
     """No changelog: refold input records [store checkpoint, committed offset) into the state."""
     restore = processor.restore
     ctx = _restore_context(p, store)
@@ -191,5 +213,11 @@ def _from_input(processor: Processor, store: PartitionStore, p: int, committed: 
     return resume, count
 
 
-__all__ = ["RESTORE_COMMIT_EVERY", "RESTORE_STUCK_SECONDS", "LogStartMovedError", "PartitionReader",
-           "committed_offsets", "restore_partition"]
+__all__ = [
+    "RESTORE_COMMIT_EVERY",
+    "RESTORE_STUCK_SECONDS",
+    "LogStartMovedError",
+    "PartitionReader",
+    "committed_offsets",
+    "restore_partition",
+]

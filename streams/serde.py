@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
@@ -79,8 +79,17 @@ class Serde:
         return buf.getvalue()
 
     def decode_body(self, record_type: str, body: bytes) -> dict[str, Any]:
-        return schemaless_reader(io.BytesIO(body), self._schema[record_type], None, return_record_name=True,
-                                return_record_name_override=True)
+        # The record types are Avro records: fastavro yields a dict (its stub says any Avro value).
+        return cast(
+            dict[str, Any],
+            schemaless_reader(
+                io.BytesIO(body),
+                self._schema[record_type],
+                None,
+                return_record_name=True,
+                return_record_name_override=True,
+            ),
+        )
 
     def decode(self, data: bytes | None, expected: str | None = None) -> tuple[str, dict[str, Any]]:
         """Return (record type, record). Raises a `SerdeError` subclass for anything unreadable."""
@@ -95,19 +104,26 @@ class Serde:
         try:
             buf = io.BytesIO(data)
             buf.seek(_HEADER_LEN)
-            record = schemaless_reader(buf, writer, reader, return_record_name=True,
-                                return_record_name_override=True)
+            record = schemaless_reader(
+                buf, writer, reader, return_record_name=True, return_record_name_override=True
+            )
         except Exception as exc:  # fastavro raises many types for truncated or garbage bodies
             raise CorruptRecord(f"{record_type} body does not decode: {type(exc).__name__}: {exc}") from exc
         if buf.tell() != len(data):
             raise CorruptRecord(f"{record_type} body has {len(data) - buf.tell()} trailing bytes")
-        return record_type, record
+        return record_type, cast(dict[str, Any], record)
 
     def headers(self, record_type: str) -> list[tuple[str, bytes]]:
         return [(TYPE_HEADER, record_type.encode())]
 
-    def encode_spliced(self, record_type: str, record: dict[str, Any], array_field: str, items: list[bytes],
-                       branch: str | None = None) -> bytes:
+    def encode_spliced(
+        self,
+        record_type: str,
+        record: dict[str, Any],
+        array_field: str,
+        items: list[bytes],
+        branch: str | None = None,
+    ) -> bytes:
         """`encode(record_type, ...)` with one array field given as already-encoded item bodies.
 
         The history processor encodes each event once (for its store) and reuses those bytes in
@@ -120,8 +136,9 @@ class Serde:
         key = (record_type, branch, array_field)
         splice = self._splices.get(key)
         if splice is None:
-            splice = self._splices[key] = _Splice.build(self._registry, self._prefix[record_type], branch,
-                                                        record_type, array_field)
+            splice = self._splices[key] = _Splice.build(
+                self._registry, self._prefix[record_type], branch, record_type, array_field
+            )
         buf = io.BytesIO()
         buf.write(splice.prefix)
         schemaless_writer(buf, splice.head, record)
@@ -160,8 +177,14 @@ class _Splice(NamedTuple):
     tail: Any  # the fields after it
 
     @classmethod
-    def build(cls, reg: schemas.SchemaRegistry, prefix: bytes, branch: str | None, record_type: str,
-              array_field: str) -> _Splice:
+    def build(
+        cls,
+        reg: schemas.SchemaRegistry,
+        prefix: bytes,
+        branch: str | None,
+        record_type: str,
+        array_field: str,
+    ) -> _Splice:
         inner = record_type
         if branch is not None:
             (wrapper,) = reg.raw[record_type]["fields"]
@@ -171,9 +194,12 @@ class _Splice(NamedTuple):
         at = [f["name"] for f in fields].index(array_field)
 
         def part(name: str, part_fields: list[Any]) -> Any:
-            return parse_schema({"type": "record", "name": f"{inner}__{name}", "fields": part_fields},
-                                named_schemas=dict(reg.named))
-        return cls(prefix, part("head", fields[:at]), part("tail", fields[at + 1:]))
+            return parse_schema(
+                {"type": "record", "name": f"{inner}__{name}", "fields": part_fields},
+                named_schemas=dict(reg.named),
+            )
+
+        return cls(prefix, part("head", fields[:at]), part("tail", fields[at + 1 :]))
 
 
 _SERDE: Serde | None = None
@@ -187,4 +213,13 @@ def serde() -> Serde:
     return _SERDE
 
 
-__all__ = ["Serde", "serde", "SerdeError", "BadMagic", "UnknownFingerprint", "CorruptRecord", "MAGIC", "TYPE_HEADER"]
+__all__ = [
+    "Serde",
+    "serde",
+    "SerdeError",
+    "BadMagic",
+    "UnknownFingerprint",
+    "CorruptRecord",
+    "MAGIC",
+    "TYPE_HEADER",
+]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -189,7 +189,9 @@ class PartitionStore:
         if input_offset is not None and (self.input_offset is None or input_offset > self.input_offset):
             batch.put(INPUT_KEY, _OFFSET.pack(input_offset), self._meta_handle)
             self.input_offset = input_offset
-        if changelog_offset is not None and (self.changelog_offset is None or changelog_offset > self.changelog_offset):
+        if changelog_offset is not None and (
+            self.changelog_offset is None or changelog_offset > self.changelog_offset
+        ):
             batch.put(CHANGELOG_KEY, _OFFSET.pack(changelog_offset), self._meta_handle)
             self.changelog_offset = changelog_offset
         if not batch.is_empty():
@@ -213,7 +215,7 @@ class PartitionStore:
     def closed(self) -> bool:
         return self._db is None
 
-    def __enter__(self) -> "PartitionStore":
+    def __enter__(self) -> PartitionStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

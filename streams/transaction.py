@@ -17,13 +17,14 @@ Step 6 (the RocksDB WriteBatch per partition) is the runner's, with the changelo
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from .clients import make_producer
 from .errors import LoopFatalError, TransactionAborted, retry
-from .processing import OutRecord
+from .processing import ConsumedMessage, OutRecord
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def _produce_one(producer: Any, o: OutRecord, on_delivery: Callable[..., None] |
 class Transactions:
     """The transactional producer of one slot (`transactional_id`) and its dispatch producer."""
 
-    def __init__(self, settings: Settings, transactional_id: str, input_topic: str,
-                 changelog_topic: str | None) -> None:
+    def __init__(
+        self, settings: Settings, transactional_id: str, input_topic: str, changelog_topic: str | None
+    ) -> None:
         self.settings = settings
         self.transactional_id = transactional_id
         #: The topic whose offsets `commit` sends to the transaction.
@@ -74,8 +76,9 @@ class Transactions:
         # long read_committed readers wait behind a transaction a killed instance left open
         # (the broker aborts it then), so a deployment may well lower it.
         timeout = self.settings.kafka_config.get("transaction.timeout.ms", 60_000)
-        self._producer = make_producer(self.settings, **{"transactional.id": self.transactional_id,
-                                                         "transaction.timeout.ms": timeout})
+        self._producer = make_producer(
+            self.settings, **{"transactional.id": self.transactional_id, "transaction.timeout.ms": timeout}
+        )
         retry(self._producer.init_transactions, 30.0)
 
     def refence(self) -> None:
@@ -94,8 +97,9 @@ class Transactions:
             self._dispatcher.flush(5)
         self._producer = self._dispatcher = None  # librdkafka handles close when released
 
-    def commit(self, out: Sequence[OutRecord], offsets: dict[int, int] | None,
-               group_metadata: Callable[[], Any]) -> dict[int, int]:
+    def commit(
+        self, out: Sequence[OutRecord], offsets: dict[int, int] | None, group_metadata: Callable[[], Any]
+    ) -> dict[int, int]:
         """Steps 3-5: produce `out`, commit the next input `offsets` (partition -> offset; None or
         empty: none) in the transaction with `group_metadata()` (the input consumer's).
 
@@ -114,8 +118,12 @@ class Transactions:
                 pass
             if offsets:
                 topic = self.input_topic
-                retry(producer.send_offsets_to_transaction,
-                      [TopicPartition(topic, p, o) for p, o in offsets.items()], group_metadata(), 30.0)
+                retry(
+                    producer.send_offsets_to_transaction,
+                    [TopicPartition(topic, p, o) for p, o in offsets.items()],
+                    group_metadata(),
+                    30.0,
+                )
             if dispatched:
                 self.await_dispatch()
             retry(producer.commit_transaction, 30.0)
@@ -131,9 +139,15 @@ class Transactions:
             # duplicate is harmless here (readers de-duplicate); one request in flight keeps the
             # order. linger 0: a dispatch record is on somebody's critical path (batches still
             # form under load while a request is in flight).
-            self._dispatcher = make_producer(self.settings, **{
-                "client.id": f"{self.transactional_id}.dispatch", "linger.ms": 0, "enable.idempotence": False,
-                "max.in.flight.requests.per.connection": 1})
+            self._dispatcher = make_producer(
+                self.settings,
+                **{
+                    "client.id": f"{self.transactional_id}.dispatch",
+                    "linger.ms": 0,
+                    "enable.idempotence": False,
+                    "max.in.flight.requests.per.connection": 1,
+                },
+            )
         on_delivery = self.dispatch_delivered
         for o in out:
             _produce_one(self._dispatcher, o, on_delivery)
@@ -163,8 +177,8 @@ class Transactions:
                     last[o.partition] = i
         tracked = set(last.values())
 
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
+        def on_delivery(err: KafkaError | None, msg: ConsumedMessage) -> None:
+            if err is None:  # a delivered message has its partition and offset
                 delivered[msg.partition()] = msg.offset() + 1
 
         producer = self._producer
@@ -174,8 +188,12 @@ class Transactions:
     def _on_error(self, err: KafkaError, offsets: dict[int, int] | None) -> NoReturn:
         if err.fatal() or not err.txn_requires_abort():
             raise LoopFatalError(f"{self.transactional_id}: transaction failed: {err}")
-        log.warning("%s: aborting transaction (%s) for %s", self.transactional_id, err,
-                    ", ".join(f"{self.input_topic}[{p}]@{o}" for p, o in (offsets or {}).items()))
+        log.warning(
+            "%s: aborting transaction (%s) for %s",
+            self.transactional_id,
+            err,
+            ", ".join(f"{self.input_topic}[{p}]@{o}" for p, o in (offsets or {}).items()),
+        )
         self._abort()
 
     def _abort(self) -> NoReturn:
