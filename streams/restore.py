@@ -161,10 +161,28 @@ def _lost_state(topic: str, store: PartitionStore) -> str:
     )
 
 
-def _restore_context(p: int, store: PartitionStore) -> PartitionContext:
-    ctx = PartitionContext(p, store.state, [])
-    ctx.emit = no_emit
-    return ctx
+class RestoreContext(PartitionContext):
+    """The context `processor.restore` gets: `emit` is refused, and `committed_offset` is the
+    group's committed input offset of the partition when the restore began (0: none).
+
+    Every input record below it was processed by a batch whose outputs had all been written
+    before that offset was sent to its transaction (step 3 flushes before step 4): on Apache
+    Kafka the transaction committed, since transactional offsets count only once committed; on a
+    broker that shows aborted records (Tansu) they are in the log all the same. So a processor that
+    re-sends the outputs of restored records, in case their transaction was cut short (the history
+    processor's replies and outcomes), need not re-send those of records below it: they would
+    only be duplicates, and on Kafka committed ones."""
+
+    __slots__ = ("committed_offset",)
+
+    def __init__(self, partition: int, store: PartitionStore, committed_offset: int = 0) -> None:
+        super().__init__(partition, store.state, [])
+        self.emit = no_emit
+        self.committed_offset = committed_offset
+
+
+def _restore_context(p: int, store: PartitionStore, committed: int = 0) -> RestoreContext:
+    return RestoreContext(p, store, committed)
 
 
 def _from_changelog(
@@ -172,7 +190,7 @@ def _from_changelog(
 ) -> tuple[int, int]:
     """Apply changelog[p] from the store's changelog checkpoint to its end."""
     restore = processor.restore
-    ctx = _restore_context(p, store)
+    ctx = _restore_context(p, store, committed)
     resume = max(store.input_offset or 0, committed)
     count = 0
     start = position = store.changelog_offset or 0
@@ -218,6 +236,7 @@ __all__ = [
     "RESTORE_STUCK_SECONDS",
     "LogStartMovedError",
     "PartitionReader",
+    "RestoreContext",
     "committed_offsets",
     "restore_partition",
 ]

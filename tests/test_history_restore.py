@@ -13,7 +13,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 import kadence.processors.history.processor as history_processor
 from kadence.processors.history import HistoryProcessor
-from kadence.streams.processing import InRecord
+from kadence.streams.processing import InRecord, OutRecord
 from kadence.streams.serde import MAGIC, serde
 from kadence.streams.settings import Settings
 from tests.support.memory_context import MemoryContext, in_record
@@ -111,6 +111,43 @@ def test_restore_resends_the_replies_of_the_restored_tail() -> None:
     ]
     assert resent == sent
     assert restored.store.load(rctx.state, "default", "w") == live.store.load(ctx.state, "default", "w")
+
+
+def test_restore_does_not_resend_what_the_committed_offset_covers() -> None:
+    """Replies and outcomes of inputs below the group's committed offset were written before that
+    offset was sent (streams.restore.RestoreContext): a restore re-sends only those at or after it,
+    so a rebalance or restart on Apache Kafka adds no committed duplicate."""
+    settings = Settings(partitions=1)
+    live, ctx = HistoryProcessor(settings), MemoryContext()
+    changelog: list[InRecord] = []
+    for n in (1, 2):
+        record = InRecord(
+            settings.commands_topic,
+            0,
+            n - 1,
+            b"w",
+            command("w", "StartWorkflowExecution", dict(START, request_id=f"r{n}"), n),
+            (),
+            0,
+        )
+        live.process(record, ctx)
+        changelog += [
+            InRecord(o.topic, 0, len(changelog), o.key, o.value, (), 0)
+            for o in ctx.take()
+            if o.topic == settings.history_topic
+        ]
+    assert len(changelog) == 2  # the start, and the rejected second start (an outcome, no events)
+
+    def resent(committed: int) -> list[OutRecord]:
+        restored, rctx = HistoryProcessor(settings), MemoryContext()
+        rctx.committed_offset = committed  # type: ignore[attr-defined]  # what RestoreContext carries
+        for r in changelog:
+            restored.restore(r, rctx)
+        restored.on_assigned(0, rctx)
+        return [o for o in rctx.take() if o.topic == settings.completions_topic]
+
+    assert len(resent(0)) == 1  # nothing proven sent: the START_REJECTED outcome goes again
+    assert resent(2) == []  # commands[0]@1 is below the committed offset: its outcome was sent
 
 
 def test_a_transition_written_with_the_previous_schema_still_decodes() -> None:

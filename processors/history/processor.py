@@ -347,7 +347,13 @@ class HistoryProcessor(Processor):
             )
             return None
         transition = cast(HistoryTransition, decoded)
-        if transition["replies"] or transition["outcomes"]:
+        # Replies and outcomes of an input the group's committed offset covers were written before
+        # that offset was sent (streams.restore.RestoreContext): re-sending them would only duplicate
+        # them (on Apache Kafka: committed duplicates, after every rebalance or restart).
+        committed: int = getattr(ctx, "committed_offset", 0)
+        source = transition["source_offset"]
+        proven_sent = transition["source_partition"] == record.partition and source < committed
+        if (transition["replies"] or transition["outcomes"]) and not proven_sent:
             self._restored_sends.setdefault(record.partition, {})[transition["source_offset"]] = (
                 transition["replies"],
                 transition["outcomes"],
