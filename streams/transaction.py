@@ -17,6 +17,8 @@ Step 6 (the RocksDB WriteBatch per partition) is the runner's, with the changelo
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -28,6 +30,59 @@ from .processing import ConsumedMessage, OutRecord
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Timeout of one `send_offsets_to_transaction` call (it is retried while retriable, up to
+#: errors.RETRY_SECONDS), and how much longer than that a call may block before the instance gives
+#: up on its producer. librdkafka (2.16 included) can block in that call forever, past its timeout,
+#: when the group coordinator went away during the call: confluentinc/librdkafka#5456 (the
+#: coordinator request's timeout is never checked) and #5511. Seen on every restart of a
+#: single-node Apache Kafka under load (tests/test_kafka_only_failover.py): the processor stopped
+#: for good, with nothing in its log. Past the grace the call raises `LoopFatalError`: the
+#: supervisor restarts the instance, whose fresh producer fences the stuck one.
+SEND_OFFSETS_TIMEOUT_S = 10.0
+HUNG_CALL_GRACE_S = 5.0
+
+
+class _Bounded:
+    """Runs a blocking librdkafka call on a helper thread (daemon, made at the first call) and
+    waits for it at most `limit` seconds: a call that hangs past its own timeout (a librdkafka
+    bug) becomes a `LoopFatalError` instead of a processor that stops silently. The helper thread
+    of a hung call stays blocked; the instance is to be restarted anyway."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+
+    def call(self, limit: float, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            self._thread.start()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def job() -> None:
+            try:
+                box["value"] = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        self._jobs.put(job)
+        if not done.wait(limit):
+            raise LoopFatalError(
+                f"{self.name}: {getattr(fn, '__name__', fn)} did not return within {limit:.1f}s although its "
+                "timeout is shorter (librdkafka confluentinc/librdkafka#5456, #5511: the group coordinator "
+                "went away during the call); restarting the instance"
+            )
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
 
 
 def _produce_one(producer: Any, o: OutRecord, on_delivery: Callable[..., None] | None) -> None:
@@ -64,6 +119,7 @@ class Transactions:
         self._producer: Any = None
         self._dispatcher: Any = None  # the producer of dispatch records, made at the first one
         self._dispatch_error: KafkaError | None = None
+        self._bounded = _Bounded(f"{transactional_id}.send-offsets")
         #: Counters for logs, tests and benchmarks.
         self.transactions = 0
         self.aborts = 0
@@ -119,10 +175,12 @@ class Transactions:
             if offsets:
                 topic = self.input_topic
                 retry(
+                    self._bounded.call,
+                    SEND_OFFSETS_TIMEOUT_S + HUNG_CALL_GRACE_S,
                     producer.send_offsets_to_transaction,
                     [TopicPartition(topic, p, o) for p, o in offsets.items()],
                     group_metadata(),
-                    30.0,
+                    SEND_OFFSETS_TIMEOUT_S,
                 )
             if dispatched:
                 self.await_dispatch()
