@@ -63,7 +63,6 @@ it; `LoopFatalError` leaves `run` (the process supervisor restarts the instance)
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -74,6 +73,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from .clients import make_consumer
 from .errors import LoopFatalError, TransactionAborted, usable
+from .group_watch import GroupWatch
 from .processing import (
     ConsumedMessage,
     InRecord,
@@ -94,17 +94,6 @@ log = logging.getLogger(__name__)
 #: A batch with no outputs commits no transaction: its progress is in the store checkpoint, and
 #: the group offset follows in an offsets-only transaction at most this much later.
 OFFSETS_LAG_SECONDS = 1.0
-#: The input consumer reports its group state every this many ms (librdkafka statistics)...
-GROUP_STATS_INTERVAL_MS = 5000
-#: ...and an instance whose consumer has not been a working group member ("up") for this long
-#: stops with `LoopFatalError`, for its supervisor to restart it. librdkafka 2.16 was seen to stay
-#: in "query-coord" for good ("no broker available for coordinator query") after a single-node
-#: Apache Kafka restart that hit the consumer while it rejoined: the instance then owned no
-#: partition and logged nothing, and the partitions had no owner (about one restart in ten in a
-#: four-consumer reproduction; tests/test_kafka_only_failover.py saw it on workers). A broker
-#: down for longer also restarts the instance, every so often, which costs a restore and nothing
-#: else.
-GROUP_STUCK_SECONDS = 60.0
 
 
 class ProcessorRunner:
@@ -146,9 +135,8 @@ class ProcessorRunner:
         #: partition -> next input offset processed but not yet committed to the group (quiet batches)
         self._lagging: dict[int, int] = {}
         self._offsets_committed_at = 0.0
-        #: Since when (monotonic) the input consumer's group state is not "up", and that state.
-        self._group_down_since: float | None = None
-        self._group_state = "up"
+        #: Notices an input consumer that stays out of its group (streams.group_watch).
+        self.group_watch = GroupWatch()
         #: Counters for logs, tests and benchmarks (transactions and aborts: see `txn`).
         self.processed = 0
         self.dead_letters = 0
@@ -188,13 +176,9 @@ class ProcessorRunner:
         self._consumer = make_consumer(
             self.settings,
             self.group,
-            **{
-                "auto.offset.reset": "error",
-                "statistics.interval.ms": GROUP_STATS_INTERVAL_MS,
-                "stats_cb": self._on_stats,
-            },
+            **{"auto.offset.reset": "error", **self.group_watch.consumer_config()},
         )
-        self._group_down_since = None
+        self.group_watch.reset()
         self._consumer.subscribe(
             [self.processor.input_topic],
             on_assign=self._on_assign,
@@ -228,28 +212,12 @@ class ProcessorRunner:
             self.aborts,
         )
 
-    def _on_stats(self, stats_json: str) -> None:
-        """librdkafka statistics (delivered by poll, in this thread): note since when the consumer's
-        group state is not "up" (`GROUP_STUCK_SECONDS`)."""
-        try:
-            cgrp = json.loads(stats_json).get("cgrp") or {}
-        except ValueError:
-            return
-        state = cgrp.get("state", "up")
-        if state == "up":
-            self._group_down_since = None
-        else:
-            if self._group_down_since is None:
-                self._group_down_since = time.monotonic() - cgrp.get("stateage", 0) / 1000.0
-            self._group_state = state
-
     def _check_group(self) -> None:
-        since = self._group_down_since
-        if since is not None and time.monotonic() - since > GROUP_STUCK_SECONDS:
+        down = self.group_watch.stuck()
+        if down is not None:
             raise LoopFatalError(
                 f"{self.transactional_id}: the input consumer has not been a member of group {self.group} "
-                f"for {time.monotonic() - since:.0f}s (librdkafka group state {self._group_state!r}); "
-                "restarting the instance"
+                f"for {down:.0f}s (librdkafka group state {self.group_watch.state!r}); restarting the instance"
             )
 
     # The loop ----------------------------------------------------------------------------------

@@ -89,6 +89,11 @@ class ActivityRunner:
             self._aloop = asyncio.new_event_loop()
             threading.Thread(target=self._aloop.run_forever, name="kadence-act-loop", daemon=True).start()
 
+    def use_consumer(self, consumer: Any) -> None:
+        """The worker replaced its consumer (see Worker._rejoin_if_stuck): pause and resume that one."""
+        self._consumer = consumer
+        self._paused = False
+
     def wait_idle(self, deadline: float, tick: Callable[[], None]) -> None:
         """Wait until no attempt runs or `deadline` (monotonic) passes, calling `tick()` every 10 ms."""
         with self._active_lock:

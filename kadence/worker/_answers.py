@@ -63,6 +63,12 @@ class Offsets:
                     out.append(TopicPartition(tp[0], tp[1], offset))
         return out
 
+    def forget_all(self) -> None:
+        with self._lock:
+            self._inflight.clear()
+            self._next.clear()
+            self._committed.clear()
+
     def forget(self, tps: set[TP]) -> None:
         with self._lock:
             for tp in tps:

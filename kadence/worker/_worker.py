@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import KafkaError, TopicPartition
 
 from kadence.streams.clients import make_consumer, make_producer
+from kadence.streams.group_watch import GroupWatch
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_topics, task_topic
@@ -123,9 +124,13 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._producer: Any = None
         self._consumer: Any = None
+        #: Notices a consumer that stays out of its group after a broker restart (streams.group_watch).
+        self._group_watch = GroupWatch()
         self._last_commit = 0.0
         self._error: BaseException | None = None
         self.assigned = threading.Event()
+        #: How often the task consumer was replaced because it stayed out of its group.
+        self.rejoins = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -139,8 +144,7 @@ class Worker:
             self.settings, **{"client.id": f"worker-{self.identity}", "linger.ms": 0}
         )
         self._outbox.producer = self._producer
-        self._consumer = make_consumer(self.settings, self.settings.group("worker." + self.task_list))
-        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._consumer = self._subscribe()
         self._activities.start(self._consumer)
         self._thread = threading.Thread(
             target=self._poll_loop, name=f"kadence-worker-{self.task_list}", daemon=True
@@ -165,9 +169,41 @@ class Worker:
             self._commit(force=True, asynchronous=False)
         except Exception as exc:  # noqa: BLE001 - leaving the group must still happen
             log.warning("worker %s: final commit failed: %s", self.task_list, exc)
-        self._consumer.close()
+        _close_bounded(self._consumer, CLOSE_SECONDS, self.task_list)
         self._activities.stop()
         self._thread = None
+
+    def _subscribe(self) -> Any:
+        self._group_watch.reset()
+        consumer = make_consumer(
+            self.settings,
+            self.settings.group("worker." + self.task_list),
+            **self._group_watch.consumer_config(),
+        )
+        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        return consumer
+
+    def _rejoin_if_stuck(self) -> None:
+        """Replace a consumer that has been out of its group for too long (streams.group_watch):
+        without this, a worker can own no partition after a broker restart, for good, while the
+        history processor times its decision tasks out. Tasks in flight are not committed: the new
+        member gets them again (answers are idempotent at the history processor)."""
+        down = self._group_watch.stuck()
+        if down is None:
+            return
+        log.error(
+            "worker %s: the task consumer has not been a member of its group for %.0fs (librdkafka group "
+            "state %r); replacing the consumer",
+            self.task_list,
+            down,
+            self._group_watch.state,
+        )
+        old, self._consumer = self._consumer, None
+        self._offsets.forget_all()
+        _close_bounded(old, CLOSE_SECONDS, self.task_list)
+        self._consumer = self._subscribe()
+        self._activities.use_consumer(self._consumer)
+        self.rejoins += 1
 
     def _stopping_tick(self) -> None:
         self._held.expire()
@@ -206,14 +242,11 @@ class Worker:
         self._offsets.forget(tps)
 
     def _poll_loop(self) -> None:
-        consumer, producer, outbox, activities = (
-            self._consumer,
-            self._producer,
-            self._outbox,
-            self._activities,
-        )
+        producer, outbox, activities = self._producer, self._outbox, self._activities
         while not self._stop.is_set():
             try:
+                self._rejoin_if_stuck()
+                consumer = self._consumer
                 msg = consumer.poll(self._poll_timeout())
                 while msg is not None:
                     self._on_message(msg)
@@ -261,3 +294,19 @@ class Worker:
         offsets = self._offsets.to_commit()
         if offsets:
             self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+
+
+#: How long `Worker.stop` (and a consumer replacement) waits for a consumer to leave its group.
+CLOSE_SECONDS = 10.0
+
+
+def _close_bounded(consumer: Any, seconds: float, task_list: str) -> None:
+    """`consumer.close()` on a helper thread, waited for at most `seconds`: close leaves the group,
+    and librdkafka can block in it for good when the group coordinator is gone (a broker restart);
+    a worker's stop must not hang its process. A close that does not return in time is logged and
+    left to finish (or not) on its daemon thread."""
+    closer = threading.Thread(target=consumer.close, name=f"kadence-close-{task_list}", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    if closer.is_alive():
+        log.warning("worker %s: consumer close did not return within %.0fs; left behind", task_list, seconds)
