@@ -1,6 +1,6 @@
 """`python -m bench`: every engine scenario, one JSON line each (logs and profiles on stderr).
 
-    python -m bench [--only hello,order,fanout,timers,continue_as_new,idle] [--set NAME=VALUE ...]
+    python -m bench [--only hello,order,fanout,timers,continue_as_new,idle,visibility] [--set NAME=VALUE ...]
                     [--workers process|thread] [--profile DIR] [--kafka embedded|apache]
                     [--bootstrap HOST:PORT]
 
@@ -17,7 +17,7 @@ import logging
 import sys
 import traceback
 
-from bench import continue_as_new, fanout, hello, idle, order, timers
+from bench import continue_as_new, fanout, hello, idle, order, timers, visibility
 from bench.engine import add_common_args
 
 SCENARIOS = {
@@ -27,6 +27,7 @@ SCENARIOS = {
     "timers": timers,
     "continue_as_new": continue_as_new,
     "idle": idle,
+    "visibility": visibility,
 }
 
 

@@ -46,7 +46,12 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from kadence.streams.broker import EmbeddedBroker
 from kadence.streams.clients import make_consumer
 from kadence.streams.serde import serde
-from kadence.streams.settings import EMBEDDED_BROKER_PROFILE, KAFKA_BROKER_PROFILE, Settings
+from kadence.streams.settings import (
+    EMBEDDED_BROKER_PROFILE,
+    KAFKA_BROKER_PROFILE,
+    Settings,
+    kafka_config_from_env,
+)
 from kadence.streams.topics import ensure_core_topics
 
 log = logging.getLogger("bench")
@@ -292,6 +297,8 @@ class Bench:
                 "bootstrap": bootstrap,
                 "prefix": f"b{uuid.uuid4().hex[:8]}.",
                 "state_dir": state_dir,
+                # a secured cluster (--kafka HOST:PORT): KADENCE_KAFKA_* / KADENCE_KAFKA_CONFIG_FILE
+                "kafka_config": kafka_config_from_env(),
                 **PROFILES[self.kafka],
                 **BASE_OVERRIDES[self.kafka],
                 **self.overrides,
@@ -776,7 +783,16 @@ def _processor_main(role: str) -> int:
         level=args.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
     settings = Settings(**json.loads(os.environ["BENCH_SETTINGS"]))
-    processor = HistoryProcessor(settings) if role == "history" else DerivedProcessor(settings)
+    # KADENCE_DERIVED_MODULES=children,signals,... runs a subset (e.g. without visibility, to
+    # measure what a module costs), as `python -m kadence.processors.derived` does.
+    modules = [m for m in os.environ.get("KADENCE_DERIVED_MODULES", "").split(",") if m]
+    processor = (
+        HistoryProcessor(settings)
+        if role == "history"
+        else DerivedProcessor(settings, modules)
+        if modules
+        else DerivedProcessor(settings)
+    )
     if os.environ.get("BENCH_DISPATCH_IN_TXN"):
         _dispatch_in_transaction()
     return run_forever(

@@ -26,12 +26,13 @@ from bench.counting import CountingProcessor, ensure_counting_topics, input_topi
 from kadence.streams.broker import EmbeddedBroker
 from kadence.streams.clients import make_consumer, make_producer
 from kadence.streams.loop import ProcessorRunner
-from kadence.streams.settings import Settings
+from kadence.streams.settings import Settings, kafka_config_from_env
 from kadence.streams.topics import TopicSpec, ensure_topics
 
 
 def _settings(bootstrap: str, state_dir: str) -> Settings:
     return Settings(
+        kafka_config=kafka_config_from_env(),  # a secured --bootstrap: KADENCE_KAFKA_* variables
         bootstrap=bootstrap,
         prefix=f"bench{uuid.uuid4().hex[:8]}.",
         state_dir=state_dir,

@@ -4,7 +4,9 @@ Publishes one `Command` record whose payload is `StartWorkflowExecution` to `<pr
 exactly as `kadence.client.Client.start_workflow` does. See docs/publishing-without-kadence.md.
 
     python examples/publish_start_raw.py --bootstrap 127.0.0.1:9092 \\
-        --workflow-id hello-1 --workflow-type HelloWorkflow --task-list default --input '["world"]'
+        --workflow-id hello-1 --workflow-type GreetingParent --task-list hello-child --input '["World"]'
+
+(`python -m examples.worker` serves GreetingParent on task list hello-child.)
 
 Dependencies: confluent-kafka and fastavro. It deliberately imports nothing from kadence/streams/schemas.
 """
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--domain", default="default")
     parser.add_argument("--workflow-id", required=True)
     parser.add_argument("--workflow-type", required=True)
-    parser.add_argument("--task-list", default="default")
+    parser.add_argument("--task-list", required=True, help="a task list a worker polls")
     parser.add_argument("--input", default="[]", help="JSON list of the workflow's arguments")
     parser.add_argument("--request-id", default=None)
     args = parser.parse_args(argv)

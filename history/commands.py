@@ -91,3 +91,63 @@ def fire_timer_command(
         timestamp=timestamp,
         payload=("FireTimer", fire),
     )
+
+
+#: Command types only the engine sends: deadline fires (the timers processor, the history
+#: processor's liveness checks), what a child's run tells its parent (the children module) and
+#: the results of a signal or cancel one run sent another (history processor replies). A client
+#: that sent them could time a run out or complete a child for it.
+ENGINE_ONLY_COMMAND_TYPES = frozenset(
+    {
+        "FireTimer",
+        "StartChildWorkflowExecutionFailed",
+        "ChildWorkflowExecutionStarted",
+        "ChildWorkflowExecutionCompleted",
+        "ChildWorkflowExecutionFailed",
+        "ChildWorkflowExecutionCanceled",
+        "ChildWorkflowExecutionTimedOut",
+        "ChildWorkflowExecutionTerminated",
+        "SignalExternalWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionSignaled",
+        "RequestCancelExternalWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionCancelRequested",
+    }
+)
+#: Command types clients and workers send. The engine sends some of them too (a child's start,
+#: a workflow's signal or cancel of another, a parent close policy's terminate or cancel); the
+#: forms that name an initiating run (`parent`, `external`) are the engine's alone.
+CLIENT_COMMAND_TYPES = frozenset(
+    {
+        "StartWorkflowExecution",
+        "SignalWorkflowExecution",
+        "RequestCancelWorkflowExecution",
+        "TerminateWorkflowExecution",
+        "RespondDecisionTaskCompleted",
+        "RespondDecisionTaskFailed",
+        "RespondActivityTaskCompleted",
+        "RespondActivityTaskFailed",
+        "RespondActivityTaskCanceled",
+        "RecordActivityTaskHeartbeat",
+        "QueryWorkflow",
+        "UpdateWorkflowExecution",
+    }
+)
+
+
+def engine_only_reason(command: Command) -> str | None:
+    """Why only the engine may send `command`, or None when a client may. The rule a reader of the
+    public commands topic applies (README, "Security")."""
+    payload_type, body = command["payload"]
+    attrs = cast(Mapping[str, Any], body)
+    if payload_type in ENGINE_ONLY_COMMAND_TYPES:
+        return f"{payload_type} is an engine-internal command: only the engine sends it"
+    if payload_type == "StartWorkflowExecution" and attrs.get("parent") is not None:
+        return "a StartWorkflowExecution naming a parent run starts a child: only the engine sends it"
+    if payload_type == "StartWorkflowExecution" and attrs.get("signal_sender") is not None:
+        # a workflow's signal-with-start: the target reports the signal to that run
+        return "a StartWorkflowExecution naming a signal's sending run (signal_sender) is only sent by the engine"
+    if payload_type in ("SignalWorkflowExecution", "RequestCancelWorkflowExecution") and (
+        attrs.get("external") is not None
+    ):
+        return f"a {payload_type} naming an initiating run (external) is only sent by the engine"
+    return None

@@ -11,7 +11,9 @@ One table for everyone who needs the mapping (docs/protocol.md, "A run's history
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from kadence.schemas.records import ActivityTaskScheduled, ScheduleActivityTaskDecision
@@ -56,7 +58,38 @@ DECISION_EVENTS: dict[str, DecisionEvents] = {
         ("RequestCancelExternalWorkflowExecutionInitiated",), ("workflow_id",)
     ),
     "UpsertWorkflowMemoDecision": DecisionEvents(("UpsertWorkflowMemo",), ()),
+    "CompleteWorkflowUpdateDecision": DecisionEvents(("WorkflowExecutionUpdateCompleted",), ("update_id",)),
+    "UpsertWorkflowSearchAttributesDecision": DecisionEvents(
+        ("UpsertWorkflowSearchAttributes",), ("search_attributes",)
+    ),
 }
+
+#: `marker_name` of the markers `workflow.patched` and `workflow.deprecate_patch` record
+#: (docs/versioning.md). Their details name the patch: `patch_marker_details`/`patch_marker_id`.
+PATCH_MARKER = "Version"
+#: The details of a patch marker are JSON in this encoding, whatever the user's data converter.
+PATCH_MARKER_ENCODING = "json/plain"
+
+
+def patch_marker_details(patch_id: str, *, deprecated: bool) -> dict[str, Any]:
+    """The `details` Payload of the patch marker for `patch_id` (`deprecated`: by deprecate_patch)."""
+    data = json.dumps({"patch_id": patch_id, "deprecated": deprecated}, sort_keys=True)
+    return {"encoding": PATCH_MARKER_ENCODING, "data": data.encode()}
+
+
+def patch_marker_id(marker: Mapping[str, Any]) -> str | None:
+    """The patch id a RecordMarker decision or MarkerRecorded event records, None for other markers."""
+    details = marker.get("details")
+    if marker.get("marker_name") != PATCH_MARKER or not details:
+        return None
+    if details.get("encoding") != PATCH_MARKER_ENCODING:
+        return None
+    try:
+        patch_id = json.loads(details["data"]).get("patch_id")
+    except (ValueError, AttributeError):
+        return None
+    return patch_id if isinstance(patch_id, str) else None
+
 
 #: Every event type that records a decision.
 DECISION_EVENT_TYPES = frozenset(e for recorded in DECISION_EVENTS.values() for e in recorded.events)

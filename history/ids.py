@@ -162,6 +162,12 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def update_answer_id(update_id: str, stage: str) -> str:
+    """Query id of the answers to an update (docs/updates.md): `update:<stage>:<update id>`, stage
+    `validated` (the worker ran the validator), `accepted` or `completed` (the history processor)."""
+    return f"update:{stage}:{update_id}"
+
+
 def new_query_id() -> str:
     """A query's id (the key of its QueryResult): a fresh uuid4 hex."""
     return uuid.uuid4().hex

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from . import search_attributes
 from .ids import child_start_command_id, derive_run_id
 from .state import (
     CLOSE_EVENTS,
@@ -59,8 +60,11 @@ if TYPE_CHECKING:
         TimerFired,
         TimerStarted,
         UpsertWorkflowMemo,
+        UpsertWorkflowSearchAttributes,
         WorkflowExecutionSignaled,
         WorkflowExecutionStarted,
+        WorkflowExecutionUpdateAccepted,
+        WorkflowExecutionUpdateCompleted,
     )
 
     from .state import CloseAttributes
@@ -114,6 +118,7 @@ def apply(state: ExecutionState, event: HistoryEvent) -> ExecutionState:
         raise UnknownEventError(f"no reducer for event type {event_type}")
     changes = handler(run, event, attrs)
     changes["next_event_id"] = event["event_id"] + 1
+    changes["last_event_time"] = max(run.last_event_time, event["timestamp"])
     changes["history_size"] = run.history_size + event_size(attrs)
     if event_type in DECISION_TRIGGERING_EVENTS:
         changes["unhandled_events"] = changes.get("unhandled_events", run.unhandled_events) + 1
@@ -191,8 +196,10 @@ def _start_run(state: ExecutionState, event: HistoryEvent, a: WorkflowExecutionS
         retry_policy=a["retry_policy"],
         attempt=a["attempt"],
         memo=dict(a["memo"]),
+        search_attributes=search_attributes.decode(a.get("search_attributes") or {}),
         next_event_id=event["event_id"] + 1,
         history_size=event_size(a),
+        last_event_time=event["timestamp"],
     )
     return copy_with(state, {"current": run, "previous_runs": previous})
 
@@ -213,6 +220,10 @@ def _close(status: str) -> Rule:
 
 def _on_memo(run: RunState, event: HistoryEvent, a: UpsertWorkflowMemo) -> Changes:
     return {"memo": {**run.memo, **a["memo"]}}
+
+
+def _on_search_attributes(run: RunState, event: HistoryEvent, a: UpsertWorkflowSearchAttributes) -> Changes:
+    return {"search_attributes": search_attributes.merge(run.search_attributes, a["search_attributes"])}
 
 
 # -- decision tasks -----------------------------------------------------------------------------
@@ -238,15 +249,29 @@ def _on_decision_started(run: RunState, event: HistoryEvent, a: object) -> Chang
 
 
 def _on_decision_completed(run: RunState, event: HistoryEvent, a: DecisionTaskCompleted) -> Changes:
-    return {"decision": None, "decision_attempt": 1, "last_completed_started_event_id": a["started_event_id"]}
+    return {
+        "decision": None,
+        "decision_attempt": 1,
+        "last_completed_started_event_id": a["started_event_id"],
+        "decision_failure": None,
+    }
 
 
-def _on_decision_failed(run: RunState, event: HistoryEvent, a: object) -> Changes:
+def _on_decision_failed(run: RunState, event: HistoryEvent, a: Mapping[str, Any]) -> Changes:
     # The code saw none of this attempt's events as handled: a new decision task is needed.
+    if event["attributes"][0] == "DecisionTaskTimedOut":
+        failure = {
+            "cause": f"TIMED_OUT_{a.get('timeout_type', '')}",
+            "message": "the decision task timed out",
+        }
+    else:
+        details = a.get("failure") or {}
+        failure = {"cause": str(a.get("cause", "")), "message": str(details.get("message", ""))}
     return {
         "decision": None,
         "decision_attempt": run.decision_attempt + 1,
         "unhandled_events": max(run.unhandled_events, 1),
+        "decision_failure": failure,
     }
 
 
@@ -363,6 +388,12 @@ def _on_cancel_requested(run: RunState, event: HistoryEvent, a: object) -> Chang
     return {"cancel_requested": True}
 
 
+def _on_update(
+    run: RunState, event: HistoryEvent, a: WorkflowExecutionUpdateAccepted | WorkflowExecutionUpdateCompleted
+) -> Changes:
+    return {"updates": {**run.updates, a["update_id"]: a}}
+
+
 def _outgoing(kind: str) -> Rule:
     def on_initiated(
         run: RunState,
@@ -412,8 +443,11 @@ _HANDLERS: dict[str, Rule] = {
     "CancelTimerFailed": _nothing,
     "MarkerRecorded": _nothing,
     "UpsertWorkflowMemo": _on_memo,
+    "UpsertWorkflowSearchAttributes": _on_search_attributes,
     "WorkflowExecutionSignaled": _on_signaled,
     "WorkflowExecutionCancelRequested": _on_cancel_requested,
+    "WorkflowExecutionUpdateAccepted": _on_update,
+    "WorkflowExecutionUpdateCompleted": _on_update,
     "StartChildWorkflowExecutionInitiated": _on_child_initiated,
     "StartChildWorkflowExecutionFailed": _on_child_closed,
     "ChildWorkflowExecutionStarted": _on_child_started,

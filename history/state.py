@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # types only: `history` imports nothing of Kadence at run tim
         WorkflowExecutionFailed,
         WorkflowExecutionTerminated,
         WorkflowExecutionTimedOut,
+        WorkflowExecutionUpdateAccepted,
+        WorkflowExecutionUpdateCompleted,
     )
 
     #: The attributes of an event in `CLOSE_EVENTS` (what `RunState.close` keeps).
@@ -76,6 +78,7 @@ DECISION_TRIGGERING_EVENTS = frozenset(
         "ExternalWorkflowExecutionCancelRequested",
         "RequestCancelActivityTaskFailed",
         "CancelTimerFailed",
+        "WorkflowExecutionUpdateAccepted",
     }
 )
 
@@ -250,7 +253,22 @@ class RunState:
     signals_out: dict[int, SignalExternalWorkflowExecutionInitiated] = field(default_factory=dict)
     cancels_out: dict[int, RequestCancelExternalWorkflowExecutionInitiated] = field(default_factory=dict)
     signal_request_ids: frozenset[str] = frozenset()
+    #: Update id -> the update's latest event: accepted (its handler is running) or completed
+    #: (result or failure: a repeated update id is answered with it). docs/updates.md.
+    updates: dict[str, WorkflowExecutionUpdateAccepted | WorkflowExecutionUpdateCompleted] = field(
+        default_factory=dict
+    )
     cancel_requested: bool = False
+    #: Search attributes of the run as typed Python values (str for keyword and text, int, float,
+    #: bool, datetime, list[str] for a keyword list), folded from the start event and every
+    #: UpsertWorkflowSearchAttributes (history/search_attributes.py decodes the recorded form).
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    #: Timestamp of the run's latest event: the next event is never earlier (docs/protocol.md,
+    #: "Event time").
+    last_event_time: int = 0
+    #: The last failure of the run's decision task since its last completed one ({"cause",
+    #: "message"}), None once a decision task completes; `decision_attempt` counts the attempts.
+    decision_failure: dict[str, str] | None = None
 
     @property
     def is_open(self) -> bool:

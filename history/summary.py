@@ -6,6 +6,7 @@ the workflow's history with the one reducer (`history.reducer.fold`) first.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from .state import ExecutionState
@@ -32,6 +33,13 @@ def describe_state(state: ExecutionState) -> dict[str, Any] | None:
         "pending_timers": len(run.timers),
         "pending_children": [c.workflow_id for c in run.children.values()],
         "decision_outstanding": run.decision is not None,
+        #: The decision task's attempt and its last failure since the last completed one (None).
+        "decision_attempt": run.decision_attempt,
+        "decision_failure": run.decision_failure,
         "parent": run.parent,
         "close": run.close_type or None,
+        #: Typed values, a datetime as its ISO 8601 text (JSON-able).
+        "search_attributes": {
+            k: v.isoformat() if isinstance(v, datetime) else v for k, v in run.search_attributes.items()
+        },
     }

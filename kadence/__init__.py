@@ -6,7 +6,7 @@ from kadence import Client, Worker, activity, workflow
 """
 
 from . import activity, workflow
-from .client import Client, WorkflowHandle
+from .client import Client, UpdateHandle, UpdateStage, WorkflowHandle
 from .failures import (
     ActivityError,
     ApplicationError,
@@ -15,10 +15,14 @@ from .failures import (
     KadenceError,
     NondeterminismError,
     QueryError,
+    StartFailureCause,
     TerminatedError,
     TimeoutError,
+    UpdateFailedError,
+    UpdateRejectedError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
+    WorkflowNotFoundError,
 )
 from .replayer import Replayer, dump_history, load_history
 from .worker import Worker
@@ -36,6 +40,8 @@ from .workflow import (
 __all__ = [
     "Client",
     "WorkflowHandle",
+    "UpdateHandle",
+    "UpdateStage",
     "Worker",
     "activity",
     "workflow",
@@ -49,6 +55,10 @@ __all__ = [
     "TerminatedError",
     "TimeoutError",
     "WorkflowAlreadyStartedError",
+    "StartFailureCause",
+    "UpdateFailedError",
+    "UpdateRejectedError",
+    "WorkflowNotFoundError",
     "WorkflowFailureError",
     "Replayer",
     "dump_history",

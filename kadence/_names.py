@@ -10,6 +10,9 @@ ACTIVITY_NAME_ATTR = "__kadence_activity_name__"
 #: Set by @workflow.signal / @workflow.query on the method: the handler's name.
 SIGNAL_ATTR = "__kadence_signal_name__"
 QUERY_ATTR = "__kadence_query_name__"
+#: Set by @workflow.update on the method: the update's name; `@<update>.validator` sets the validator.
+UPDATE_ATTR = "__kadence_update_name__"
+UPDATE_VALIDATOR_ATTR = "__kadence_update_validator__"
 
 
 def workflow_type_name(obj: Any) -> str:
@@ -54,6 +57,11 @@ def signal_name(obj: Any) -> str:
     An undecorated method is refused (TypeError), not sent by its `__name__`: the worker registers
     decorated methods only, so such a signal would reach no handler and be dropped there."""
     return _handler_name(obj, SIGNAL_ATTR, "signal")
+
+
+def update_name(obj: Any) -> str:
+    """An update name from a string or a @workflow.update method (undecorated: TypeError)."""
+    return _handler_name(obj, UPDATE_ATTR, "update")
 
 
 def query_name(obj: Any) -> str:

@@ -36,7 +36,15 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVarTuple
 
-from kadence.history.decisions import CLOSE_DECISIONS, DECISION_EVENT_TYPES, DECISION_EVENTS
+from kadence.history import search_attributes
+from kadence.history.decisions import (
+    CLOSE_DECISIONS,
+    DECISION_EVENT_TYPES,
+    DECISION_EVENTS,
+    PATCH_MARKER,
+    patch_marker_details,
+    patch_marker_id,
+)
 from kadence.history.ids import default_activity_id, default_child_workflow_id
 from kadence.history.ids import timer_id as make_timer_id
 from kadence.history.reducer import event_size  # the server's measure: info().history_size_bytes agrees
@@ -59,6 +67,7 @@ from .failures import (
     QueryError,
     TerminatedError,
     TimeoutError,
+    UpdateRejectedError,
     from_failure,
     to_failure,
 )
@@ -82,13 +91,36 @@ _Ts = TypeVarTuple("_Ts")
 def _describe_decision(decision: Decision) -> str:
     dtype, attrs = decision["attributes"]
     keys = DECISION_EVENTS[dtype].keys
-    return f"{dtype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)})"
+    return f"{dtype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)}{_patch_suffix(attrs)})"
 
 
 def _describe_event(event: dict[str, Any]) -> str:
     etype, attrs = event["attributes"]
     keys = next((recorded.keys for recorded in DECISION_EVENTS.values() if etype in recorded.events), ())
-    return f"{etype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)})"
+    return f"{etype}({', '.join(f'{k}={attrs.get(k)!r}' for k in keys)}{_patch_suffix(attrs)})"
+
+
+def _patch_suffix(attrs: dict[str, Any]) -> str:
+    patch_id = patch_marker_id(attrs)
+    return "" if patch_id is None else f", patch_id={patch_id!r}"
+
+
+def _task_patch_markers(events: list[dict[str, Any]], started_index: int) -> set[str]:
+    """The patch ids of the markers recorded by the decision task started at `events[started_index]`:
+    the decision events right after its DecisionTaskCompleted (one transition writes them together)."""
+    started_id = events[started_index]["event_id"]
+    patches: set[str] = set()
+    completed = False
+    for ev in events[started_index + 1 :]:
+        etype, attrs = ev["attributes"]
+        if not completed:
+            completed = etype == "DecisionTaskCompleted" and attrs["started_event_id"] == started_id
+            continue
+        if etype not in DECISION_EVENT_TYPES:
+            break
+        if etype == "MarkerRecorded" and (patch_id := patch_marker_id(attrs)) is not None:
+            patches.add(patch_id)
+    return patches
 
 
 class _Condition:
@@ -191,6 +223,7 @@ class WorkflowInstance(WorkflowRuntime):
         self._obj: Any = None
         self._main: asyncio.Task[Any] | None = None
         self._cancel_requested = False
+        self._cancel_reason = ""
         self._handler_failure: BaseException | None = None
         self._internal_error: BaseException | None = None
         self._close: Decision | None = None
@@ -200,6 +233,11 @@ class WorkflowInstance(WorkflowRuntime):
         self._in_activation = False
         self._unhandled_signals: list[tuple[str, Any]] = []
         self._input: dict[str, Any] | None = None
+        # versioning (docs/versioning.md): the activation being run replays a completed task;
+        # the patch ids whose markers history records up to that task; each patch's answer.
+        self._replaying = False
+        self._recorded_patches: set[str] = set()
+        self._patches: dict[str, bool] = {}
 
     # -- public ----------------------------------------------------------------------------------
     @property
@@ -231,7 +269,7 @@ class WorkflowInstance(WorkflowRuntime):
             if etype in ("DecisionTaskCompleted", "DecisionTaskFailed", "DecisionTaskTimedOut"):
                 outcome[attrs["scheduled_event_id"]] = etype
         live: list[Decision] = []
-        for ev in events:
+        for index, ev in enumerate(events):
             if ev["event_id"] != self._next_event_id:
                 raise CacheMissError(f"expected event {self._next_event_id}, got event {ev['event_id']}")
             self._next_event_id += 1
@@ -245,6 +283,9 @@ class WorkflowInstance(WorkflowRuntime):
                 result = outcome.get(attrs["scheduled_event_id"])
                 if result in ("DecisionTaskFailed", "DecisionTaskTimedOut"):
                     continue
+                self._replaying = result is not None
+                if self._replaying:
+                    self._recorded_patches.update(_task_patch_markers(events, index))
                 produced = self._activation(ev)
                 self._expected = collections.deque(produced)
                 self._expected_started = ev["event_id"]
@@ -273,6 +314,7 @@ class WorkflowInstance(WorkflowRuntime):
             raise QueryError(f"workflow {self.definition.name} has not started running yet")
         values = self.converter.args_from_payload(args, handler.arg_hints)
         before = len(self._decisions)
+        patches_before = dict(self._patches)
         prev = self._enter_activation()
         try:
             result = handler.fn(self._obj, *values)
@@ -280,11 +322,45 @@ class WorkflowInstance(WorkflowRuntime):
             self._exit_activation(prev)
         if len(self._decisions) != before or asyncio.iscoroutine(result):
             del self._decisions[before:]
+            self._patches = patches_before
             raise QueryError(
                 f"query {name!r} must be a plain function that reads state: it may not await or "
                 "start activities, timers or children"
             )
         return self.converter.to_payload(result)
+
+    def validate_update(self, name: str, args: dict[str, Any] | None) -> None:
+        """Run the validator of update `name` on the current state (docs/updates.md): returns if
+        the update may be accepted; raises the validator's exception if not, or
+        `UpdateRejectedError` for an unknown update or a run that is not running. Like a query: nothing is recorded, and the validator may not start anything."""
+        handler = self.definition.updates.get(name)
+        if handler is None:
+            known = ", ".join(sorted(self.definition.updates)) or "none"
+            raise UpdateRejectedError(
+                f"workflow {self.definition.name} has no update {name!r} (known: {known})"
+            )
+        if self._obj is None or self.finished:
+            raise UpdateRejectedError(
+                f"workflow {self.definition.name} is not running (started or still open)"
+            )
+        validator = self.definition.update_validators.get(name)
+        if validator is None:
+            return
+        values = self.converter.args_from_payload(args, validator.arg_hints)
+        before, patches_before = len(self._decisions), dict(self._patches)
+        prev = self._enter_activation()
+        try:
+            outcome = validator.fn(self._obj, *values)  # its exception is the rejection
+        finally:
+            self._exit_activation(prev)
+            started = len(self._decisions) != before
+            del self._decisions[before:]
+            self._patches = patches_before
+        if started or asyncio.iscoroutine(outcome):
+            raise UpdateRejectedError(
+                f"the validator of update {name!r} must be a plain function that reads state: it may not "
+                "await or start activities, timers or children"
+            )
 
     # -- activation -------------------------------------------------------------------------------
     def _activation(self, started: dict[str, Any]) -> list[tuple[Decision, Op | None]]:
@@ -332,7 +408,7 @@ class WorkflowInstance(WorkflowRuntime):
         # Created after the signal callbacks queued by earlier events: handlers see signals first.
         self._main = self.create_task(defn.run_fn(self._obj, *args), name=f"workflow:{defn.name}")
         if self._cancel_requested:
-            self._main.cancel()
+            self._main.cancel(self._cancel_reason or None)
 
     def _run_until_idle(self) -> None:
         while True:
@@ -371,7 +447,11 @@ class WorkflowInstance(WorkflowRuntime):
             return None
         if main.cancelled():
             if self._cancel_requested:
-                return {"attributes": ("CancelWorkflowExecutionDecision", {"details": None})}
+                # the request's reason becomes the cancellation's details (a parent's
+                # ChildWorkflowExecutionCanceled and the client's CanceledError carry it)
+                reason = self._cancel_reason
+                details = self.converter.to_payload(reason) if reason else None
+                return {"attributes": ("CancelWorkflowExecutionDecision", {"details": details})}
             return self._fail_decision(
                 CanceledError("workflow code raised asyncio.CancelledError without a cancel request")
             )
@@ -406,6 +486,8 @@ class WorkflowInstance(WorkflowRuntime):
                 f"event {eid} {_describe_event(ev)} names decision task completed event "
                 f"{dtc}, expected {self._completed_id}"
             )
+        if etype == "MarkerRecorded" and self._skips_patch_marker(attrs):
+            return
         if not self._expected:
             raise NondeterminismError(
                 f"history event {eid} {_describe_event(ev)} was recorded, but the workflow "
@@ -431,6 +513,19 @@ class WorkflowInstance(WorkflowRuntime):
         if op is not None and dtype not in ("RequestCancelActivityTaskDecision", "CancelTimerDecision"):
             op.on_recorded(eid, attrs)
             self._by_event[eid] = op
+
+    def _skips_patch_marker(self, attrs: dict[str, Any]) -> bool:
+        """A recorded patch marker that the code did not produce here is skipped (Temporal's rule):
+        the code no longer calls `patched`/`deprecate_patch` for it (the last step of removing a
+        patch), or decided it earlier. Anything else the old branch did differently still fails."""
+        patch_id = patch_marker_id(attrs)
+        if patch_id is None:
+            return False
+        if self._expected:
+            dtype, dattrs = self._expected[0][0]["attributes"]
+            if dtype == "RecordMarkerDecision" and patch_marker_id(dattrs) == patch_id:
+                return False
+        return True
 
     def _end_matching(self) -> None:
         if not self._expected:
@@ -463,6 +558,7 @@ class WorkflowInstance(WorkflowRuntime):
             run_timeout=a.get("run_timeout_ms", 0) / 1000,
             task_timeout=a.get("task_timeout_ms", 10000) / 1000,
             continued_run_id=a.get("continued_execution_run_id"),
+            search_attributes=search_attributes.decode(a.get("search_attributes") or {}),
         )
         self._input = a.get("input")
         self._random = random.Random(ev["run_id"])
@@ -497,6 +593,7 @@ class WorkflowInstance(WorkflowRuntime):
     _apply_SignalExternalWorkflowExecutionInitiated = _apply_nothing
     _apply_RequestCancelExternalWorkflowExecutionInitiated = _apply_nothing
     _apply_UpsertWorkflowMemo = _apply_nothing
+    _apply_UpsertWorkflowSearchAttributes = _apply_nothing  # the code's upsert updates `info()`
 
     def _apply_DecisionTaskCompleted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         if a["started_event_id"] != self._expected_started:
@@ -567,8 +664,56 @@ class WorkflowInstance(WorkflowRuntime):
         if self._cancel_requested:
             return
         self._cancel_requested = True
+        self._cancel_reason = a.get("cause") or ""
         if self._main is not None:
-            self._main.cancel()
+            self._main.cancel(self._cancel_reason or None)
+
+    # updates (docs/updates.md): an accepted update runs its handler; its end is a decision
+    def _apply_WorkflowExecutionUpdateAccepted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        self.call_soon(self._run_update, a["update_id"], a["update_name"], a.get("input"))
+
+    _apply_WorkflowExecutionUpdateCompleted = _apply_nothing
+
+    def _run_update(self, update_id: str, name: str, payload: Any) -> None:
+        handler = self.definition.updates.get(name)
+        if handler is None:
+            self._complete_update(update_id, error=UpdateRejectedError(f"no update handler {name!r}"))
+            return
+        try:
+            args = self.converter.args_from_payload(payload, handler.arg_hints)
+            if not handler.is_async:
+                self._complete_update(update_id, result=handler.fn(self._obj, *args))
+                return
+            task = self.create_task(handler.fn(self._obj, *args), name=f"update:{name}:{update_id}")
+        except Exception as exc:  # noqa: BLE001 - the update fails, not the workflow
+            self._complete_update(update_id, error=exc)
+            return
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if t.cancelled():
+                self._complete_update(update_id, error=CanceledError(f"update {name!r} was cancelled"))
+            elif t.exception() is not None:
+                exc = t.exception()
+                if isinstance(exc, NondeterminismError):
+                    self._internal_error = exc
+                else:
+                    self._complete_update(update_id, error=exc)
+            else:
+                self._complete_update(update_id, result=t.result())
+
+        task.add_done_callback(done)
+
+    def _complete_update(
+        self, update_id: str, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        if self._close is not None:
+            return  # the run decided to close first: the update stays without completion
+        attrs = {
+            "update_id": update_id,
+            "result": None if error is not None else self.converter.to_payload(result),
+            "failure": to_failure(error) if error is not None else None,
+        }
+        self.emit("CompleteWorkflowUpdateDecision", attrs)
 
     def _deliver_signal(self, name: str, payload: Any) -> None:
         handler = self.definition.signals.get(name)
@@ -609,7 +754,7 @@ class WorkflowInstance(WorkflowRuntime):
     def _apply_StartChildWorkflowExecutionFailed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._child(a)
         if op is not None:
-            op.on_start_failed(a["cause"])
+            op.on_start_failed(a["cause"], a.get("cause_type", "UNSPECIFIED"))
 
     def _apply_ChildWorkflowExecutionStarted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._child(a)
@@ -643,9 +788,10 @@ class WorkflowInstance(WorkflowRuntime):
     def _apply_ChildWorkflowExecutionCanceled(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._child(a)
         if op is not None:
-            op.on_closed(
-                error=self._child_error(op, a, "was canceled", CanceledError("child workflow canceled"))
-            )
+            details = self.converter.from_payload(a.get("details")) if a.get("details") else None
+            message = "child workflow canceled" + (f": {details}" if details else "")
+            cause = CanceledError(message, details=details)
+            op.on_closed(error=self._child_error(op, a, "was canceled", cause))
 
     def _apply_ChildWorkflowExecutionTerminated(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         op = self._child(a)
@@ -750,6 +896,7 @@ class WorkflowInstance(WorkflowRuntime):
         signal_name: str,
         args: tuple[Any, ...],
         child_only: bool,
+        start: dict[str, Any] | None = None,
     ) -> ExternalOp:
         op = ExternalOp(self, "SignalExternalWorkflowExecution", workflow_id)
         self.emit(
@@ -762,6 +909,7 @@ class WorkflowInstance(WorkflowRuntime):
                 "input": self.converter.args_to_payload(args),
                 "child_workflow_only": child_only,
                 "control": "",
+                "start": start,
             },
             op,
         )
@@ -784,6 +932,19 @@ class WorkflowInstance(WorkflowRuntime):
         )
         return op
 
+    def patch(self, patch_id: str, *, deprecated: bool) -> bool:
+        answer = self._patches.get(patch_id)
+        if answer is not None:
+            return answer
+        if not self._in_activation:
+            raise RuntimeError("workflow.patched() can only be called from workflow code")
+        answer = not self._replaying or patch_id in self._recorded_patches
+        self._patches[patch_id] = answer
+        if answer:
+            details = patch_marker_details(patch_id, deprecated=deprecated)
+            self.emit("RecordMarkerDecision", {"marker_name": PATCH_MARKER, "details": details})
+        return answer
+
     def wait_condition_future(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = self.create_future()
         self._conditions.append(_Condition(fn, fut))
@@ -792,6 +953,10 @@ class WorkflowInstance(WorkflowRuntime):
     @property
     def cancel_requested(self) -> bool:
         return self._cancel_requested
+
+    @property
+    def cancel_reason(self) -> str:
+        return self._cancel_reason
 
     # -- asyncio.AbstractEventLoop ----------------------------------------------------------------
     def call_soon(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ._names import QUERY_ATTR, SIGNAL_ATTR, WORKFLOW_NAME_ATTR
+from ._names import QUERY_ATTR, SIGNAL_ATTR, UPDATE_ATTR, UPDATE_VALIDATOR_ATTR, WORKFLOW_NAME_ATTR
 
 RUN_ATTR = "__kadence_workflow_run__"
 DEFN_ATTR = "__kadence_workflow_definition__"
@@ -148,6 +148,8 @@ class WorkflowInfo:
     run_timeout: float = 0.0
     task_timeout: float = 10.0
     continued_run_id: str | None = None
+    #: Typed values (see `workflow.upsert_search_attributes`); upserts by the code apply at once.
+    search_attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -187,6 +189,9 @@ class WorkflowDefinition:
     return_hint: Any
     signals: dict[str, HandlerDefn]
     queries: dict[str, HandlerDefn]
+    #: @workflow.update handlers, and the validators of those that have one (docs/updates.md).
+    updates: dict[str, HandlerDefn] = field(default_factory=dict)
+    update_validators: dict[str, HandlerDefn] = field(default_factory=dict)
 
     @classmethod
     def of(cls, workflow_cls: type) -> WorkflowDefinition:
@@ -200,6 +205,8 @@ class WorkflowDefinition:
         run_fn = None
         signals: dict[str, HandlerDefn] = {}
         queries: dict[str, HandlerDefn] = {}
+        updates: dict[str, HandlerDefn] = {}
+        validators: dict[str, HandlerDefn] = {}
         for klass in reversed(workflow_cls.__mro__):
             for attr in vars(klass).values():
                 if getattr(attr, RUN_ATTR, False):
@@ -216,6 +223,13 @@ class WorkflowDefinition:
                             f"query handler {attr.__qualname__} must be a plain (non-async) method"
                         )
                     queries[q] = HandlerDefn(q, attr, False, param_hints(attr, True))
+                u = getattr(attr, UPDATE_ATTR, None)
+                if u is not None:
+                    hints = param_hints(attr, True)
+                    updates[u] = HandlerDefn(u, attr, inspect.iscoroutinefunction(attr), hints)
+                    validator = getattr(attr, UPDATE_VALIDATOR_ATTR, None)
+                    if validator is not None:
+                        validators[u] = HandlerDefn(u, validator, False, hints)
         if run_fn is None:
             raise TypeError(f"@workflow.defn class {workflow_cls.__qualname__} has no @workflow.run method")
         return cls(
@@ -226,6 +240,8 @@ class WorkflowDefinition:
             return_hint=type_hints(run_fn).get("return"),
             signals=signals,
             queries=queries,
+            updates=updates,
+            update_validators=validators,
         )
 
 

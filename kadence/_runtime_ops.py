@@ -70,6 +70,11 @@ class WorkflowRuntime(asyncio.AbstractEventLoop, metaclass=abc.ABCMeta):
     def cancel_requested(self) -> bool:
         """True once a cancel request for the run has been applied."""
 
+    @property
+    @abc.abstractmethod
+    def cancel_reason(self) -> str:
+        """The reason (cause) of the run's cancel request; empty without one or without a reason."""
+
     @abc.abstractmethod
     def now(self) -> datetime:
         """Workflow time: the current activation's DecisionTaskStarted timestamp (UTC)."""
@@ -109,14 +114,21 @@ class WorkflowRuntime(asyncio.AbstractEventLoop, metaclass=abc.ABCMeta):
         signal_name: str,
         args: tuple[Any, ...],
         child_only: bool,
+        start: dict[str, Any] | None = None,
     ) -> ExternalOp:
-        """SignalExternalWorkflowExecution of another workflow (a child when `child_only`)."""
+        """SignalExternalWorkflowExecution of another workflow (a child when `child_only`); with
+        `start` (SignalWithStartOptions attributes) a signal-with-start."""
 
     @abc.abstractmethod
     def request_cancel_external(
         self, domain: str, workflow_id: str, run_id: str, child_only: bool
     ) -> ExternalOp:
         """RequestCancelExternalWorkflowExecution of another workflow (a child when `child_only`)."""
+
+    @abc.abstractmethod
+    def patch(self, patch_id: str, *, deprecated: bool) -> bool:
+        """`workflow.patched`/`deprecate_patch`: whether this run takes the patched branch, recording
+        the patch marker when it does for the first time (docs/versioning.md)."""
 
     @abc.abstractmethod
     def wait_condition_future(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:
@@ -370,11 +382,11 @@ class ChildOp(Op):
         if self.cancel_requested and self.cancellation_type is not ChildWorkflowCancellationType.ABANDON:
             self.inst.call_soon(self._send_cancel)
 
-    def on_start_failed(self, cause: str) -> None:
+    def on_start_failed(self, cause: str, cause_type: str = "UNSPECIFIED") -> None:
         if self.cancel_requested:
             self._finish_cancel(self.started)
             return
-        err = WorkflowAlreadyStartedError(self.workflow_id, cause)
+        err = WorkflowAlreadyStartedError(self.workflow_id, cause, cause_type)
         for f in (self.started, self.fut):
             if not f.done():
                 f.set_exception(err)

@@ -18,6 +18,7 @@ with Client.connect("127.0.0.1:9092") as client:
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import os
@@ -25,30 +26,42 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Required, TypedDict, TypeVar, Unpack, cast, overload
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from kadence._names import query_name, signal_name, workflow_type_name
+from kadence._command_producer import CommandProducer
+from kadence._names import query_name, signal_name, update_name, workflow_type_name
 from kadence._runtime_defn import id_reuse_policy_value, retry_record, return_hint_of, to_ms
 from kadence.converter import JSONConverter, default_converter
 from kadence.failures import (
+    CanceledError,
     KadenceError,
     QueryError,
+    StartFailureCause,
     TimeoutError,  # kadence's: a subclass of the builtin one
+    UpdateFailedError,
+    UpdateRejectedError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
+    WorkflowNotFoundError,
     from_failure,
 )
 from kadence.history import describe_state, fold
+from kadence.history.answers import ANSWER_STATUSES, NOT_FOUND, REFUSED
 from kadence.history.commands import command_record
-from kadence.history.ids import new_command_id, new_query_id, new_request_id
-from kadence.streams.clients import make_consumer, make_producer, murmur2_partition
+from kadence.history.ids import new_command_id, new_query_id, new_request_id, update_answer_id
+from kadence.history.search_attributes import encode as search_attributes_record
+from kadence.history.validation import InvalidField, command_problem
+from kadence.streams.checkpoint import topic_id
+from kadence.streams.clients import make_admin, make_consumer, murmur2_partition
 from kadence.streams.serde import SerdeError, serde
-from kadence.streams.settings import Settings
+from kadence.streams.settings import Settings, kafka_config_from_env
+from kadence.visibility import CountResult, ListPage, Visibility, WorkflowExecutionInfo
+from kadence.visibility import parse as parse_query
 
 if TYPE_CHECKING:
     from kadence.schemas.records import HistoryEvent
@@ -82,6 +95,9 @@ class StartWorkflowOptions(TypedDict, total=False):
     retry_policy: Any
     memo: dict[str, Any] | None
     request_id: str | None
+    search_attributes: Mapping[str, Any] | None
+    start_signal: Any
+    start_signal_args: Sequence[Any]
 
 
 class ExecuteWorkflowOptions(StartWorkflowOptions, total=False):
@@ -89,6 +105,12 @@ class ExecuteWorkflowOptions(StartWorkflowOptions, total=False):
 
     result_timeout: float | None
     result_type: Any
+
+
+#: How often a client's reader of completions or query results checks that its topic is the same.
+READER_CHECK_S = 5.0
+#: How long a signal, cancel or terminate waits for the engine's answer by default.
+ANSWER_TIMEOUT_S = 30.0
 
 
 def _now_ms() -> int:
@@ -150,6 +172,12 @@ class _TopicReader:
         self._partitions = sorted(md.partitions)
         self._at_eof: set[int] = set()
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        #: The topic's id, checked every READER_CHECK_S: another id (a broker that came back
+        #: empty, the topic recreated) and the reader starts again from the beginning, where the
+        #: new records are, instead of waiting at an offset the new topic has not reached.
+        self._admin = make_admin(settings)
+        self._topic_id = topic_id(self._admin, topic)
+        self._checked_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"kadence-client-{topic}", daemon=True)
         self._thread.start()
 
@@ -157,6 +185,8 @@ class _TopicReader:
         codec = serde()
         try:
             while not self._stop.is_set():
+                if time.monotonic() - self._checked_at >= READER_CHECK_S:
+                    self._check_topic()
                 msg = self._consumer.poll(0.1)
                 if msg is None:
                     continue
@@ -184,6 +214,22 @@ class _TopicReader:
         finally:
             self._consumer.close()
 
+    def _check_topic(self) -> None:
+        self._checked_at = time.monotonic()
+        current = topic_id(self._admin, self.topic)
+        if current is None or current == self._topic_id:
+            return
+        if self._topic_id is not None:
+            log.warning(
+                "%s is another topic now (id %s, was %s: the broker restarted empty or the topic was "
+                "recreated); reading it from the beginning",
+                self.topic,
+                current,
+                self._topic_id,
+            )
+            self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._topic_id = current
+
     def close(self) -> None:
         self._stop.set()
         if threading.current_thread() is not self._thread:
@@ -200,10 +246,36 @@ class _Completions:
         self._by_workflow: dict[tuple[str, str], list[dict[str, Any]]] = {}
         #: Bumped on every new outcome: a waiter that saw version v sleeps only while it is still v.
         self.version = 0
+        #: Answers (history.answers) to the commands this client waits for, by command id.
+        self._wanted: set[str] = set()
+        self._answers: dict[str, dict[str, Any]] = {}
+
+    def expect_answer(self, command_id: str) -> None:
+        with self.cond:
+            self._wanted.add(command_id)
+
+    def wait_answer(self, command_id: str, timeout: float) -> dict[str, Any] | None:
+        """The engine's answer to command `command_id` (after `expect_answer`), or None in time."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            try:
+                while command_id not in self._answers:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    self.cond.wait(left)
+                return self._answers.pop(command_id)
+            finally:
+                self._wanted.discard(command_id)
 
     def add(self, outcome: dict[str, Any]) -> None:
         domain, wid = outcome["domain"], outcome["workflow_id"]
         with self.cond:
+            if outcome["status"] in ANSWER_STATUSES:  # no run's outcome: kept only if awaited
+                if outcome["request_id"] in self._wanted:
+                    self._answers[outcome["request_id"]] = outcome
+                    self.cond.notify_all()
+                return
             if outcome["run_id"] and outcome["status"] != START_REJECTED:
                 key = (domain, wid, outcome["run_id"])
                 if key in self._by_run:  # a duplicate (redelivery, leaked aborted write): same record
@@ -282,7 +354,7 @@ class ClientConnection:
         #: Answers read from `query-results` to the queries being waited for.
         self.query_results = _QueryResults()
         self._lock = threading.Lock()
-        self._producer: Any = None
+        self._producer = CommandProducer(settings)  # connects on the first command
         self._readers: dict[str, _TopicReader] = {}
         self._closed = False
 
@@ -290,15 +362,20 @@ class ClientConnection:
         with self._lock:
             self._closed = True
             readers, self._readers = list(self._readers.values()), {}
-            producer, self._producer = self._producer, None
         for reader in readers:
             reader.close()
-        if producer is not None:
-            producer.flush(10)
+        self._producer.close(10)
 
-    def send(self, domain: str, workflow_id: str, run_id: str, payload: tuple[str, dict[str, Any]]) -> str:
+    def send(
+        self,
+        domain: str,
+        workflow_id: str,
+        run_id: str,
+        payload: tuple[str, dict[str, Any]],
+        command_id: str | None = None,
+    ) -> str:
         """Produce one Command keyed by the workflow id and wait for its delivery. Returns its id."""
-        command_id = new_command_id()
+        command_id = command_id or new_command_id()
         command = command_record(
             command_id=command_id,
             domain=domain,
@@ -308,35 +385,22 @@ class ClientConnection:
             payload_type=payload[0],
             attrs=payload[1],
         )
+        problem = command_problem(command)  # the engine's own entry rules: an early, readable error
+        if problem is not None:
+            raise InvalidField(f"invalid {payload[0]} command: {problem}")
         codec = serde()
         value = codec.encode("Command", command)
-        errors: list[Any] = []
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(err)
-
         with self._lock:
             if self._closed:
                 raise KadenceError("the client is closed")
-            if self._producer is None:
-                self._producer = make_producer(
-                    self.settings, **{"linger.ms": 0}
-                )  # every command is flushed alone
-            producer = self._producer
-        producer.produce(
+        # delivered, or an error that says why (broker unreachable: BrokerUnreachableError)
+        self._producer.send(
             self.settings.commands_topic,
-            key=workflow_id.encode(),
-            value=value,
-            headers=codec.headers("Command"),
-            on_delivery=delivered,
+            workflow_id.encode(),
+            value,
+            codec.headers("Command"),
+            f"{payload[0]} for workflow {workflow_id!r}",
         )
-        remaining = producer.flush(30)
-        if errors or remaining:
-            raise KadenceError(
-                f"{payload[0]} for workflow {workflow_id!r} was not delivered to "
-                f"{self.settings.commands_topic}: {errors[0] if errors else 'flush timed out'}"
-            )
         return command_id
 
     def reader(self, topic: str) -> _TopicReader:
@@ -404,6 +468,13 @@ class ClientConnection:
             consumer.close()
 
 
+class UpdateStage(str, enum.Enum):
+    """How far `start_update` waits: the update is accepted (recorded), or completed too."""
+
+    ACCEPTED = "ACCEPTED"
+    COMPLETED = "COMPLETED"
+
+
 class Client:
     """Connection to a Kadence deployment (a Kafka cluster and a topic prefix) for one domain.
 
@@ -423,6 +494,7 @@ class Client:
         self.identity: str = identity or f"{os.getpid()}@{socket.gethostname()}"
         self.data_converter: JSONConverter = data_converter or default_converter
         self._conn = ClientConnection(self.settings)
+        self._visibility: Visibility | None = None
 
     @property
     def connection(self) -> ClientConnection:
@@ -431,14 +503,19 @@ class Client:
 
     @classmethod
     def connect(cls, bootstrap: str, prefix: str = "kadence.", **kw: Any) -> Client:
-        """A client for `bootstrap`; keyword arguments go to `Settings` or to the client as they name."""
+        """A client for `bootstrap`; keyword arguments go to `Settings` or to the client as they name.
+        Without `kafka_config`, the librdkafka properties of the environment apply
+        (`KADENCE_KAFKA_CONFIG_FILE`, `KADENCE_KAFKA_<PROPERTY>`: security settings, README)."""
         setting_names = {f.name for f in dataclass_fields(Settings)}
         settings_kw = {k: v for k, v in kw.items() if k in setting_names}
         client_kw = {k: v for k, v in kw.items() if k not in setting_names}
+        settings_kw.setdefault("kafka_config", kafka_config_from_env())
         return cls(Settings(bootstrap=bootstrap, prefix=prefix, **settings_kw), **client_kw)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._visibility is not None:
+            self._visibility.close()
         self._conn.close()
 
     def __enter__(self) -> Client:
@@ -504,6 +581,9 @@ class Client:
         retry_policy: Any = None,
         memo: dict[str, Any] | None = None,
         request_id: str | None = None,
+        search_attributes: Mapping[str, Any] | None = None,
+        start_signal: Any = None,
+        start_signal_args: Sequence[Any] = (),
     ) -> WorkflowHandle[Any]:
         """Produce a StartWorkflowExecution command; return a handle (its run id is learned later).
 
@@ -512,9 +592,18 @@ class Client:
         seconds or timedeltas (None = none; task timeout 10 s). `id_reuse_policy` is a name or a
         `workflow.IdReusePolicy`; `retry_policy` a `workflow.RetryPolicy` (anything with
         `to_record()`) or a dict of RetryPolicy record fields. A repeated `request_id` is a no-op
-        on the server (the same run is reported again).
+        on the server (the same run is reported again). `search_attributes`: name -> str (keyword),
+        `workflow.Text`, int, float, bool, aware datetime or list of str; anything else raises
+        `kadence.workflow.SearchAttributeError` before anything is sent.
+
+        `start_signal` (a @workflow.signal method or its name) makes it a *signal-with-start*: if a
+        run of `id` is open, it gets the signal and nothing starts (unless `id_reuse_policy` is
+        TERMINATE_IF_RUNNING); otherwise a run starts as above, with the signal recorded before its
+        first decision task, so the signal handler runs before the run method. The handle follows
+        whichever run got the signal. See also `signal_with_start`.
         """
         id_reuse_policy = id_reuse_policy_value(id_reuse_policy)
+        recorded_attributes = search_attributes_record(search_attributes or {})
         request_id = request_id or new_request_id()
         conv = self.data_converter
         start = {
@@ -531,9 +620,35 @@ class Client:
             "identity": self.identity,
             "parent": None,
             "cron_schedule": "",
+            "search_attributes": recorded_attributes,
+            "signal_name": signal_name(start_signal) if start_signal is not None else "",
+            "signal_input": conv.args_to_payload(start_signal_args) if start_signal is not None else None,
+            "signal_sender": None,
         }
         self._conn.send(self.domain, id, "", ("StartWorkflowExecution", start))
         return WorkflowHandle(self, id, start_request_id=request_id, result_type=return_hint_of(workflow))
+
+    def signal_with_start(
+        self,
+        workflow: Any,
+        *args: Any,
+        signal: Any,
+        signal_args: Sequence[Any] = (),
+        id: str,
+        task_list: str,  # noqa: A002
+        **options: Any,
+    ) -> WorkflowHandle[Any]:
+        """Signal the open run of `id`, or start `workflow(*args)` with that signal delivered before
+        its first decision: `start_workflow(..., start_signal=signal, start_signal_args=signal_args)`."""
+        return self.start_workflow(
+            workflow,
+            *args,
+            id=id,
+            task_list=task_list,
+            start_signal=signal,
+            start_signal_args=signal_args,
+            **options,
+        )
 
     @overload
     def execute_workflow(
@@ -592,9 +707,192 @@ class Client:
         handle = self.start_workflow(workflow, *args, id=id, task_list=task_list, **options)
         return handle.result(timeout=result_timeout, result_type=result_type)
 
+    # -- visibility (docs/visibility.md) ----------------------------------------------------------
+    @property
+    def visibility(self) -> Visibility:
+        """The client's view of the visibility index (a reader of the topic starts on first use)."""
+        if self._visibility is None:
+            self._visibility = Visibility(self.settings, self.domain, self.data_converter)
+        return self._visibility
+
+    def list_workflows(self, query: str = "", *, page_size: int = 100) -> Iterator[WorkflowExecutionInfo]:
+        """The runs of this domain that match `query` (Temporal's filter language, e.g.
+        `WorkflowType = 'Order' AND ExecutionStatus = 'Running' ORDER BY StartTime DESC`), fetched
+        `page_size` at a time. Raises `QueryError` (with the position) for a malformed query."""
+        parse_query(query)  # a malformed query fails here, not at the first next()
+        return self.visibility.list(query, page_size)
+
+    def list_workflows_page(
+        self, query: str = "", *, page_size: int = 100, next_page_token: bytes | None = None
+    ) -> ListPage:
+        """One page of `list_workflows`, and the token of the next (None on the last page)."""
+        return self.visibility.list_page(query, page_size, next_page_token)
+
+    def count_workflows(self, query: str = "", *, group_by: str | None = None) -> CountResult:
+        """How many runs match; `group_by="ExecutionStatus"` also counts them per status."""
+        return self.visibility.count(query, group_by)
+
     def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to a workflow id (its latest run) or to one run of it."""
         return WorkflowHandle(self, workflow_id, run_id=run_id or None)
+
+    # -- update-with-start (docs/updates.md) ------------------------------------------------------
+    def start_update_with_start(
+        self,
+        update: Any,
+        *update_args: Any,
+        start_workflow: Any,
+        start_args: Sequence[Any] = (),
+        id: str,  # noqa: A002
+        task_list: str,
+        id_conflict_policy: str = "USE_EXISTING",
+        update_id: str | None = None,
+        wait_for_stage: UpdateStage | str = UpdateStage.ACCEPTED,
+        timeout: float = 30.0,
+        **start_options: Any,
+    ) -> UpdateHandle:
+        """Start `start_workflow(*start_args)` as `id` and send it the update. `id_conflict_policy`:
+        USE_EXISTING (a run of `id` is open: the update goes to it) or FAIL (raise the start's
+        `WorkflowAlreadyStartedError`). Two steps, the start recorded first: not atomic."""
+        if id_conflict_policy not in ("USE_EXISTING", "FAIL"):
+            raise ValueError(f"id_conflict_policy must be USE_EXISTING or FAIL, not {id_conflict_policy!r}")
+        handle = self.start_workflow(start_workflow, *start_args, id=id, task_list=task_list, **start_options)
+        try:
+            handle.wait_started(timeout)
+        except WorkflowAlreadyStartedError as err:
+            running = err.cause_type is StartFailureCause.WORKFLOW_ALREADY_RUNNING
+            if id_conflict_policy == "FAIL" or not running:
+                raise
+            handle = self.get_handle(id)
+        return handle.start_update(
+            update, *update_args, id=update_id, wait_for_stage=wait_for_stage, timeout=timeout
+        )
+
+    def execute_update_with_start(
+        self, update: Any, *update_args: Any, result_type: Any = None, timeout: float = 30.0, **options: Any
+    ) -> Any:
+        """`start_update_with_start(..., wait_for_stage=COMPLETED)` and the update's result."""
+        handle = self.start_update_with_start(
+            update, *update_args, wait_for_stage=UpdateStage.COMPLETED, timeout=timeout, **options
+        )
+        return handle.result(timeout=timeout, result_type=result_type)
+
+
+class UpdateHandle:
+    """An update sent to a workflow (`WorkflowHandle.start_update`): `result()` waits for its outcome.
+
+    The client drives the protocol (docs/updates.md): a validation (a QueryWorkflow with the
+    update id, run on a worker; a rejection records nothing), then UpdateWorkflowExecution, which
+    the history processor records once per update id and answers, as it answers the completion,
+    on this client's query-results topic. Waiting re-sends the same update id now and then: the
+    processor answers a known id from its state, so a lost answer or a restarted engine costs a
+    retry, never a second execution."""
+
+    #: Re-send the update this often while waiting for an answer.
+    RESEND_EVERY_S = 5.0
+
+    def __init__(
+        self,
+        client: Client,
+        workflow_id: str,
+        run_id: str,
+        update_id: str,
+        name: str,
+        args: Sequence[Any],
+    ) -> None:
+        self.client = client
+        self._conn = client.connection
+        self.workflow_id = workflow_id
+        self._run_id = run_id
+        self.id = update_id
+        self.name = name
+        self._input = client.data_converter.args_to_payload(args)
+        self._outcome: dict[str, Any] | None = None
+
+    def _send(self, command: str, body: dict[str, Any]) -> None:
+        self._conn.send(self.client.domain, self.workflow_id, self._run_id, (command, body))
+
+    def _ask(self, answer_id: str, send: Callable[[], None], deadline: float, what: str) -> dict[str, Any]:
+        """Send (again every RESEND_EVERY_S) until `answer_id` is answered."""
+        results = self._conn.query_results
+        self._conn.reader(self.client.settings.query_results_topic)
+        while True:
+            results.expect(answer_id)
+            send()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"update {self.name!r} ({self.id}) of workflow {self.workflow_id!r}: no {what} answer", ""
+                )
+            answer = results.wait(answer_id, min(left, self.RESEND_EVERY_S))
+            if answer is not None:
+                return answer
+
+    def accept(self, deadline: float) -> None:
+        """Validate, then record the update (`start_update`); raises `UpdateRejectedError`."""
+        validated_id = update_answer_id(self.id, "validated")
+        validated = self._ask(
+            validated_id,
+            lambda: self._send(
+                "QueryWorkflow",
+                {
+                    "query_id": validated_id,
+                    "query_type": self.name,
+                    "args": self._input,
+                    "reply_topic": self.client.settings.query_results_topic,
+                    "update_id": self.id,
+                },
+            ),
+            deadline,
+            "validation",
+        )
+        if validated["error"] is not None:
+            cause = from_failure(_failure(validated["error"]))
+            raise UpdateRejectedError(
+                f"update {self.name!r} of workflow {self.workflow_id!r} rejected: {cause}", cause
+            )
+        self._conn.query_results.expect(update_answer_id(self.id, "completed"))
+        accepted = self._ask(update_answer_id(self.id, "accepted"), self._send_update, deadline, "acceptance")
+        if accepted["error"] is not None:
+            cause = from_failure(_failure(accepted["error"]))
+            raise UpdateRejectedError(
+                f"update {self.name!r} of workflow {self.workflow_id!r} not accepted: {cause}", cause
+            )
+
+    def _send_update(self) -> None:
+        client = self.client
+        self._send(
+            "UpdateWorkflowExecution",
+            {
+                "update_id": self.id,
+                "update_name": self.name,
+                "input": self._input,
+                "identity": client.identity,
+                "reply_topic": client.settings.query_results_topic,
+            },
+        )
+
+    def wait_completed(self, deadline: float) -> dict[str, Any]:
+        """The completion answer (a QueryResult record), waiting until `deadline` (monotonic)."""
+        if self._outcome is None:
+            completed = update_answer_id(self.id, "completed")
+            results = self._conn.query_results
+            results.expect(completed)
+            answer = results.wait(completed, max(0.0, min(deadline - time.monotonic(), self.RESEND_EVERY_S)))
+            if answer is None:  # not yet, or the answer was lost: ask again (answered from state)
+                answer = self._ask(completed, self._send_update, deadline, "completion")
+            self._outcome = answer
+        return self._outcome
+
+    def result(self, timeout: float | None = 30.0, result_type: Any = None) -> Any:
+        """The update's result; `UpdateFailedError` (cause: the handler's error) if it raised."""
+        outcome = self.wait_completed(time.monotonic() + (timeout if timeout is not None else 1e9))
+        if outcome["error"] is not None:
+            cause = from_failure(_failure(outcome["error"]))
+            raise UpdateFailedError(
+                f"update {self.name!r} of workflow {self.workflow_id!r} failed: {cause}", cause
+            )
+        return self.client.data_converter.from_payload(_record(outcome["result"]), result_type)
 
 
 class WorkflowHandle(Generic[R]):
@@ -656,7 +954,10 @@ class WorkflowHandle(Generic[R]):
                 result: R = client.data_converter.from_payload(_record(outcome["result"]), hint)
                 return result
             if status in FAILED_STATUSES:
-                cause = from_failure(_failure(outcome["failure"]))
+                cause: BaseException | None = from_failure(_failure(outcome["failure"]))
+                if status == "CANCELED" and outcome["result"] is not None:  # details: the cancel reason
+                    details = client.data_converter.from_payload(_record(outcome["result"]))
+                    cause = CanceledError(f"workflow canceled: {details}", details=details)
                 detail = outcome["reason"] or (str(cause) if cause is not None else "")
                 raise WorkflowFailureError(
                     f"workflow {self.id!r} run {run_id} {status.lower().replace('_', ' ')}"
@@ -680,6 +981,12 @@ class WorkflowHandle(Generic[R]):
                     raise TimeoutError(f"timed out waiting for {what}", "")
                 cond.wait(left)
 
+    def wait_started(self, timeout: float | None = 30.0) -> str:
+        """The run id of this handle's run once it is seen (its start recorded); raises
+        `WorkflowAlreadyStartedError` when this handle's start was rejected."""
+        self._conn.reader(self.client.settings.completions_topic)  # a rejection is an outcome there
+        return self._resolve_run(_deadline(timeout))
+
     def _resolve_run(self, deadline: float | None) -> str:
         """The run id this handle follows: given; or the run its start request created; or the latest.
 
@@ -702,7 +1009,11 @@ class WorkflowHandle(Generic[R]):
                     outcome = completions.by_request(client.domain, self.id, self.start_request_id)
                     if outcome is not None:
                         if outcome["status"] == START_REJECTED:
-                            raise WorkflowAlreadyStartedError(self.id, outcome["reason"] or "start rejected")
+                            raise WorkflowAlreadyStartedError(
+                                self.id,
+                                outcome["reason"] or "start rejected",
+                                outcome.get("start_failure_cause", "UNSPECIFIED"),
+                            )
                         self.run_id = outcome["run_id"]
                         return self.run_id
             if time.monotonic() >= next_scan:
@@ -721,14 +1032,15 @@ class WorkflowHandle(Generic[R]):
 
     def _run_from_history(self) -> str | None:
         client = self.client
-        started = [
-            e
-            for e in self._conn.history_events(client.domain, self.id)
-            if e["attributes"][0] == "WorkflowExecutionStarted"
-        ]
+        events = self._conn.history_events(client.domain, self.id)
+        started = [e for e in events if e["attributes"][0] == "WorkflowExecutionStarted"]
         if self.start_request_id:
-            for event in started:
-                if event["attributes"][1]["request_id"] == self.start_request_id:
+            # the run this start made, or (signal-with-start) the open run that got its signal
+            for event in events:
+                kind, attrs = event["attributes"]
+                if kind in ("WorkflowExecutionStarted", "WorkflowExecutionSignaled") and (
+                    attrs["request_id"] == self.start_request_id
+                ):
                     run_id: str = event["run_id"]
                     return run_id
             return None
@@ -740,13 +1052,19 @@ class WorkflowHandle(Generic[R]):
         return latest["run_id"] if latest is not None else None
 
     # -- commands --------------------------------------------------------------------------------
-    def signal(self, name_or_method: Any, *args: Any, request_id: str | None = None) -> None:
-        """Send a signal (a @workflow.signal method or its name); `request_id` de-duplicates retries."""
+    def signal(
+        self,
+        name_or_method: Any,
+        *args: Any,
+        request_id: str | None = None,
+        answer_timeout: float | None = ANSWER_TIMEOUT_S,
+    ) -> None:
+        """Send a signal (a @workflow.signal method or its name); `request_id` de-duplicates retries.
+        Returns once the engine recorded it; raises `WorkflowNotFoundError` when no open run of the
+        workflow id exists (answers: docs/protocol.md). `answer_timeout=None`: return once the
+        command is delivered to the broker, without waiting for the engine (no error then)."""
         client = self.client
-        self._conn.send(
-            client.domain,
-            self.id,
-            self._pinned_run_id or "",
+        self._send_answered(
             (
                 "SignalWorkflowExecution",
                 {
@@ -757,15 +1075,14 @@ class WorkflowHandle(Generic[R]):
                     "external": None,
                 },
             ),
+            answer_timeout,
         )
 
-    def cancel(self, reason: str = "") -> None:
-        """Request cancellation: the workflow sees it and decides how to finish."""
+    def cancel(self, reason: str = "", answer_timeout: float | None = ANSWER_TIMEOUT_S) -> None:
+        """Request cancellation: the workflow sees it and decides how to finish. Raises
+        `WorkflowNotFoundError` when no open run of the workflow id exists."""
         client = self.client
-        self._conn.send(
-            client.domain,
-            self.id,
-            self._pinned_run_id or "",
+        self._send_answered(
             (
                 "RequestCancelWorkflowExecution",
                 {
@@ -776,15 +1093,16 @@ class WorkflowHandle(Generic[R]):
                     "external": None,
                 },
             ),
+            answer_timeout,
         )
 
-    def terminate(self, reason: str = "", details: Any = None) -> None:
-        """End the run at once (no workflow code runs); `details` is any converter-encodable value."""
+    def terminate(
+        self, reason: str = "", details: Any = None, answer_timeout: float | None = ANSWER_TIMEOUT_S
+    ) -> None:
+        """End the run at once (no workflow code runs); `details` is any converter-encodable value.
+        Raises `WorkflowNotFoundError` when no open run of the workflow id exists."""
         client = self.client
-        self._conn.send(
-            client.domain,
-            self.id,
-            self._pinned_run_id or "",
+        self._send_answered(
             (
                 "TerminateWorkflowExecution",
                 {
@@ -794,7 +1112,32 @@ class WorkflowHandle(Generic[R]):
                     "first_execution_run_id": "",
                 },
             ),
+            answer_timeout,
         )
+
+    def _send_answered(self, payload: tuple[str, dict[str, Any]], timeout: float | None) -> None:
+        """Send a signal, cancel request or terminate and wait for the engine's answer (history.answers)."""
+        conn, client = self._conn, self.client
+        if timeout is None:
+            conn.send(client.domain, self.id, self._pinned_run_id or "", payload)
+            return
+        conn.reader(client.settings.completions_topic)
+        command_id = new_command_id()
+        conn.completions.expect_answer(command_id)
+        conn.send(client.domain, self.id, self._pinned_run_id or "", payload, command_id=command_id)
+        answer = conn.completions.wait_answer(command_id, timeout)
+        what = f"{payload[0]} of workflow {self.id!r}"
+        if answer is None:
+            raise KadenceError(
+                f"{what}: sent, but the engine did not answer within {timeout}s (is `kadence server` running?)"
+            )
+        if answer["status"] == NOT_FOUND:
+            run = f" run {self._pinned_run_id}" if self._pinned_run_id else ""
+            raise WorkflowNotFoundError(
+                self.id, f"{what}{run} in domain {client.domain!r}: {answer['reason'] or 'not found'}"
+            )
+        if answer["status"] == REFUSED:
+            raise KadenceError(f"{what} refused: {answer['reason']}")
 
     def query(self, name_or_method: Any, *args: Any, timeout: float = 5.0, result_type: Any = None) -> Any:
         """Ask the run's workflow code (on a worker) for a value; raises `QueryError` on error or no
@@ -830,6 +1173,45 @@ class WorkflowHandle(Generic[R]):
             error.__cause__ = cause
             raise error
         return client.data_converter.from_payload(_record(answer["result"]), result_type)
+
+    # -- updates (docs/updates.md) ----------------------------------------------------------------
+    def execute_update(
+        self,
+        update: Any,
+        *args: Any,
+        id: str | None = None,  # noqa: A002 - Temporal's name
+        timeout: float = 30.0,
+        result_type: Any = None,
+    ) -> Any:
+        """Run the update `update` (a @workflow.update method or its name) and return its result.
+
+        Raises `UpdateRejectedError` when the validator refuses it (nothing is recorded),
+        `UpdateFailedError` when its handler raised, `TimeoutError` when `timeout` passes first.
+        `id` de-duplicates: the same update id is accepted and run once, and asking again answers
+        with the first outcome."""
+        handle = self.start_update(
+            update, *args, id=id, wait_for_stage=UpdateStage.COMPLETED, timeout=timeout
+        )
+        return handle.result(timeout=timeout, result_type=result_type)
+
+    def start_update(
+        self,
+        update: Any,
+        *args: Any,
+        id: str | None = None,  # noqa: A002
+        wait_for_stage: UpdateStage | str = UpdateStage.ACCEPTED,
+        timeout: float = 30.0,
+    ) -> UpdateHandle:
+        """Validate and record the update, and return once it reached `wait_for_stage`: ACCEPTED
+        (validated and in history; the handler may still run) or COMPLETED (its outcome is in)."""
+        stage = UpdateStage(wait_for_stage)
+        handle = UpdateHandle(
+            self.client, self.id, self._pinned_run_id or "", id or new_request_id(), update_name(update), args
+        )
+        handle.accept(time.monotonic() + timeout)
+        if stage is UpdateStage.COMPLETED:
+            handle.wait_completed(time.monotonic() + timeout)
+        return handle
 
     # -- reading history -------------------------------------------------------------------------
     def history(self, run_id: str | None = None) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ name, message, stack and cause chain, wrapped in the error saying where it happe
 from __future__ import annotations
 
 import builtins
+import enum
 import traceback
 from typing import Any
 
@@ -85,20 +86,78 @@ class TimeoutError(FailureError, builtins.TimeoutError):  # noqa: A001 - one Tim
 
 
 class CanceledError(FailureError):
-    """The work was canceled (the server-side record of a cancellation)."""
+    """The work was canceled (the server-side record of a cancellation); `details`: the
+    cancellation's details (a workflow's: the cancel request's reason), None without any."""
+
+    def __init__(self, message: str, cause: BaseException | None = None, details: Any = None) -> None:
+        super().__init__(message, cause)
+        self.details = details
 
 
 class TerminatedError(FailureError):
     """The workflow was terminated (by a client, or by a parent close policy)."""
 
 
-class WorkflowAlreadyStartedError(KadenceError):
-    """A start was rejected: the id is running or the id reuse policy forbids a new run."""
+class StartFailureCause(str, enum.Enum):
+    """Why a start was refused: the Avro enum `StartFailureCause` (schemas/events.avsc)."""
 
-    def __init__(self, workflow_id: str, reason: str) -> None:
+    UNSPECIFIED = "UNSPECIFIED"
+    #: A run of the id is open (and the id reuse policy is not TERMINATE_IF_RUNNING).
+    WORKFLOW_ALREADY_RUNNING = "WORKFLOW_ALREADY_RUNNING"
+    #: The id's last run closed and the id reuse policy refuses a new run (REJECT_DUPLICATE, or
+    #: ALLOW_DUPLICATE_FAILED_ONLY after a completion).
+    ID_REUSE_REJECTED = "ID_REUSE_REJECTED"
+    #: The request itself is invalid (a timeout, type or task list; `reason` says which).
+    INVALID_REQUEST = "INVALID_REQUEST"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    INVALID_SEARCH_ATTRIBUTES = "INVALID_SEARCH_ATTRIBUTES"
+
+    @classmethod
+    def of(cls, value: str | None) -> StartFailureCause:
+        """The member for a recorded symbol (UNSPECIFIED for none, or one this SDK does not know)."""
+        try:
+            return cls(value or "UNSPECIFIED")
+        except ValueError:
+            return cls.UNSPECIFIED
+
+
+class WorkflowAlreadyStartedError(KadenceError):
+    """A start was rejected: the id is running or the id reuse policy forbids a new run.
+
+    `reason` says why in words, `cause_type` as a `StartFailureCause` to branch on."""
+
+    def __init__(
+        self,
+        workflow_id: str,
+        reason: str,
+        cause_type: StartFailureCause | str = StartFailureCause.UNSPECIFIED,
+    ) -> None:
         super().__init__(f"workflow {workflow_id!r} not started: {reason}")
         self.workflow_id = workflow_id
         self.reason = reason
+        self.cause_type = StartFailureCause.of(cause_type)
+
+
+class BrokerUnreachableError(KadenceError):
+    """No Kafka broker answered at the client's bootstrap servers (kadence._command_producer)."""
+
+
+class WorkflowNotFoundError(KadenceError):
+    """No open run of the workflow id (or of the pinned run) to signal, cancel or terminate: the
+    engine answered NOT_FOUND (Temporal's NotFound)."""
+
+    def __init__(self, workflow_id: str, message: str) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+
+
+class UpdateRejectedError(FailureError):
+    """An update was rejected before anything was recorded: its validator raised (`cause`), the
+    workflow has no such update, or the run is not open (docs/updates.md)."""
+
+
+class UpdateFailedError(FailureError):
+    """An accepted update's handler raised (`cause`): the update failed, the workflow goes on."""
 
 
 class NondeterminismError(KadenceError):

@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypedDict, TypeVar, Unpack, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypedDict, TypeVar, Unpack, overload
+
+from kadence.history import search_attributes as _search_attributes
+from kadence.history.search_attributes import SearchAttributeError, Text
 
 from ._names import (
     QUERY_ATTR,
     SIGNAL_ATTR,
+    UPDATE_ATTR,
+    UPDATE_VALIDATOR_ATTR,
     WORKFLOW_NAME_ATTR,
     activity_type_name,
     signal_name,
@@ -63,6 +68,9 @@ S = TypeVar("S")
 A1 = TypeVar("A1")
 A2 = TypeVar("A2")
 A3 = TypeVar("A3")
+#: The parameters and result of an update method (`UpdateMethod`).
+P = ParamSpec("P")
+R_co = TypeVar("R_co", covariant=True)
 Timeout = float | timedelta | None
 
 __all__ = [
@@ -70,6 +78,8 @@ __all__ = [
     "run",
     "signal",
     "query",
+    "update",
+    "UpdateMethod",
     "execute_activity",
     "start_activity",
     "execute_child_workflow",
@@ -78,6 +88,7 @@ __all__ = [
     "ChildWorkflowHandle",
     "ExternalWorkflowHandle",
     "get_external_workflow_handle",
+    "signal_with_start_workflow",
     "CancellationScope",
     "sleep",
     "wait_condition",
@@ -87,8 +98,14 @@ __all__ = [
     "info",
     "continue_as_new",
     "upsert_memo",
+    "upsert_search_attributes",
+    "Text",
+    "SearchAttributeError",
+    "patched",
+    "deprecate_patch",
     "in_workflow",
     "cancel_requested",
+    "cancel_reason",
     "RetryPolicy",
     "IdReusePolicy",
     "ParentClosePolicy",
@@ -139,6 +156,43 @@ def signal(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F],
     return wrap(fn) if fn is not None else wrap
 
 
+class UpdateMethod(Protocol[P, R_co]):
+    """What `@workflow.update` makes of a method, for type checkers: the method, plus `validator`."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def validator(self, fn: Callable[P, None], /) -> Callable[P, None]:
+        """Register `fn` (same arguments, returns None, raises to reject) as the update's validator."""
+        ...
+
+
+@overload
+def update(fn: Callable[P, R_co], /, *, name: str | None = None) -> UpdateMethod[P, R_co]: ...
+@overload
+def update(*, name: str | None = None) -> Callable[[Callable[P, R_co]], UpdateMethod[P, R_co]]: ...
+def update(fn: Any = None, *, name: str | None = None) -> Any:
+    """Mark an update handler (sync or async method; docs/updates.md). A client's
+    `handle.execute_update(method, *args)` runs it and gets what it returns.
+
+    Add a validator with `@<method>.validator` on a plain method taking the same arguments: it runs
+    before anything is recorded and rejects the update by raising (the rejection leaves no event).
+    """
+
+    def wrap(f: Any) -> Any:
+        setattr(f, UPDATE_ATTR, name or f.__name__)
+
+        def validator(vf: Callable[..., None]) -> Callable[..., None]:
+            if inspect.iscoroutinefunction(vf):
+                raise TypeError(f"update validator {vf.__qualname__} must not be async")
+            setattr(f, UPDATE_VALIDATOR_ATTR, vf)
+            return vf
+
+        setattr(f, "validator", validator)  # noqa: B010 - an attribute of the user's function
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
 @overload
 def query(fn: F, /, *, name: str | None = None) -> F: ...
 @overload
@@ -184,6 +238,16 @@ def cancel_requested() -> bool:
     return _current().cancel_requested
 
 
+def cancel_reason() -> str:
+    """The reason given with the cancel request (`handle.cancel(reason)`); empty if none.
+
+    The reason is in the WorkflowExecutionCancelRequested event (`cause`), and becomes the details
+    of the WorkflowExecutionCanceled event when the run ends canceled: a parent sees it in its
+    `ChildWorkflowError`'s `CanceledError` cause, a client in `WorkflowFailureError.cause`.
+    """
+    return _current().cancel_reason
+
+
 def upsert_memo(**fields: Any) -> None:
     """Replace memo fields of the run (UpsertWorkflowMemo decision); `info().memo` updates at once."""
     inst = _current()
@@ -191,6 +255,51 @@ def upsert_memo(**fields: Any) -> None:
         "UpsertWorkflowMemoDecision", {"memo": {k: inst.converter.to_payload(v) for k, v in fields.items()}}
     )
     inst.info.memo.update(fields)
+
+
+def upsert_search_attributes(attributes: Mapping[str, Any]) -> None:
+    """Set search attributes of the run (UpsertWorkflowSearchAttributes decision); a value of None
+    removes one. `info().search_attributes` updates at once.
+
+    Values: str (keyword), `workflow.Text` (full text), int, float, bool, an aware datetime, a list
+    of str (keyword list). Anything else raises `SearchAttributeError` here, in the workflow code.
+    Replay checks that the code upserts the same values as history records."""
+    inst = _current()
+    recorded = _search_attributes.encode(attributes, allow_unset=True)
+    inst.emit("UpsertWorkflowSearchAttributesDecision", {"search_attributes": recorded})
+    current = inst.info.search_attributes
+    for name, value in _search_attributes.decode(recorded).items():
+        if value is None:
+            current.pop(name, None)
+        else:
+            current[name] = value
+
+
+# -- versioning ---------------------------------------------------------------------------------
+def patched(patch_id: str) -> bool:
+    """Whether this run takes the code path of patch `patch_id` (docs/versioning.md).
+
+    ```python
+    if workflow.patched("send-receipt"):
+        await workflow.execute_activity(send_receipt, order, start_to_close_timeout=10)
+    ```
+    Run for the first time (not replayed), it records a `MarkerRecorded` event (marker "Version",
+    the patch id in its details) and returns True. Replayed, it returns True if and only if that
+    decision task recorded the marker: a run that reached this point on the code before the patch
+    keeps the old path. The answer is fixed per run: later calls return the first one.
+    """
+    return _current().patch(patch_id, deprecated=False)
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """The patch `patch_id` is in every run that is still open: only the patched code remains.
+
+    Records the marker like `patched` on a first execution, but replaying a history without the
+    marker is not a divergence (runs started after `patched` was deployed all have it). Once no
+    open run's history lacks the marker, the call itself can be removed: a recorded patch marker
+    that the code no longer asks for is skipped on replay.
+    """
+    _current().patch(patch_id, deprecated=True)
 
 
 # -- timers and conditions ----------------------------------------------------------------------
@@ -456,6 +565,7 @@ class ChildWorkflowOptions(TypedDict, total=False):
     parent_close_policy: ParentClosePolicy
     cancellation_type: ChildWorkflowCancellationType
     memo: dict[str, Any] | None
+    search_attributes: Mapping[str, Any] | None
 
 
 class ChildWorkflowHandle(Generic[R]):
@@ -578,6 +688,7 @@ def start_child_workflow(
         ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED
     ),
     memo: dict[str, Any] | None = None,
+    search_attributes: Mapping[str, Any] | None = None,
 ) -> ChildWorkflowStart[Any]:
     """Start a child: the start decision is made now (like an async call); `await` the returned
     `ChildWorkflowStart` for the handle once the child has *started* (ChildWorkflowExecutionStarted).
@@ -606,6 +717,7 @@ def start_child_workflow(
         "parent_close_policy": ParentClosePolicy(parent_close_policy).value,
         "id_reuse_policy": id_reuse_policy_value(id_reuse_policy),
         "control": "",
+        "search_attributes": _search_attributes.encode(search_attributes or {}),
     }
     op = inst.start_child(attrs, ChildWorkflowCancellationType(cancellation_type), return_hint_of(workflow))
     return ChildWorkflowStart(op)
@@ -683,6 +795,50 @@ def get_external_workflow_handle(
     return ExternalWorkflowHandle(workflow_id, run_id, domain)
 
 
+async def signal_with_start_workflow(
+    workflow: Any,
+    *args: Any,
+    id: str,  # noqa: A002 - Temporal's name
+    signal: str | Callable[..., Any],
+    signal_args: Sequence[Any] = (),
+    task_list: str | None = None,
+    domain: str | None = None,
+    execution_timeout: Timeout = None,
+    run_timeout: Timeout = None,
+    task_timeout: Timeout = None,
+    id_reuse_policy: IdReusePolicy | str = IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    retry_policy: RetryPolicy | None = None,
+    memo: dict[str, Any] | None = None,
+) -> None:
+    """Signal-with-start of a workflow that is *not* a child of this one (Temporal offers it to
+    clients only): if a run of `id` is open it gets `signal(*signal_args)`; otherwise
+    `workflow(*args)` starts (its own, independent workflow: no parent, no close policy) with the
+    signal recorded before its first decision task. Returns once the signal is in the target's
+    history; raises `ApplicationError` (type SignalExternalWorkflowExecutionFailed, the cause in its
+    message) when the start is refused, e.g. by `id_reuse_policy` after a completed run.
+
+    `task_list` defaults to this workflow's. Recorded as a SignalExternalWorkflowExecutionInitiated
+    event whose `start` holds the workflow to start.
+    """
+    inst = _current()
+    conv = inst.converter
+    start = {
+        "workflow_type": workflow_type_name(workflow),
+        "task_list": task_list or inst.info.task_list,
+        "input": conv.args_to_payload(args),
+        "execution_timeout_ms": to_ms(execution_timeout),
+        "run_timeout_ms": to_ms(run_timeout),
+        "task_timeout_ms": to_ms(task_timeout) or 10_000,
+        "id_reuse_policy": id_reuse_policy_value(id_reuse_policy),
+        "retry_policy": retry_record(retry_policy),
+        "memo": {k: conv.to_payload(v) for k, v in (memo or {}).items()},
+    }
+    op = inst.signal_external(
+        domain or "", id, "", signal_name(signal), tuple(signal_args), child_only=False, start=start
+    )
+    await op.fut
+
+
 # -- continue as new ----------------------------------------------------------------------------
 def continue_as_new(
     *args: Any,
@@ -693,12 +849,15 @@ def continue_as_new(
     memo: dict[str, Any] | None = None,
     retry_policy: RetryPolicy | None = None,
     keep_children: bool = False,
+    search_attributes: Mapping[str, Any] | None = None,
 ) -> Any:
     """End this run and start a new one of the same id with `args` (never returns).
 
     Empty/zero options inherit from the current run. Open children get their parent close policy
     applied (as in Temporal) unless `keep_children=True`: then they keep running and the next run can
-    address them by id (`get_external_workflow_handle`). Raises an internal BaseException: do not catch it.
+    address them by id (`get_external_workflow_handle`). `search_attributes` replaces the run's for
+    the next run; None (the default) carries them over, as Temporal does. Raises an internal
+    BaseException: do not catch it.
     """
     inst = _current()
     conv = inst.converter
@@ -712,5 +871,8 @@ def continue_as_new(
         "memo": {k: conv.to_payload(v) for k, v in memo.items()} if memo is not None else None,
         "backoff_ms": 0,
         "keep_children": keep_children,
+        "search_attributes": (
+            _search_attributes.encode(search_attributes) if search_attributes is not None else None
+        ),
     }
     raise ContinueAsNewError(decision)

@@ -11,12 +11,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kadence.streams import metrics
+from kadence.streams.engine_secret import with_engine_secret
 from kadence.streams.launch import spawn
 from kadence.streams.loop import ProcessorRunner
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_core_topics
 
 from .derived import ALL_MODULES, DerivedProcessor
+from .exit_report import exit_note
 from .history import HistoryConfig, HistoryProcessor
 
 log = logging.getLogger("kadence.server")
@@ -65,6 +68,11 @@ class ServerProcesses:
     settings: Settings
     components: Sequence[str] = ("history", "derived")
     slot: int = 0
+    #: The processes' log level (`kadence server --log-level`); None: KADENCE_LOG_LEVEL, else INFO.
+    log_level: str | None = None
+    #: `kadence server --metrics-port P`: the supervisor serves its metrics (restarts) on P and the
+    #: i-th component (in `components` order, from 0) on P + 1 + i. None: no metrics endpoints.
+    metrics_port: int | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     backoff: dict[str, RestartBackoff] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
@@ -74,14 +82,27 @@ class ServerProcesses:
 
     def start(self) -> ServerProcesses:
         ensure_core_topics(self.settings)
+        # loaded (or provisioned) once; the processes get it with the other settings (Settings.to_env)
+        self.settings = with_engine_secret(self.settings)
+        if self.metrics_port is not None:
+            metrics.serve(self.metrics_port)
         for component in self.components:
             self._spawn(component)
         return self
 
     def _spawn(self, component: str) -> None:
         module, env = _module_and_env(component)
+        if self.log_level is not None:
+            env["KADENCE_LOG_LEVEL"] = self.log_level
+        if self.metrics_port is not None:
+            env["KADENCE_METRICS_PORT"] = str(self.component_metrics_port(component))
         self.procs[component] = spawn(module, self.settings, self.slot, env={**os.environ, **env})
         self.started_at[component] = time.monotonic()
+
+    def component_metrics_port(self, component: str) -> int:
+        """The port of `component`'s metrics endpoint (`metrics_port` must be set)."""
+        assert self.metrics_port is not None
+        return self.metrics_port + 1 + list(self.components).index(component)
 
     def supervise(self, poll_s: float = 0.1) -> None:
         while not self._stop.is_set():
@@ -93,6 +114,7 @@ class ServerProcesses:
                     if now >= self.restart_at[component]:
                         del self.restart_at[component]
                         self.restarts[component] = self.restarts.get(component, 0) + 1
+                        metrics.RESTARTS.labels(component).inc()
                         self._spawn(component)
                 elif proc.poll() is not None:
                     self._schedule_restart(component, proc, now)
@@ -103,27 +125,29 @@ class ServerProcesses:
         ran_for = now - self.started_at.get(component, now)
         delay = backoff.on_exit(ran_for)
         self.restart_at[component] = now + delay
+        note = exit_note(self.settings, component, time.time() - ran_for)
         if backoff.alarming:
             log.error(
                 "%s (pid %s) keeps dying: %d exits in a row, the last with %s after %.1fs; "
-                "restarting in %.1fs. Its own log lines above say what it failed on; restarts alone "
-                "do not get past a cause that kills it every time",
+                "restarting in %.1fs%s. Restarts alone do not get past a cause that kills it every time",
                 component,
                 proc.pid,
                 backoff.exits_in_a_row,
                 proc.returncode,
                 ran_for,
                 delay,
+                note,
             )
         else:
             log.warning(
-                "%s (pid %s) exited with %s after %.1fs (%d in a row); restarting in %.1fs",
+                "%s (pid %s) exited with %s after %.1fs (%d in a row); restarting in %.1fs%s",
                 component,
                 proc.pid,
                 proc.returncode,
                 ran_for,
                 backoff.exits_in_a_row,
                 delay,
+                note,
             )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -146,12 +170,17 @@ class InProcessEngine:
     settings: Settings
     modules: Sequence[str] = tuple(ALL_MODULES)
     config: HistoryConfig | None = None
+    #: Serve the processors' metrics (one registry, one endpoint for both) on this port.
+    metrics_port: int | None = None
     runners: list[ProcessorRunner] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, wait_assigned: float = 30.0) -> InProcessEngine:
         ensure_core_topics(self.settings)
+        self.settings = with_engine_secret(self.settings)  # loaded once, for both processors
+        if self.metrics_port is not None:
+            self.metrics_port = metrics.serve(self.metrics_port)
         self.runners = [
             ProcessorRunner(self.settings, HistoryProcessor(self.settings, self.config)),
             ProcessorRunner(self.settings, DerivedProcessor(self.settings, self.modules)),

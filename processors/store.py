@@ -1,16 +1,19 @@
 """Typed access to a history partition's RocksDB store, with an in-memory cache of decoded state.
 
 Keys (bytes):
-- ``x<domain>\\0<workflow id>``        -> pickled `ExecutionState` (latest run + chain)
+- ``x<domain>\\0<workflow id>``        -> `ExecutionState` (latest run + chain), `state_codec`
 - ``e<run id>/<event id: 8 bytes BE>``  -> Avro body of a `HistoryEvent` (full histories, queries)
 - ``o<domain>\\0<workflow id>``        -> b"" while the workflow has an open run (re-dispatch index)
 
-State is pickled (local, versioned by the code that writes it; rebuilt from `history` if lost).
+The domain in these keys is escaped (`_workflow_key`), so no two (domain, workflow id) pairs share
+a key, even with NUL in them (ids with control characters are refused on entry anyway).
+
+State is encoded by `state_codec` (versioned, by field name, never pickled; rebuilt from `history`
+with `kadence server --reset-state` if it cannot be read).
 """
 
 from __future__ import annotations
 
-import pickle
 import struct
 from collections.abc import Iterator
 from typing import Any, cast
@@ -20,15 +23,31 @@ from kadence.schemas.records import HistoryEvent
 from kadence.streams.processing import StateView
 from kadence.streams.serde import serde
 
+from .state_codec import decode_state, encode_state
+
 _EVENT = struct.Struct(">Q")
 
 
+def _workflow_key(domain: str, workflow_id: str) -> bytes:
+    """``<domain, escaped>\\0<workflow id>``: unambiguous for any strings. In the domain, 0x01 is
+    written 0x01 0x02 and 0x00 is written 0x01 0x01, so the first 0x00 ends the domain. Control
+    characters are refused where ids enter (kadence.history.validation), so for every valid domain
+    the key is the plain join, as before (stores written earlier read the same)."""
+    escaped = domain.encode().replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
+    return escaped + b"\x00" + workflow_id.encode()
+
+
+def _split_workflow_key(key: bytes) -> tuple[str, str]:
+    domain, _, workflow_id = key.partition(b"\x00")
+    return domain.replace(b"\x01\x01", b"\x00").replace(b"\x01\x02", b"\x01").decode(), workflow_id.decode()
+
+
 def state_key(domain: str, workflow_id: str) -> bytes:
-    return b"x" + domain.encode() + b"\x00" + workflow_id.encode()
+    return b"x" + _workflow_key(domain, workflow_id)
 
 
 def open_key(domain: str, workflow_id: str) -> bytes:
-    return b"o" + domain.encode() + b"\x00" + workflow_id.encode()
+    return b"o" + _workflow_key(domain, workflow_id)
 
 
 def event_prefix(run_id: str) -> bytes:
@@ -53,14 +72,14 @@ class ExecutionStore:
             raw = view.get(key)
             if raw is None:
                 return None
-            state = pickle.loads(raw)
+            state = decode_state(raw)
             self._remember(key, state)
         return state
 
     def save(self, view: StateView, state: ExecutionState) -> None:
         key = state_key(state.domain, state.workflow_id)
-        # pickled at the batch's commit, once, however many commands of the batch saved it
-        view.put_lazy(key, lambda: pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        # encoded at the batch's commit, once, however many commands of the batch saved it
+        view.put_lazy(key, lambda: encode_state(state))
         self._remember(key, state)
         okey = open_key(state.domain, state.workflow_id)
         if state.current is not None and state.current.is_open:
@@ -70,7 +89,7 @@ class ExecutionStore:
 
     def _remember(self, key: bytes, state: ExecutionState) -> None:
         if len(self._cache) >= self._max_cached:
-            self._cache.clear()  # cheap bound; a miss only costs one unpickle
+            self._cache.clear()  # cheap bound; a miss only costs one decode
         self._cache[key] = state
 
     def put_events(self, view: StateView, events: list[HistoryEvent]) -> list[bytes]:
@@ -97,5 +116,4 @@ class ExecutionStore:
 
     def open_workflows(self, view: StateView) -> Iterator[tuple[str, str]]:
         for key, _ in view.items(b"o", b"p"):
-            domain, _, workflow_id = key[1:].partition(b"\x00")
-            yield domain.decode(), workflow_id.decode()
+            yield _split_workflow_key(key[1:])

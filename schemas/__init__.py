@@ -30,6 +30,7 @@ SCHEMA_FILES = (
     "outcomes.avsc",
     "transition.avsc",
     "dead_letter.avsc",
+    "visibility.avsc",
 )
 #: Record types that are values of a topic, or stored on their own.
 TOP_LEVEL_TYPES = (
@@ -41,6 +42,7 @@ TOP_LEVEL_TYPES = (
     "WorkflowOutcome",
     "QueryResult",
     "DeadLetter",
+    "VisibilityRecord",
 )
 
 

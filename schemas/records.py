@@ -33,6 +33,7 @@ __all__ = [
     "Command",
     "CommandPayload",
     "CompleteWorkflowExecutionDecision",
+    "CompleteWorkflowUpdateDecision",
     "ContinueAsNewWorkflowExecutionDecision",
     "DeadLetter",
     "Decision",
@@ -74,13 +75,17 @@ __all__ = [
     "RespondDecisionTaskFailed",
     "RetryPolicy",
     "ScheduleActivityTaskDecision",
+    "SearchAttributeType",
+    "SearchAttributeValue",
     "SignalExternalWorkflowExecutionDecision",
     "SignalExternalWorkflowExecutionFailed",
     "SignalExternalWorkflowExecutionInitiated",
+    "SignalWithStartOptions",
     "SignalWorkflowExecution",
     "StartChildWorkflowExecutionDecision",
     "StartChildWorkflowExecutionFailed",
     "StartChildWorkflowExecutionInitiated",
+    "StartFailureCause",
     "StartTimerDecision",
     "StartWorkflowExecution",
     "Task",
@@ -90,8 +95,12 @@ __all__ = [
     "TimerCanceled",
     "TimerFired",
     "TimerStarted",
+    "UpdateWorkflowExecution",
     "UpsertWorkflowMemo",
     "UpsertWorkflowMemoDecision",
+    "UpsertWorkflowSearchAttributes",
+    "UpsertWorkflowSearchAttributesDecision",
+    "VisibilityRecord",
     "WorkflowExecution",
     "WorkflowExecutionCancelRequested",
     "WorkflowExecutionCanceled",
@@ -102,6 +111,8 @@ __all__ = [
     "WorkflowExecutionStarted",
     "WorkflowExecutionTerminated",
     "WorkflowExecutionTimedOut",
+    "WorkflowExecutionUpdateAccepted",
+    "WorkflowExecutionUpdateCompleted",
     "WorkflowOutcome",
     "WorkflowStatus",
 ]
@@ -205,6 +216,31 @@ WorkflowStatus: TypeAlias = Literal[
 ]
 
 
+#: The type of a search attribute value (Temporal's indexed value types).
+#: Avro enum ``SearchAttributeType`` from ``common.avsc``.
+SearchAttributeType: TypeAlias = Literal[
+    "KEYWORD",
+    "TEXT",
+    "INT",
+    "DOUBLE",
+    "BOOL",
+    "DATETIME",
+    "KEYWORD_LIST",
+]
+
+
+class SearchAttributeValue(TypedDict):
+    """One search attribute value with its type: KEYWORD and TEXT hold a string, INT a long, DOUBLE a double,
+    BOOL a boolean, DATETIME a long (microseconds since the Unix epoch, UTC), KEYWORD_LIST an array of
+    strings; null (in an upsert) removes the attribute.
+
+    Avro record ``SearchAttributeValue`` from ``common.avsc``.
+    """
+
+    type: SearchAttributeType
+    value: str | int | float | bool | list[str] | None
+
+
 # --- events.avsc --------------------------------------------------------------------------------------------
 class WorkflowExecutionStarted(TypedDict):
     """First event of every run.
@@ -230,6 +266,8 @@ class WorkflowExecutionStarted(TypedDict):
     initiator: NotRequired[str]
     continued_failure: NotRequired[Failure | None]
     last_completion_result: NotRequired[Payload | None]
+    #: typed search attributes (history/search_attributes.py)
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
 
 
 class WorkflowExecutionCompleted(TypedDict):
@@ -288,6 +326,8 @@ class WorkflowExecutionContinuedAsNew(TypedDict):
     failure: NotRequired[Failure | None]
     backoff_ms: NotRequired[int]
     keep_children: NotRequired[bool]
+    #: typed search attributes (history/search_attributes.py)
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
 
 
 class DecisionTaskScheduled(TypedDict):
@@ -491,6 +531,21 @@ class StartChildWorkflowExecutionInitiated(TypedDict):
     id_reuse_policy: NotRequired[IdReusePolicy]
     decision_task_completed_event_id: NotRequired[int]
     control: NotRequired[str]
+    #: typed search attributes (history/search_attributes.py)
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
+
+
+#: Why a start was refused (the text says it in words): the id has an open run, the id reuse policy refuses a
+#: new run after a closed one, or the request itself is refused.
+#: Avro enum ``StartFailureCause`` from ``events.avsc``.
+StartFailureCause: TypeAlias = Literal[
+    "UNSPECIFIED",
+    "WORKFLOW_ALREADY_RUNNING",
+    "ID_REUSE_REJECTED",
+    "INVALID_REQUEST",
+    "PAYLOAD_TOO_LARGE",
+    "INVALID_SEARCH_ATTRIBUTES",
+]
 
 
 class StartChildWorkflowExecutionFailed(TypedDict):
@@ -503,6 +558,8 @@ class StartChildWorkflowExecutionFailed(TypedDict):
     initiated_event_id: int
     decision_task_completed_event_id: NotRequired[int]
     control: NotRequired[str]
+    #: `cause` as an enum
+    cause_type: NotRequired[StartFailureCause]
 
 
 class ChildWorkflowExecutionStarted(TypedDict):
@@ -576,6 +633,25 @@ class ChildWorkflowExecutionTerminated(TypedDict):
     reason: NotRequired[str]
 
 
+class SignalWithStartOptions(TypedDict):
+    """Signal-with-start from workflow code: the workflow to start when the signal finds no open run of its
+    id (docs/protocol.md, Signal-with-start).
+
+    Avro record ``SignalWithStartOptions`` from ``events.avsc``.
+    """
+
+    workflow_type: str
+    #: required (the SDK gives the sender's when the code names none)
+    task_list: NotRequired[str]
+    input: NotRequired[Payload | None]
+    execution_timeout_ms: NotRequired[int]
+    run_timeout_ms: NotRequired[int]
+    task_timeout_ms: NotRequired[int]
+    id_reuse_policy: NotRequired[IdReusePolicy]
+    retry_policy: NotRequired[RetryPolicy | None]
+    memo: NotRequired[dict[str, Payload]]
+
+
 class SignalExternalWorkflowExecutionInitiated(TypedDict):
     """Avro record ``SignalExternalWorkflowExecutionInitiated`` from ``events.avsc``."""
 
@@ -587,6 +663,9 @@ class SignalExternalWorkflowExecutionInitiated(TypedDict):
     child_workflow_only: NotRequired[bool]
     control: NotRequired[str]
     decision_task_completed_event_id: NotRequired[int]
+    #: signal-with-start: start this workflow (and record the signal before its first decision task) when no
+    #: run of the id is open
+    start: NotRequired[SignalWithStartOptions | None]
 
 
 class SignalExternalWorkflowExecutionFailed(TypedDict):
@@ -653,6 +732,34 @@ class UpsertWorkflowMemo(TypedDict):
     decision_task_completed_event_id: NotRequired[int]
 
 
+class WorkflowExecutionUpdateAccepted(TypedDict):
+    """An update passed its validator and is accepted: its handler runs at the next activation
+    (docs/updates.md). A rejected update records nothing.
+
+    Avro record ``WorkflowExecutionUpdateAccepted`` from ``events.avsc``.
+    """
+
+    update_id: str
+    update_name: str
+    input: NotRequired[Payload | None]
+    identity: NotRequired[str]
+    #: where the history processor sends the update's completion (the accepting client's query-results topic)
+    reply_topic: NotRequired[str]
+
+
+class WorkflowExecutionUpdateCompleted(TypedDict):
+    """Records a CompleteWorkflowUpdateDecision: the handler of an accepted update returned (`result`) or
+    raised (`failure`).
+
+    Avro record ``WorkflowExecutionUpdateCompleted`` from ``events.avsc``.
+    """
+
+    update_id: str
+    result: NotRequired[Payload | None]
+    failure: NotRequired[Failure | None]
+    decision_task_completed_event_id: NotRequired[int]
+
+
 class ActivityTaskRetrying(TypedDict):
     """An attempt failed or timed out and the retry policy schedules another (not decision-triggering: the
     workflow sees only the final outcome). Kadence-specific: retries are in history so state is rebuilt
@@ -668,6 +775,17 @@ class ActivityTaskRetrying(TypedDict):
     timeout_type: NotRequired[str]
     backoff_ms: NotRequired[int]
     identity: NotRequired[str]
+
+
+class UpsertWorkflowSearchAttributes(TypedDict):
+    """Sets search attributes of the run (the named ones; others are kept).
+
+    Avro record ``UpsertWorkflowSearchAttributes`` from ``events.avsc``.
+    """
+
+    #: typed search attributes (history/search_attributes.py)
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
+    decision_task_completed_event_id: NotRequired[int]
 
 
 # --- history.avsc -------------------------------------------------------------------------------------------
@@ -721,6 +839,9 @@ HistoryEventAttributes: TypeAlias = (
     | tuple[Literal["ExternalWorkflowExecutionCancelRequested"], ExternalWorkflowExecutionCancelRequested]
     | tuple[Literal["UpsertWorkflowMemo"], UpsertWorkflowMemo]
     | tuple[Literal["ActivityTaskRetrying"], ActivityTaskRetrying]
+    | tuple[Literal["UpsertWorkflowSearchAttributes"], UpsertWorkflowSearchAttributes]
+    | tuple[Literal["WorkflowExecutionUpdateAccepted"], WorkflowExecutionUpdateAccepted]
+    | tuple[Literal["WorkflowExecutionUpdateCompleted"], WorkflowExecutionUpdateCompleted]
 )
 
 
@@ -810,6 +931,8 @@ class ContinueAsNewWorkflowExecutionDecision(TypedDict):
     backoff_ms: NotRequired[int]
     #: leave open children running (no parent close policy) so the next run can address them by id
     keep_children: NotRequired[bool]
+    #: the next run's search attributes; null carries this run's over
+    search_attributes: NotRequired[dict[str, SearchAttributeValue] | None]
 
 
 class RecordMarkerDecision(TypedDict):
@@ -835,6 +958,8 @@ class StartChildWorkflowExecutionDecision(TypedDict):
     parent_close_policy: NotRequired[ParentClosePolicy]
     id_reuse_policy: NotRequired[IdReusePolicy]
     control: NotRequired[str]
+    #: typed search attributes (history/search_attributes.py)
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
 
 
 class SignalExternalWorkflowExecutionDecision(TypedDict):
@@ -847,6 +972,9 @@ class SignalExternalWorkflowExecutionDecision(TypedDict):
     input: NotRequired[Payload | None]
     child_workflow_only: NotRequired[bool]
     control: NotRequired[str]
+    #: signal-with-start: start this workflow (and record the signal before its first decision task) when no
+    #: run of the id is open
+    start: NotRequired[SignalWithStartOptions | None]
 
 
 class RequestCancelExternalWorkflowExecutionDecision(TypedDict):
@@ -863,6 +991,24 @@ class UpsertWorkflowMemoDecision(TypedDict):
     """Avro record ``UpsertWorkflowMemoDecision`` from ``decisions.avsc``."""
 
     memo: NotRequired[dict[str, Payload]]
+
+
+class UpsertWorkflowSearchAttributesDecision(TypedDict):
+    """Avro record ``UpsertWorkflowSearchAttributesDecision`` from ``decisions.avsc``."""
+
+    #: typed search attributes (history/search_attributes.py)
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
+
+
+class CompleteWorkflowUpdateDecision(TypedDict):
+    """The handler of an accepted update finished.
+
+    Avro record ``CompleteWorkflowUpdateDecision`` from ``decisions.avsc``.
+    """
+
+    update_id: str
+    result: NotRequired[Payload | None]
+    failure: NotRequired[Failure | None]
 
 
 DecisionAttributes: TypeAlias = (
@@ -882,6 +1028,8 @@ DecisionAttributes: TypeAlias = (
         RequestCancelExternalWorkflowExecutionDecision,
     ]
     | tuple[Literal["UpsertWorkflowMemoDecision"], UpsertWorkflowMemoDecision]
+    | tuple[Literal["UpsertWorkflowSearchAttributesDecision"], UpsertWorkflowSearchAttributesDecision]
+    | tuple[Literal["CompleteWorkflowUpdateDecision"], CompleteWorkflowUpdateDecision]
 )
 
 
@@ -915,6 +1063,15 @@ class StartWorkflowExecution(TypedDict):
     identity: NotRequired[str]
     parent: NotRequired[ParentExecution | None]
     cron_schedule: NotRequired[str]
+    #: typed search attributes (history/search_attributes.py)
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
+    #: signal-with-start when non-empty: an open run of the id gets the signal (unless TERMINATE_IF_RUNNING);
+    #: otherwise the new run records it before its first decision task
+    signal_name: NotRequired[str]
+    signal_input: NotRequired[Payload | None]
+    #: signal-with-start from workflow code: the sending run, told ExternalWorkflowExecutionSignaled or
+    #: SignalExternalWorkflowExecutionFailed
+    signal_sender: NotRequired[ParentExecution | None]
 
 
 class SignalWorkflowExecution(TypedDict):
@@ -1019,6 +1176,9 @@ class QueryWorkflow(TypedDict):
     query_type: str
     args: NotRequired[Payload | None]
     reply_topic: str
+    #: non-empty: validate the update `query_type` with this id (docs/updates.md); answered at once when the
+    #: id is already accepted
+    update_id: NotRequired[str]
 
 
 class FireTimer(TypedDict):
@@ -1031,6 +1191,21 @@ class FireTimer(TypedDict):
     event_id: int
     attempt: NotRequired[int]
     timer_id: str
+
+
+class UpdateWorkflowExecution(TypedDict):
+    """Accept a validated update (docs/updates.md): recorded once per update id as
+    WorkflowExecutionUpdateAccepted; a repeated id is answered from state (the completion if there is
+    one).
+
+    Avro record ``UpdateWorkflowExecution`` from ``commands.avsc``.
+    """
+
+    update_id: str
+    update_name: str
+    input: NotRequired[Payload | None]
+    identity: NotRequired[str]
+    reply_topic: str
 
 
 CommandPayload: TypeAlias = (
@@ -1060,6 +1235,7 @@ CommandPayload: TypeAlias = (
         RequestCancelExternalWorkflowExecutionFailed,
     ]
     | tuple[Literal["ExternalWorkflowExecutionCancelRequested"], ExternalWorkflowExecutionCancelRequested]
+    | tuple[Literal["UpdateWorkflowExecution"], UpdateWorkflowExecution]
 )
 
 
@@ -1138,6 +1314,8 @@ class QueryTask(TypedDict):
     args: NotRequired[Payload | None]
     reply_topic: str
     events: list[HistoryEvent]
+    #: non-empty: run the validator of update `query_type` instead of a query
+    update_id: NotRequired[str]
 
 
 TaskTask: TypeAlias = (
@@ -1177,6 +1355,8 @@ class WorkflowOutcome(TypedDict):
     timestamp: NotRequired[int]
     workflow_type: NotRequired[str]
     parent: NotRequired[ParentExecution | None]
+    #: START_REJECTED: why, as an enum (`reason` says it in words)
+    start_failure_cause: NotRequired[StartFailureCause]
 
 
 class QueryResult(TypedDict):
@@ -1225,3 +1405,42 @@ class DeadLetter(TypedDict):
     reason: str
     processor: str
     timestamp: NotRequired[int]
+    #: Bytes of the input's value (-1: no value, or a dead letter written before this field). `value` holds at
+    #: most the first 64 KiB of it: compare with the size.
+    value_size: NotRequired[int]
+    #: Hex SHA-256 of the input's whole value (empty: no value, or an older dead letter).
+    value_sha256: NotRequired[str]
+    #: Bytes of the input's key (-1: no key, or an older dead letter); `key` holds at most its first 64 KiB.
+    key_size: NotRequired[int]
+
+
+# --- visibility.avsc ----------------------------------------------------------------------------------------
+class VisibilityRecord(TypedDict):
+    """The visibility row of one run: the value of the compacted `visibility` topic, keyed by domain,
+    workflow id and run id (docs/visibility.md).
+
+    Avro record ``VisibilityRecord`` from ``visibility.avsc``; top-level: a topic value or stored on its
+    own.
+    """
+
+    domain: str
+    workflow_id: str
+    run_id: str
+    first_run_id: NotRequired[str]
+    workflow_type: str
+    task_list: str
+    #: RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, CONTINUED_AS_NEW or TIMED_OUT.
+    status: str
+    start_time: int
+    #: When the run's first decision task was scheduled (ms); the start time in this build.
+    execution_time: int
+    #: 0 while the run is open.
+    close_time: NotRequired[int]
+    history_length: int
+    history_size: int
+    parent: NotRequired[ParentExecution | None]
+    memo: NotRequired[dict[str, Payload]]
+    #: Typed search attributes of the run (the SearchAttributeValue of common.avsc).
+    search_attributes: NotRequired[dict[str, SearchAttributeValue]]
+    #: Timestamp (ms) of the last history event this row includes.
+    update_time: int

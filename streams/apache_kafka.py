@@ -173,10 +173,11 @@ _RDKAFKA_LOG = logging.getLogger(__name__ + ".rdkafka")
 _RDKAFKA_LOG.setLevel(logging.CRITICAL)
 
 
-def _quiet_admin(bootstrap: str) -> AdminClient:
+def _quiet_admin(bootstrap: str, config: Mapping[str, str] | None = None) -> AdminClient:
     """An AdminClient whose librdkafka log lines are dropped: its connection errors are expected
-    while a node starts or after one is killed (lower `_RDKAFKA_LOG`'s level to see them)."""
-    return AdminClient({"bootstrap.servers": bootstrap}, logger=_RDKAFKA_LOG)
+    while a node starts or after one is killed (lower `_RDKAFKA_LOG`'s level to see them).
+    `config`: librdkafka properties of a secured listener (`ApacheKafkaBroker.client_config`)."""
+    return AdminClient({**(config or {}), "bootstrap.servers": bootstrap}, logger=_RDKAFKA_LOG)
 
 
 def _port_open(port: int) -> bool:
@@ -221,6 +222,15 @@ class ApacheKafkaBroker:
     log_level: str = "WARN"
     cluster_id: str = ""
     quorum_voters: str = ""
+    #: Security protocol of the client listener (named after it) and of the controller listener.
+    #: A secured node (`streams.secured_kafka`) sets them with the matching `extra_config`.
+    listener_protocol: str = "PLAINTEXT"
+    controller_protocol: str = "PLAINTEXT"
+    #: librdkafka properties of a client of the client listener (security); the node's own
+    #: readiness checks use them, so on a secured node they are a super user's.
+    client_config: dict[str, str] = field(default_factory=dict)
+    #: Extra arguments of `kafka-storage format` (e.g. `--add-scram` credentials).
+    format_args: tuple[str, ...] = ()
     # Filled in while running.
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     log_path: Path | None = None
@@ -244,14 +254,15 @@ class ApacheKafkaBroker:
 
     def properties(self) -> dict[str, str]:
         assert self.data_dir is not None
+        listener = self.listener_protocol
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"{listener}://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:{self.controller_protocol}",
             # Static voters: `format` needs no --standalone / --initial-controllers then.
             "controller.quorum.voters": (
                 self.quorum_voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
@@ -278,7 +289,13 @@ class ApacheKafkaBroker:
         )
         if not (self.data_dir / "data" / "meta.properties").exists():
             self._run_java(
-                STORAGE_TOOL, "format", "-t", self.cluster_id, "-c", str(self.data_dir / "server.properties")
+                STORAGE_TOOL,
+                "format",
+                "-t",
+                self.cluster_id,
+                "-c",
+                str(self.data_dir / "server.properties"),
+                *self.format_args,
             )
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
@@ -348,7 +365,7 @@ class ApacheKafkaBroker:
             try:
                 if not _port_open(self.port):
                     raise ConnectionError(f"port {self.port} closed")
-                admin = admin or _quiet_admin(bootstrap or self.bootstrap)
+                admin = admin or _quiet_admin(bootstrap or self.bootstrap, self.client_config)
                 md = admin.list_topics(timeout=2)
                 if len(md.brokers) < brokers:
                     raise RuntimeError(f"{len(md.brokers)} of {brokers} brokers registered")

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from .settings import Settings
+from .settings import MAX_MESSAGE_BYTES, Settings
 
 #: librdkafka's own log lines go through Python logging under this name (off unless configured).
 LIBRDKAFKA_LOG = logging.getLogger("kadence.librdkafka")
@@ -26,7 +26,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "linger.ms": settings.linger_ms,
         "acks": "all",
-        "message.max.bytes": 8 * 1024 * 1024,
+        "message.max.bytes": MAX_MESSAGE_BYTES,
     }
     conf.update(extra)
     return conf
@@ -62,17 +62,17 @@ def make_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
     return Consumer(consumer_config(settings, group, **extra), logger=LIBRDKAFKA_LOG)
 
 
-def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(admin_config(settings), logger=LIBRDKAFKA_LOG)
+def make_admin(settings: Settings, **extra: Any) -> AdminClient:
+    return AdminClient(admin_config(settings, **extra), logger=LIBRDKAFKA_LOG)
 
 
-def admin_config(settings: Settings) -> dict[str, Any]:
-    return {**settings.kafka_config, "bootstrap.servers": settings.bootstrap}
+def admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {**settings.kafka_config, "bootstrap.servers": settings.bootstrap, **extra}
 
 
 @functools.lru_cache(maxsize=65536)
 def murmur2_partition(key: bytes, partitions: int) -> int:
-    """Kafka's default partition of a key (Java `Utils.murmur2(key) & 0x7fffffff % n`); cached:
+    """Kafka's default partition of a key (Java `(Utils.murmur2(key) & 0x7fffffff) % n`); cached:
     the history processor checks every command's partition (3% of its CPU uncached)."""
     return (_murmur2(key) & 0x7FFFFFFF) % partitions
 

@@ -33,7 +33,43 @@ class LogStartMovedError(LoopFatalError):
 
 
 class TransactionAborted(Exception):
-    """The transaction was aborted; the caller discards the batch's pending state and redoes it."""
+    """The transaction was aborted; the caller discards the batch's pending state and redoes it.
+    `args[0]`, when given, is the `KafkaError` that caused the abort."""
+
+
+#: Kafka errors caused by what a record holds (its size, its topic), not by the broker's health: a
+#: batch that fails with one of these fails again on every retry (docs/processing-loop.md,
+#: "Error classes"; `streams.failed_inputs`).
+RECORD_CAUSED_CODES = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_EXCEPTION,  # an invalid topic name
+        KafkaError._UNKNOWN_TOPIC,  # noqa: SLF001
+        KafkaError._INVALID_ARG,  # noqa: SLF001
+    }
+)
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """True for a failure of Kafka, the disk or the process (retry the batch, or restart); False for
+    one a record caused (a processor raising on what the record holds: dead-letter the record)."""
+    return isinstance(exc, KafkaException | LoopFatalError | TransactionAborted | OSError | MemoryError)
+
+
+def record_caused(exc: BaseException) -> bool:
+    """True when `exc` (or the error it was raised from) is one a record caused: a Kafka error of
+    RECORD_CAUSED_CODES, or any error that is not the infrastructure's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException | TransactionAborted):
+            err = seen.args[0] if seen.args else None
+            return isinstance(err, KafkaError) and err.code() in RECORD_CAUSED_CODES
+        if not is_infrastructure(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry(fn: Callable[..., Any], *args: Any) -> Any:
@@ -50,6 +86,33 @@ def retry(fn: Callable[..., Any], *args: Any) -> Any:
             log.info("retrying %s after retriable error: %s", getattr(fn, "__name__", fn), err)
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+#: Answers of a partition whose leader is not elected yet (a topic just created, a broker that just
+#: restarted): asked again for up to LEADER_WAIT_S.
+NO_LEADER_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+LEADER_WAIT_S = 30.0
+
+
+def watermarks(consumer: Any, tp: Any, timeout: float = 10.0) -> tuple[int, int]:
+    """(low, high) watermark offsets of `tp` from the broker, waiting up to LEADER_WAIT_S for a
+    partition leader: Apache Kafka answers NOT_LEADER_FOR_PARTITION for a moment after a topic is
+    created or a broker restarts, which librdkafka does not flag as retriable here."""
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while True:
+        try:
+            low, high = retry(consumer.get_watermark_offsets, tp, timeout, False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in NO_LEADER_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def usable(m: Message, owner: str) -> bool:
@@ -71,4 +134,15 @@ def usable(m: Message, owner: str) -> bool:
     return False
 
 
-__all__ = ["RETRY_SECONDS", "LogStartMovedError", "LoopFatalError", "TransactionAborted", "retry", "usable"]
+__all__ = [
+    "RECORD_CAUSED_CODES",
+    "RETRY_SECONDS",
+    "LogStartMovedError",
+    "LoopFatalError",
+    "TransactionAborted",
+    "is_infrastructure",
+    "record_caused",
+    "retry",
+    "usable",
+    "watermarks",
+]

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import metrics
 from .errors import LoopFatalError
 from .loop import ProcessorRunner
 from .processing import Processor
@@ -65,6 +66,12 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--session-timeout-ms", type=int)
     ap.add_argument("--heartbeat-interval-ms", type=int)
     ap.add_argument("--log-level", default=os.environ.get("KADENCE_LOG_LEVEL", "INFO"))
+    ap.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("KADENCE_METRICS_PORT") or 0) or None,
+        help="serve Prometheus metrics on this port (default: KADENCE_METRICS_PORT; none if unset)",
+    )
     return ap
 
 
@@ -85,6 +92,8 @@ def processor_main(
     settings = Settings.from_env(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
     if prepare is not None:
         prepare(settings)
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
     return run_forever(
         settings,
         make_processor(settings),

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -71,8 +72,11 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from . import metrics
 from .clients import make_consumer
-from .errors import LoopFatalError, TransactionAborted, usable
+from .dead_letters import dead_letter_record
+from .errors import LoopFatalError, TransactionAborted, is_infrastructure, record_caused, usable
+from .failed_inputs import FailedInputs
 from .group_watch import GroupWatch
 from .processing import (
     ConsumedMessage,
@@ -85,7 +89,7 @@ from .processing import (
 )
 from .restore import PartitionReader, committed_offsets, restore_partition
 from .serde import serde
-from .settings import Settings
+from .settings import MAX_MESSAGE_BYTES, Settings
 from .store import PartitionStore
 from .transaction import Transactions
 
@@ -94,6 +98,31 @@ log = logging.getLogger(__name__)
 #: A batch with no outputs commits no transaction: its progress is in the store checkpoint, and
 #: the group offset follows in an offsets-only transaction at most this much later.
 OFFSETS_LAG_SECONDS = 1.0
+#: The largest output the loop hands to a producer: key + value + headers, less the record's own
+#: overhead that librdkafka counts against `message.max.bytes`. A record whose processing emits a
+#: larger one is dead-lettered (its batch would fail on every retry).
+MAX_OUTPUT_BYTES = MAX_MESSAGE_BYTES - 4096
+
+
+#: Kafka's rule for topic names; an output to another name would wait in the producer until its
+#: delivery times out, then fail its batch on every retry.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_valid_topics: set[str] = set()
+
+
+def output_problem(o: OutRecord) -> str | None:
+    """Why `o` cannot be produced (no valid topic name, or bigger than MAX_OUTPUT_BYTES), or None."""
+    if o.topic not in _valid_topics:
+        if not _TOPIC_NAME.fullmatch(o.topic):
+            return f"an output record names {o.topic[:300]!r}, which is not a valid Kafka topic name"
+        _valid_topics.add(o.topic)
+    size = len(o.value) + len(o.key or b"") + sum(len(k) + len(v) for k, v in o.headers)
+    if size <= MAX_OUTPUT_BYTES:
+        return None
+    return (
+        f"an output record for {o.topic} would be {size} bytes, more than the largest record the engine "
+        f"produces ({MAX_OUTPUT_BYTES} bytes; MAX_MESSAGE_BYTES = {MAX_MESSAGE_BYTES})"
+    )
 
 
 class ProcessorRunner:
@@ -126,6 +155,8 @@ class ProcessorRunner:
             settings, f"{self.group}.restore", self.transactional_id, on_stuck=self.txn.refence
         )
         self._stores: dict[int, PartitionStore] = {}
+        #: Inputs that stopped an instance, counted across restarts (streams.failed_inputs).
+        self.failed_inputs = FailedInputs(settings.state_dir, f"{settings.prefix}{processor.name}")
         self._ctxs: dict[int, PartitionContext] = {}
         #: partition -> the next input offset to process (records below it are dropped: a seek back)
         self._next: dict[int, int] = {}
@@ -141,6 +172,15 @@ class ProcessorRunner:
         self.processed = 0
         self.dead_letters = 0
         self.restored = 0
+        # Prometheus children bound once (streams.metrics): the hooks below are one call each.
+        name = processor.name
+        self._m_batch = metrics.BATCH_SIZE.labels(name)
+        self._m_processed = metrics.RECORDS_PROCESSED.labels(name)
+        self._m_commit = metrics.TRANSACTION_COMMIT_LATENCY.labels(name)
+        self._m_aborts = metrics.TRANSACTION_ABORTS.labels(name)
+        self._m_dead = metrics.DEAD_LETTERS.labels(name)
+        self._m_lag: dict[int, Any] = {}
+        self._lag_at = 0.0
 
     @property
     def transactions(self) -> int:
@@ -226,9 +266,19 @@ class ProcessorRunner:
         if interval and self._stores and time.monotonic() >= self._next_punctuate:
             self._next_punctuate = time.monotonic() + interval / 1000.0
             self._punctuate()
+        if time.monotonic() >= self._lag_at:
+            self._lag_at = time.monotonic() + metrics.LAG_INTERVAL_S
+            assert self._consumer is not None
+            metrics.update_lag(
+                self._consumer, self.processor.input_topic, self._next, self._m_lag, self.processor.name
+            )
         batch = self._collect()
         if batch:
-            self._process_batch(batch)
+            try:
+                self._process_batch(batch)
+            except Exception as exc:
+                self._note_failed_batch(batch, exc)
+                raise
             return
         self._pass_control_records()
         if self._lagging and time.monotonic() - self._offsets_committed_at >= OFFSETS_LAG_SECONDS:
@@ -261,11 +311,13 @@ class ProcessorRunner:
         """
         consumer = self._consumer
         assert consumer is not None
-        limit = self.batch_max_records
         interval = self.processor.punctuate_interval_ms
         first = consumer.poll(min(0.1, interval / 1000.0) if interval else 0.1)  # punctuation stays on time
         if first is None:
             return []
+        # after the poll: an assignment (it runs inside poll) may have found inputs that stopped an
+        # instance, which are then processed one record per batch (streams.failed_inputs)
+        limit = 1 if self.failed_inputs.isolating else self.batch_max_records
         batch = self._checked([first] + consumer.consume(limit - 1, 0))
         deadline = time.monotonic() + self.batch_max_wait_s
         while len(batch) < limit:
@@ -308,16 +360,35 @@ class ProcessorRunner:
             state.mark()
             mark = len(out)
             try:
+                set_aside = self.failed_inputs.set_aside(p, offset) if self.failed_inputs.isolating else None
+                if set_aside is not None:
+                    raise PoisonRecord(set_aside)
                 process(record, ctx)
+                for o in out[mark:]:
+                    too_large = output_problem(o)
+                    if too_large is not None:
+                        raise PoisonRecord(too_large)
             except PoisonRecord as exc:
                 state.rollback()
                 del out[mark:]
                 out.append(self._dead_letter(record, exc.reason))
+            except Exception as exc:
+                if is_infrastructure(exc):
+                    raise
+                # Processing is deterministic: an error on this record recurs on every retry. Its
+                # writes are undone and the processor's caches of the partition dropped.
+                log.exception("%s: processing %s[%d]@%d failed", self.processor.name, record.topic, p, offset)
+                state.rollback()
+                del out[mark:]
+                self.processor.on_revoked(p)
+                out.append(self._dead_letter(record, f"{self.processor.name} failed on this record: {exc!r}"))
             nexts[p] = offset + 1
         if not firsts:
             return
         offsets = {p: nexts[p] for p in firsts}
         done = sum(offsets[p] - firsts[p] for p in firsts)
+        self._m_batch.observe(len(batch))
+        self._m_processed.inc(done)
         if not out and time.monotonic() - self._offsets_committed_at < OFFSETS_LAG_SECONDS:
             # Nothing to publish (e.g. a derived fold with no effect): no transaction, which is
             # three broker round trips. The store checkpoint holds the progress; the group offset
@@ -326,15 +397,40 @@ class ProcessorRunner:
             self._flush_stores(offsets, {})
             self._lagging.update(offsets)
             self.processed += done
+            self._passed(offsets)
             return
         try:
             self._transact(out, {**self._lagging, **offsets})
-        except TransactionAborted:
+        except TransactionAborted as exc:
+            if record_caused(exc):  # redone one record at a time; the culprit is set aside
+                spans = {p: (first, offsets[p] - 1) for p, first in firsts.items()}
+                self.failed_inputs.record(spans, f"transaction aborted: {exc.args[0]}")
             self._rewind(firsts)
             return
         self.processed += done
+        self._passed(offsets)
         self._lagging.clear()
         self._offsets_committed_at = time.monotonic()
+
+    def _passed(self, offsets: dict[int, int]) -> None:
+        if self.failed_inputs.isolating:
+            for p, offset in offsets.items():
+                self.failed_inputs.passed(p, offset)
+
+    def _note_failed_batch(self, batch: list[ConsumedMessage], exc: Exception) -> None:
+        """A batch leaves with an error that stops the instance: when a record caused it, count the
+        attempt where the next instance sees it (streams.failed_inputs)."""
+        if not record_caused(exc):
+            return
+        spans: dict[int, tuple[int, int]] = {}
+        for m in batch:
+            p, offset = m.partition(), m.offset()
+            first, last = spans.get(p, (offset, offset))
+            spans[p] = (min(first, offset), max(last, offset))
+        try:
+            self.failed_inputs.record(spans, f"{type(exc).__name__}: {exc}")
+        except OSError as err:
+            log.error("%s: could not record the failed input: %s", self.transactional_id, err)
 
     def _commit_lagging(self) -> None:
         """An offsets-only transaction for the quiet batches' progress (see OFFSETS_LAG_SECONDS)."""
@@ -357,24 +453,23 @@ class ProcessorRunner:
             reason,
         )
         self.dead_letters += 1
+        self._m_dead.inc()
         codec = serde()
-        value = codec.encode(
-            "DeadLetter",
-            {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "key": record.key,
-                "value": record.value,
-                "reason": reason,
-                "processor": self.processor.name,
-                "timestamp": record.timestamp_ms,
-            },
+        letter = dead_letter_record(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            reason=reason,
+            processor=self.processor.name,
+            timestamp=record.timestamp_ms,
         )
+        encoded = codec.encode("DeadLetter", letter)
         return OutRecord(
             self.settings.dead_letters_topic,
-            record.key,
-            value,
+            letter["key"],
+            encoded,
             tuple(codec.headers("DeadLetter")),
             timestamp_ms=record.timestamp_ms,
         )
@@ -403,11 +498,14 @@ class ProcessorRunner:
 
         Raises `TransactionAborted` after an abort (the pending state of the batch's partitions
         discarded), `LoopFatalError` when fatal."""
+        started = time.perf_counter()
         try:
             delivered = self.txn.commit(out, offsets, self._group_metadata)
         except TransactionAborted:
+            self._m_aborts.inc()
             self._discard(offsets)
             raise
+        self._m_commit.observe(time.perf_counter() - started)
         self._flush_stores(offsets or {}, delivered)
 
     def _group_metadata(self) -> Any:
@@ -436,9 +534,22 @@ class ProcessorRunner:
             ctx.now_ms = now
             ctx.state.mark()
             self.processor.punctuate(p, ctx)
+        self._drop_oversized(out, "punctuate")
         if out or any(s.state.dirty for s in self._stores.values()):
             with contextlib.suppress(TransactionAborted):  # wall-clock driven: the next interval redoes it
                 self._transact(out, None)
+
+    def _drop_oversized(self, out: list[OutRecord], where: str) -> None:
+        """Outputs made outside `process` (no input record to dead-letter) that no producer could
+        send are left out, with an error: one would otherwise stop the instance at every try."""
+        keep = []
+        for o in out:
+            too_large = output_problem(o)
+            if too_large is None:
+                keep.append(o)
+            else:
+                log.error("%s: %s: not sent: %s", self.transactional_id, where, too_large)
+        out[:] = keep
 
     # Assignment (restore: streams.restore) -----------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -468,9 +579,11 @@ class ProcessorRunner:
 
     def _release(self, p: int) -> None:
         self.processor.on_revoked(p)
+        metrics.forget_lag(self.processor.input_topic, (p,), self._m_lag, self.processor.name)
         self._lagging.pop(p, None)  # the next owner resumes from the store or the group offset
         self._next.pop(p, None)
         self._ctxs.pop(p, None)
+        self.failed_inputs.forget(p)
         store = self._stores.pop(p)
         store.close()
 
@@ -483,6 +596,7 @@ class ProcessorRunner:
         started = time.monotonic()
         resume, count = restore_partition(self.processor, store, p, committed, self._restore_reader)
         self._next[p] = resume
+        self.failed_inputs.load(p)
         self.restored += count
         log.info(
             "%s restored %s[%d]: %d records in %.2fs, input resumes at %s[%d]@%d",
@@ -505,6 +619,7 @@ class ProcessorRunner:
         out.clear()
         ctx.now_ms = int(time.time() * 1000)
         self.processor.on_assigned(p, ctx)
+        self._drop_oversized(out, "on_assigned")
         if out or ctx.state.dirty:
             try:
                 self._transact(list(out), None)

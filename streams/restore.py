@@ -24,8 +24,9 @@ from typing import cast
 
 from confluent_kafka import Consumer, TopicPartition
 
+from .checkpoint import verify_store
 from .clients import make_consumer
-from .errors import LogStartMovedError, retry, usable
+from .errors import LogStartMovedError, retry, usable, watermarks
 from .processing import ConsumedMessage, PartitionContext, Processor, in_record, no_emit
 from .settings import Settings
 from .store import PartitionStore
@@ -108,8 +109,7 @@ class PartitionReader:
         """The first offset the broker still holds of topic[p] (ListOffsets "earliest")."""
         consumer = make_consumer(self.settings, self.group)
         try:
-            low: int = retry(consumer.get_watermark_offsets, TopicPartition(topic, p), 10.0, False)[0]
-            return low
+            return watermarks(consumer, TopicPartition(topic, p))[0]
         finally:
             consumer.close()
 
@@ -129,6 +129,9 @@ def restore_partition(
 ) -> tuple[int, int]:
     """Bring partition p's open `store` up to date (`committed`: the group's committed input
     offset, if any). Returns (the input offset to resume at, the number of records restored)."""
+    verify_store(
+        reader, store, processor.name, processor.input_topic, processor.changelog_topic, p, committed
+    )
     if processor.changelog_topic is not None:
         changelog = processor.changelog_topic
         resume, count = _from_changelog(processor, changelog, store, p, committed or 0, reader)

@@ -21,6 +21,14 @@ ENGINE_OWNED_PROPERTIES = {
     "partitioner": None,
 }
 
+#: Sizes that must agree (docs/protocol.md, "Limits"), set together here: the largest record any
+#: Kadence producer sends (`message.max.bytes` of every producer, `max.message.bytes` of every topic);
+#: the history processor's payload and history limits (processors.history.config) are derived from
+#: it so that a run's full history always fits in one decision task; a dead letter carries at most
+#: DEAD_LETTER_COPY_BYTES of the input's value (and of its key), plus the full size and SHA-256.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DEAD_LETTER_COPY_BYTES = 64 * 1024
+
 #: Environment variable holding the path of a Java-style properties file of librdkafka settings.
 KAFKA_CONFIG_FILE_ENV = "KADENCE_KAFKA_CONFIG_FILE"
 #: Prefix of environment variables that each set one librdkafka property:
@@ -114,8 +122,16 @@ class Settings:
     #: (`KADENCE_KAFKA_CONFIG_FILE`, `KADENCE_KAFKA_<PROPERTY>`), the CLI (`--kafka-config`,
     #: `--kafka-config-file`) or here. The properties in ENGINE_OWNED_PROPERTIES are refused.
     kafka_config: dict[str, str] = field(default_factory=dict)
+    #: The key that signs the commands only the engine may send (`streams.signing`; README,
+    #: "Security"). Empty: the engine provisions one in the `engine-secret` topic, readable by the
+    #: engine principal only, and every engine process loads it from there (`streams.engine_secret`).
+    #: Set it (KADENCE_ENGINE_SECRET, at least 16 bytes) to manage it yourself; every engine process
+    #: of a deployment must have the same one. Never given to clients or workers.
+    engine_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
+        if self.engine_secret and len(self.engine_secret.encode()) < 16:
+            raise ValueError("engine_secret (KADENCE_ENGINE_SECRET) must be at least 16 bytes long")
         for key in self.kafka_config:
             if key in ENGINE_OWNED_PROPERTIES:
                 knob = ENGINE_OWNED_PROPERTIES[key]
@@ -171,6 +187,21 @@ class Settings:
     @property
     def dead_letters_topic(self) -> str:
         return f"{self.prefix}dead-letters"
+
+    @property
+    def visibility_topic(self) -> str:
+        """The compacted index of every run (one row per run, latest wins; docs/visibility.md)."""
+        return f"{self.prefix}visibility"
+
+    @property
+    def engine_secret_topic(self) -> str:
+        """The compacted topic that holds the provisioned engine secret (engine principal only)."""
+        return f"{self.prefix}engine-secret"
+
+    def is_reply_topic(self, topic: str) -> bool:
+        """The one rule for where the engine may write an answer a command asks for (a query's
+        `reply_topic`): only the client reply topics of this deployment, never its own topics."""
+        return topic == self.query_results_topic
 
     def tasks_topic(self, task_list: str) -> str:
         return f"{self.prefix}tasks.{task_list}"

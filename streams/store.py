@@ -176,6 +176,17 @@ class PartitionStore:
         raw = self._meta.get(key)
         return None if raw is None else _OFFSET.unpack(raw)[0]
 
+    def meta_get(self, key: bytes) -> bytes | None:
+        """A value of the meta column family (checkpoints and what they refer to, e.g. topic ids)."""
+        value: bytes | None = self._meta.get(key)
+        return value
+
+    def meta_put(self, key: bytes, value: bytes) -> None:
+        self._meta[key] = value
+
+    def meta_delete(self, key: bytes) -> None:
+        del self._meta[key]
+
     def commit(self, input_offset: int | None = None, changelog_offset: int | None = None) -> None:
         """Write pending state and the given checkpoints in ONE WriteBatch, then clear pending.
 

@@ -18,7 +18,12 @@ cleanup and retention, so each topic states its own instead of inheriting the cl
 - `query-results` is kept 1 hour: a query waits seconds for its answer, and every client that
   queries reads the topic from the beginning.
 
-Nothing is compacted: no topic's value for a key is only its last record (a workflow id's
+- `visibility` is compacted and kept forever: its value for a key (domain/workflow/run) is that
+  run's latest visibility row, so compaction keeps exactly what readers need.
+- `engine-secret` (one partition) is compacted and kept forever: its first record is the key that
+  signs engine-only commands (streams.engine_secret); only the engine principal may read it.
+
+Nothing else is compacted: no other topic's value for a key is only its last record (a workflow id's
 history, outcomes of each run of a continue-as-new chain, tasks of one workflow, ...).
 `Settings.topic_configs` overrides any of these on every topic, and `check_layout` (run by every
 processor at start and by `kadence topics check`) refuses a `history` that can lose records.
@@ -35,18 +40,17 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # t
 from confluent_kafka.cimpl import NewTopic  # where the typed stubs declare it (admin re-exports it untyped)
 
 from .clients import make_admin
-from .settings import Settings
+from .settings import MAX_MESSAGE_BYTES, Settings
 
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
-#: The largest record Kadence's producers send (`message.max.bytes` in streams.clients); every topic
-#: accepts it (Kafka's own default, about 1 MiB, would refuse a larger record and its transaction
-#: would abort forever: the batch is redone with the same record). A decision task that carries a
-#: long history (a worker's cache miss) is the usual large record.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# MAX_MESSAGE_BYTES (streams.settings, the producers' `message.max.bytes`): every topic accepts it
+# (Kafka's own default, about 1 MiB, would refuse a larger record and its transaction would abort
+# forever: the batch is redone with the same record). A decision task that carries a long history
+# (a worker's cache miss) is the usual large record.
 
 #: Per topic role, how long its records are kept (docs/brokers.md §4). `None` = forever.
 RETENTION_MS: dict[str, int | None] = {
@@ -56,6 +60,8 @@ RETENTION_MS: dict[str, int | None] = {
     "query-results": HOUR_MS,
     "dead-letters": None,
     "tasks": 7 * DAY_MS,
+    "visibility": None,
+    "engine-secret": None,
 }
 
 
@@ -87,6 +93,19 @@ def topic_policy(settings: Settings, role: str) -> dict[str, str]:
         "max.message.bytes": str(MAX_MESSAGE_BYTES),
         "min.insync.replicas": str(min_insync_replicas(settings.replication_factor)),
     }
+    if role == "commands":
+        # Workflow time is the broker's, not the producer's: a client's clock cannot move it
+        # (docs/protocol.md, "Event time"). Brokers without it keep the producer's time.
+        configs["message.timestamp.type"] = "LogAppendTime"
+    if role == "engine-secret":
+        # Kept forever; compacted so that no size or time rule ever deletes it. Each engine process
+        # that provisions writes under a key of its own, so compaction never replaces the first
+        # record, which is the secret (streams.engine_secret).
+        configs["cleanup.policy"] = "compact"
+    if role == "visibility":
+        # One row per run, keyed by domain/workflow/run: only a key's latest row matters, so the log
+        # is compacted (and kept forever). Readers rebuild their index from it (docs/visibility.md).
+        configs["cleanup.policy"] = "compact"
     if retention is not None:
         # Retention deletes whole closed segments; Kafka rolls one every 7 days by default, which
         # would keep a 1-hour topic for a week. A segment per 1/6 of the retention (at most a day).
@@ -107,6 +126,8 @@ def core_topics(settings: Settings) -> list[TopicSpec]:
         _spec(settings, settings.completions_topic, "completions", p),
         _spec(settings, settings.query_results_topic, "query-results", p),
         _spec(settings, settings.dead_letters_topic, "dead-letters", 1),
+        _spec(settings, settings.visibility_topic, "visibility", p),
+        _spec(settings, settings.engine_secret_topic, "engine-secret", 1),
     ]
 
 

@@ -224,7 +224,7 @@ class Transactions:
         err, self._dispatch_error = self._dispatch_error, None
         if err is not None:
             log.warning("%s: a dispatch record was not delivered (%s)", self.transactional_id, err)
-            self._abort()
+            self._abort(err)
 
     def _produce(self, out: Sequence[OutRecord], delivered: dict[int, int]) -> None:
         changelog = self.changelog_topic
@@ -252,16 +252,17 @@ class Transactions:
             err,
             ", ".join(f"{self.input_topic}[{p}]@{o}" for p, o in (offsets or {}).items()),
         )
-        self._abort()
+        self._abort(err)
 
-    def _abort(self) -> NoReturn:
-        """Abort the open transaction; raises `TransactionAborted`."""
+    def _abort(self, cause: KafkaError) -> NoReturn:
+        """Abort the open transaction; raises `TransactionAborted` carrying `cause` (the loop counts
+        an abort a record caused: streams.failed_inputs)."""
         self.aborts += 1
         try:
             retry(self._producer.abort_transaction, 30.0)
         except KafkaException as exc:
             raise LoopFatalError(f"{self.transactional_id}: abort failed: {exc.args[0]}") from exc
-        raise TransactionAborted()
+        raise TransactionAborted(cause)
 
 
 __all__ = ["Transactions"]

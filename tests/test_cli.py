@@ -344,9 +344,9 @@ def test_an_unreachable_broker_is_reported_within_5s(command: str) -> None:
     elapsed = time.monotonic() - t0
     assert done.returncode == 3, done.stderr
     assert done.stdout == ""
-    assert done.stderr.splitlines() == [
-        f"kadence: cannot reach the Kafka broker at {bootstrap} within 3s "
-        "(Failed to get metadata: Local: Broker transport failure)"
+    assert done.stderr.splitlines() == [  # said as soon as the connection is refused
+        f"kadence: cannot reach the Kafka broker at {bootstrap} "
+        f"(Connect to ipv4#{bootstrap} failed: Connection refused)"
     ]
     assert "%3|" not in done.stderr and "FAIL" not in done.stderr
     assert elapsed < 5.0, f"took {elapsed:.1f}s"
@@ -361,7 +361,7 @@ def test_librdkafka_log_goes_through_python_logging_at_debug() -> None:
     assert done.returncode == 3
     assert "kadence.librdkafka ERROR" in done.stderr and "%3|" not in done.stderr
     last = done.stderr.splitlines()[-1]
-    assert last.startswith(f"kadence: cannot reach the Kafka broker at {bootstrap} within 1s")
+    assert last.startswith(f"kadence: cannot reach the Kafka broker at {bootstrap} (Connect to")
 
 
 def test_a_start_nobody_records_is_not_confirmed(cli: Cli, settings: Settings) -> None:

@@ -78,3 +78,31 @@ def test_long_running_sample(client, worker) -> None:
     }
     runs = {e["run_id"] for e in client.get_handle("lr").history()}
     assert len(runs) == 3
+
+
+def test_versioning_sample(client) -> None:
+    from examples import versioning
+
+    # The sample runs its own workers: version 1, stopped while its run is open, then version 2.
+    assert versioning.run_sample(client, "ver") == {
+        "ver-old": "charged ver-old",
+        "ver-new": "charged ver-new, receipt sent",
+    }
+    assert "MarkerRecorded" not in types_of(client, "ver-old")
+    new = types_of(client, "ver-new")
+    assert new.index("MarkerRecorded") < new.index("ActivityTaskScheduled")
+
+
+def test_update_sample(client, worker) -> None:
+    from examples import update
+
+    worker(update.TASK_LIST, update.WORKFLOWS, update.ACTIVITIES)
+    assert update.run_sample(client, "upd") == {
+        "counts": [1, 2],
+        "refused": "ValueError: tea is in the cart already",
+        "reserved": ["reserved tea", "reserved cups"],
+        "items": ["tea", "cups"],
+    }
+    kinds = types_of(client, "upd")
+    assert kinds.count("WorkflowExecutionUpdateAccepted") == 3  # the refused one left no event
+    assert kinds.count("WorkflowExecutionUpdateCompleted") == 3

@@ -16,7 +16,7 @@ from kadence.processors.history import HistoryProcessor
 from kadence.streams.processing import InRecord, OutRecord
 from kadence.streams.serde import MAGIC, serde
 from kadence.streams.settings import Settings
-from tests.support.memory_context import MemoryContext, in_record
+from tests.support.memory_context import ENGINE_SECRET, MemoryContext, in_record
 
 SERDE = serde()
 
@@ -58,7 +58,7 @@ START = {
 
 
 def test_restore_resends_the_replies_of_the_restored_tail() -> None:
-    settings = Settings(partitions=1)
+    settings = Settings(partitions=1, engine_secret=ENGINE_SECRET)
     live, ctx = HistoryProcessor(settings), MemoryContext()
     changelog: list[InRecord] = []
     inputs = [
@@ -84,7 +84,9 @@ def test_restore_resends_the_replies_of_the_restored_tail() -> None:
     ]  # rejected: running
     sent = []
     for value in inputs:
-        record = in_record(settings.commands_topic, b"w", value)
+        record = in_record(
+            settings.commands_topic, b"w", value, signed=True
+        )  # the signal (external) is engine-only
         live.process(record, ctx)
         for out in ctx.take():
             if out.topic == settings.history_topic:
@@ -117,7 +119,7 @@ def test_restore_does_not_resend_what_the_committed_offset_covers() -> None:
     """Replies and outcomes of inputs below the group's committed offset were written before that
     offset was sent (streams.restore.RestoreContext): a restore re-sends only those at or after it,
     so a rebalance or restart on Apache Kafka adds no committed duplicate."""
-    settings = Settings(partitions=1)
+    settings = Settings(partitions=1, engine_secret=ENGINE_SECRET)
     live, ctx = HistoryProcessor(settings), MemoryContext()
     changelog: list[InRecord] = []
     for n in (1, 2):

@@ -115,3 +115,15 @@ def test_every_client_applies_the_properties(kafka_bootstrap: str) -> None:
             consumer.list_topics(timeout=3)
     finally:
         consumer.close()
+
+
+def test_client_connect_takes_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Client.connect(bootstrap)` applies KADENCE_KAFKA_* like `Client()` does; an explicit
+    `kafka_config` wins."""
+    from kadence.client import Client
+
+    monkeypatch.setenv("KADENCE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with Client.connect("b:1") as client:
+        assert client.settings.kafka_config == {"security.protocol": "SASL_SSL"}
+    with Client.connect("b:1", kafka_config={"client.id": "mine"}) as client:
+        assert client.settings.kafka_config == {"client.id": "mine"}

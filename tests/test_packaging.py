@@ -41,6 +41,11 @@ def test_wheel_ships_schemas_and_engine_but_not_bench_or_examples(wheel: Path) -
         "kadence/history/reducer.py",
         "kadence/samples/order_processing.py",
         "kadence/py.typed",
+        # the web UI needs no build step: templates and the vendored htmx ship in the wheel
+        "kadence/ui/templates/execution.html",
+        "kadence/ui/static/htmx.min.js",
+        "kadence/ui/static/htmx-sse.min.js",
+        "kadence/ui/static/kadence.css",
     ):
         assert expected in names
     assert not any(name.startswith(("bench/", "examples/", "tests/")) for name in names)

@@ -19,7 +19,7 @@ from kadence.processors.history import HistoryProcessor
 from kadence.processors.store import ExecutionStore
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
-from tests.support.memory_context import MemoryContext, in_record
+from tests.support.memory_context import ENGINE_SECRET, MemoryContext, in_record
 
 SERDE = serde()
 PAYLOAD = {"encoding": "json/plain", "data": b"[1]"}
@@ -308,7 +308,7 @@ def random_command(
 @given(seed=st.integers(0, 2**32 - 1), steps=st.integers(5, 120))
 def test_state_rebuilt_from_history_equals_live_state(seed: int, steps: int) -> None:
     rng = random.Random(seed)
-    settings = Settings(partitions=1)
+    settings = Settings(partitions=1, engine_secret=ENGINE_SECRET)
     proc = HistoryProcessor(settings)
     ctx = MemoryContext()
     history: list[dict] = []
@@ -325,7 +325,11 @@ def test_state_rebuilt_from_history_equals_live_state(seed: int, steps: int) -> 
         ctx.now_ms += rng.randrange(50)
         proc.process(
             in_record(
-                settings.commands_topic, wid.encode(), SERDE.encode("Command", cmd), timestamp_ms=ctx.now_ms
+                settings.commands_topic,
+                wid.encode(),
+                SERDE.encode("Command", cmd),
+                timestamp_ms=ctx.now_ms,
+                signed=True,  # timer fires and child results are the engine's: signed as it signs them
             ),
             ctx,
         )

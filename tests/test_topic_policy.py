@@ -128,8 +128,13 @@ def test_the_policy_per_topic() -> None:
         assert specs[name]["segment.ms"] == str(DAY_MS)
     assert specs["p.query-results"]["retention.ms"] == str(HOUR_MS)
     assert specs["p.query-results"]["segment.ms"] == str(HOUR_MS // 6)
-    for configs in specs.values():
-        assert configs["cleanup.policy"] == "delete"  # nothing is compacted
+    # the visibility index: one row per run, only the latest matters (docs/visibility.md)
+    assert {"cleanup.policy": "compact", "retention.ms": "-1"}.items() <= specs["p.visibility"].items()
+    for name, configs in specs.items():
+        # compacted: the visibility index and the engine secret (one value per key); nothing else
+        assert configs["cleanup.policy"] == (
+            "compact" if name in ("p.visibility", "p.engine-secret") else "delete"
+        )
         assert configs["retention.bytes"] == "-1"
         assert configs["max.message.bytes"] == str(MAX_MESSAGE_BYTES)
         assert configs["min.insync.replicas"] == "1"

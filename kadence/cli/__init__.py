@@ -8,8 +8,10 @@ One job per module:
     _result     waiting for a workflow's result and printing it
     _modules    the user's module of workflows and activities
     _engine     server, topics, worker, demo
-    _workflows  start, execute, result, signal, query, cancel, terminate
+    _workflows  start, execute, result, signal, signal-with-start, query, cancel, terminate
     _history    describe, show (--follow), replay
+    _visibility list, count, trace (the visibility index)
+    _progress   a progress bar on a terminal, log lines otherwise, for long work
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException
 
+from ._audit import cmd_audit
 from ._connect import settings_from_args
 from ._engine import cmd_demo, cmd_server, cmd_topics, cmd_worker
 from ._errors import (
@@ -36,12 +39,15 @@ from ._errors import (
 )
 from ._history import FINAL_STATUSES, cmd_describe, cmd_replay, cmd_show
 from ._parser import COMPONENTS, START_CONFIRM_TIMEOUT, build_parser
+from ._ui import cmd_ui
+from ._visibility import cmd_count, cmd_list, cmd_trace
 from ._workflows import (
     cmd_cancel,
     cmd_execute,
     cmd_query,
     cmd_result,
     cmd_signal,
+    cmd_signal_with_start,
     cmd_start,
     cmd_terminate,
 )
@@ -68,8 +74,21 @@ _settings = settings_from_args
 
 #: Verbs that talk to a running deployment as a client: the broker is checked first, and
 #: librdkafka's own log stays off (they report broker trouble themselves) unless --log-level DEBUG.
-_WRITING_VERBS = frozenset({"start", "execute", "signal", "cancel", "terminate", "topics"})
-CLIENT_VERBS = _WRITING_VERBS | {"result", "describe", "show", "history", "query", "replay"}
+_WRITING_VERBS = frozenset(
+    {"start", "execute", "signal", "signal-with-start", "cancel", "terminate", "topics"}
+)
+CLIENT_VERBS = _WRITING_VERBS | {
+    "result",
+    "describe",
+    "show",
+    "history",
+    "query",
+    "replay",
+    "list",
+    "count",
+    "trace",
+    "audit",
+}
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
@@ -83,10 +102,16 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "show": cmd_show,
     "history": cmd_show,
     "signal": cmd_signal,
+    "signal-with-start": cmd_signal_with_start,
     "query": cmd_query,
     "cancel": cmd_cancel,
     "terminate": cmd_terminate,
     "replay": cmd_replay,
+    "list": cmd_list,
+    "count": cmd_count,
+    "trace": cmd_trace,
+    "audit": cmd_audit,
+    "ui": cmd_ui,
 }
 
 
@@ -100,6 +125,12 @@ def _configure_logging(args: argparse.Namespace) -> None:
         librdkafka.setLevel(logging.CRITICAL + 1)  # off: these verbs say themselves when the broker fails
     else:
         librdkafka.setLevel(logging.NOTSET)
+    # Progress of long work is shown (a plain log line when stderr is no terminal) unless the
+    # user asked for ERROR or less.
+    progress_level = min(logging.INFO, logging.getLevelName(level))
+    logging.getLogger("kadence.progress").setLevel(
+        progress_level if logging.getLevelName(level) < logging.ERROR else logging.NOTSET
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import uuid
 from typing import Any
 
@@ -14,6 +15,7 @@ from ._connect import connect, fold_history, history_events, history_topics, not
 from ._errors import EXIT_OK, EXIT_UNREACHABLE, CliError, usage_error
 from ._modules import import_user_module, workflow_classes
 from ._present import describe_fields, event_printer, print_describe, print_events
+from ._progress import Progress
 
 #: Closed statuses that end `show --follow` (a continued run goes on in its successor).
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "TERMINATED", "TIMED_OUT"})
@@ -130,11 +132,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise usage_error(
                 f"module {args.module} has no workflow type {attrs['workflow_type']!r} (it has: {known})"
             )
-    for run_id, run_events in runs.items():
-        try:
-            replayer.replay(run_events)
-        except NondeterminismError as exc:
-            wid = run_events[0]["workflow_id"]
-            raise CliError(f"non-determinism in workflow {wid!r} run {run_id}: {exc}") from None
-    print(f"replayed {len(runs)} run(s) of {len(events)} events: deterministic")
+    summary = {"workflow_id": events[0]["workflow_id"], "runs": len(runs), "events": len(events)}
+    with Progress("replay", total=len(runs), unit="run") as progress:
+        for run_id, run_events in runs.items():
+            try:
+                replayer.replay(run_events)
+            except NondeterminismError as exc:
+                if args.output == "json":
+                    print(
+                        json.dumps({**summary, "deterministic": False, "run_id": run_id, "error": str(exc)})
+                    )
+                wid = run_events[0]["workflow_id"]
+                raise CliError(f"non-determinism in workflow {wid!r} run {run_id}: {exc}") from None
+            progress.update()
+    if args.output == "json":
+        print(json.dumps({**summary, "deterministic": True}))
+    else:
+        print(f"replayed {len(runs)} run(s) of {len(events)} events: deterministic")
     return EXIT_OK

@@ -149,6 +149,13 @@ def _print_describe_table(d: dict[str, Any]) -> None:
         line("parent", f"{d['parent'].get('workflow_id')} run {d['parent'].get('run_id')}")
     line("history", f"{d['history_length']} events, {d['history_bytes']} bytes")
     line("decision pending", "yes" if d["decision_outstanding"] else None)
+    decision_failure = d.get("decision_failure")
+    line(
+        "decision failing",
+        f"attempt {d['decision_attempt']}: {decision_failure['cause']} {decision_failure['message']}".rstrip()
+        if decision_failure
+        else None,
+    )
     running = d["status"] == "RUNNING"  # the reducer keeps what was open when a run closed
     sections: list[tuple[str, list[dict[str, Any]], Callable[[dict[str, Any]], str]]] = [
         ("activities", d["activities"], _activity_line),

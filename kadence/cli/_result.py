@@ -13,8 +13,13 @@ from typing import Any
 from ._errors import EXIT_OK, CliError
 
 
-def print_result(handle: Any, get: Callable[[], Any], output: str, task_list: str) -> int:
-    """Print what `get()` (a `handle.result(...)` call) gives; a workflow that did not complete: exit 1."""
+def print_result(
+    handle: Any, get: Callable[[], Any], output: str, task_list: str, extra: dict[str, Any] | None = None
+) -> int:
+    """Print what `get()` (a `handle.result(...)` call) gives; a workflow that did not complete: exit 1.
+
+    json: one object with the workflow id, run, status and result or failure (after `extra`'s fields)."""
+    extra = extra or {}
     from kadence.failures import WorkflowAlreadyStartedError, WorkflowFailureError
 
     try:
@@ -33,6 +38,7 @@ def print_result(handle: Any, get: Callable[[], Any], output: str, task_list: st
             print(
                 json.dumps(
                     {
+                        **extra,
                         "workflow_id": handle.id,
                         "run_id": handle.run_id,
                         "status": exc.status,
@@ -51,7 +57,13 @@ def print_result(handle: Any, get: Callable[[], Any], output: str, task_list: st
     if output == "json":
         print(
             json.dumps(
-                {"workflow_id": handle.id, "run_id": handle.run_id, "status": "COMPLETED", "result": value},
+                {
+                    **extra,
+                    "workflow_id": handle.id,
+                    "run_id": handle.run_id,
+                    "status": "COMPLETED",
+                    "result": value,
+                },
                 default=str,
             )
         )

@@ -25,6 +25,7 @@ from ..converter import JSONConverter
 from ..failures import ApplicationError, to_failure
 from ._answers import TP, Outbox
 from ._held import HeldAnswer, HeldAnswers
+from ._metrics import ACTIVITY_EXECUTION, ACTIVITY_FAILED
 from ._threads import DaemonThreadPool
 
 log = logging.getLogger("kadence.worker")
@@ -206,14 +207,17 @@ class ActivityRunner:
                 self._failed(attempt, _unknown_activity(task))
                 return
             token = current_context.set(self._context(attempt))
+            started = time.perf_counter()
             try:
                 args = self.converter.args_from_payload(task.get("input"), defn.arg_hints)
                 result = defn.fn(*args)
             except BaseException as exc:  # noqa: BLE001 - every failure is reported to the workflow
+                self._observe(task, started, failed=True)
                 self._failed(attempt, exc)
                 return
             finally:
                 current_context.reset(token)
+            self._observe(task, started)
             self._completed(attempt, result)
         except Exception:  # noqa: BLE001 - e.g. an unserialisable result: report it as the failure
             log.exception("activity %s: answer failed", task["activity_type"])
@@ -224,19 +228,28 @@ class ActivityRunner:
         task = attempt.task
         try:
             token = current_context.set(self._context(attempt))
+            started = time.perf_counter()
             try:
                 args = self.converter.args_from_payload(task.get("input"), defn.arg_hints)
                 result = await defn.fn(*args)
             except BaseException as exc:  # noqa: BLE001 - every failure is reported to the workflow
+                self._observe(task, started, failed=True)
                 self._failed(attempt, exc)
                 return
             finally:
                 current_context.reset(token)
+            self._observe(task, started)
             self._completed(attempt, result)
         except Exception:  # noqa: BLE001
             log.exception("activity %s: answer failed", task["activity_type"])
         finally:
             self._release()
+
+    def _observe(self, task: Mapping[str, Any], started: float, failed: bool = False) -> None:
+        labels = (self.task_list, task["activity_type"])
+        ACTIVITY_EXECUTION.labels(*labels).observe(time.perf_counter() - started)
+        if failed:
+            ACTIVITY_FAILED.labels(*labels).inc()
 
     def _release(self) -> None:
         with self._active_lock:

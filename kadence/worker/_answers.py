@@ -4,7 +4,8 @@ Every answer names the task it answers (`tp`, `offset`; `None` for an answer to 
 worker's topic: eager attempts, dead letters). That task's offset becomes committable once the
 answer's delivery is reported, and only up to the lowest task still in flight on its partition
 (at-least-once; answers are idempotent by command id). An answer that is not delivered is sent
-again from the poll thread.
+again from the poll thread; one the broker refuses (no write permission, a record it will never
+take) is sent again with backoff, and the refusal is logged at ERROR once and counted.
 """
 
 from __future__ import annotations
@@ -16,13 +17,34 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from kadence.history.commands import command_record
+from kadence.streams.dead_letters import dead_letter_record
+from kadence.streams.errors import RECORD_CAUSED_CODES
+from kadence.streams.metrics import DEAD_LETTERS
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
 
+from ._metrics import ANSWERS_REFUSED
+
 log = logging.getLogger("kadence.worker")
+
+#: Delivery errors that sending the same record again will not cure by itself: the principal's
+#: permissions or login, or a record the broker will never take. (librdkafka reports delivery errors
+#: without its `retriable` flag, so the codes are named here.)
+_AUTH_ERRORS = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,  # noqa: SLF001 - librdkafka's local error codes
+    }
+)
+REFUSALS = _AUTH_ERRORS | RECORD_CAUSED_CODES
+#: Backoff of answers the broker refused: doubling from the first to the cap.
+REFUSED_BACKOFF_S = (0.5, 30.0)
 
 #: A task's (topic, partition).
 TP = tuple[str, int]
@@ -92,6 +114,11 @@ class Outbox:
         self.producer: Any = None
         self._serde = serde()
         self._retry: collections.deque[tuple[str, str, bytes, Any, TP | None, int]] = collections.deque()
+        #: After a refusal: no retry before `_retry_at` (monotonic), the delay doubling up to a cap.
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
+        #: (topic, error code) refusals logged since that topic last took an answer: logged once.
+        self._reported: set[tuple[str, int]] = set()
 
     def produce(
         self, topic: str, key: str, record_type: str, record: Mapping[str, Any], tp: TP | None, offset: int
@@ -102,11 +129,19 @@ class Outbox:
     def send(self, topic: str, key: str, value: bytes, headers: Any, tp: TP | None, offset: int) -> None:
         def delivered(err: Any, _msg: Any) -> None:
             if err is not None:
-                log.warning(
-                    "worker %s: answer to %s not delivered (%s); retrying", self.task_list, topic, err
-                )
+                if err.code() in REFUSALS:
+                    self._refused(topic, err)
+                else:
+                    log.warning(
+                        "worker %s: answer to %s not delivered (%s); retrying", self.task_list, topic, err
+                    )
                 self._retry.append((topic, key, value, headers, tp, offset))
-            elif tp is not None:
+                return
+            if self._reported:  # the topic takes answers again: its refusals are over
+                self._reported = {r for r in self._reported if r[0] != topic}
+                if not self._reported:
+                    self._backoff_s = 0.0
+            if tp is not None:
                 self.offsets.done(tp, offset)
 
         while True:
@@ -118,7 +153,34 @@ class Outbox:
             except BufferError:
                 self.producer.poll(0.01)
 
+    def _refused(self, topic: str, err: Any) -> None:
+        """The broker refused an answer: back off (it is sent again, later) and say so once."""
+        first, cap = REFUSED_BACKOFF_S
+        self._backoff_s = min(cap, max(first, self._backoff_s * 2))
+        self._retry_at = time.monotonic() + self._backoff_s
+        ANSWERS_REFUSED.labels(self.task_list, topic, err.name()).inc()
+        if (topic, err.code()) in self._reported:
+            return
+        self._reported.add((topic, err.code()))
+        why = (
+            f"This worker's Kafka principal may not write {topic}: grant it WRITE on the topic "
+            '(kadence.streams.acls.client_acls; README, "Security")'
+            if err.code() in _AUTH_ERRORS
+            else "The broker will not take this record as it is"
+        )
+        log.error(
+            "worker %s: the broker refuses answers to %s: %s. %s. The answers are kept and sent again "
+            "with backoff (up to every %.0f s); their tasks stay uncommitted until they are delivered",
+            self.task_list,
+            topic,
+            err,
+            why,
+            cap,
+        )
+
     def flush_retries(self) -> None:
+        if not self._retry or time.monotonic() < self._retry_at:
+            return
         while self._retry:
             self.send(*self._retry.popleft())
 
@@ -145,16 +207,17 @@ class Outbox:
         self.produce(self.settings.commands_topic, task["workflow_id"], "Command", rec, tp, offset)
 
     def dead_letter(self, msg: Any, reason: str) -> None:
-        rec = {
-            "topic": msg.topic(),
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-            "key": msg.key(),
-            "value": msg.value(),
-            "reason": reason,
-            "processor": f"worker.{self.task_list}",
-            "timestamp": int(time.time() * 1000),
-        }
+        rec = dead_letter_record(  # a bounded copy of the task record
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            key=msg.key(),
+            value=msg.value(),
+            reason=reason,
+            processor=f"worker.{self.task_list}",
+            timestamp=int(time.time() * 1000),
+        )
+        DEAD_LETTERS.labels(f"worker.{self.task_list}").inc()
         log.warning(
             "worker %s: %s[%d]@%d is not a Task (%s): dead-lettered",
             self.task_list,
@@ -165,7 +228,7 @@ class Outbox:
         )
         self.produce(
             self.settings.dead_letters_topic,
-            (msg.key() or b"").decode(errors="replace"),
+            (rec["key"] or b"").decode(errors="replace"),
             "DeadLetter",
             rec,
             None,

@@ -27,6 +27,7 @@ from ._activities import ActivityAttempt, ActivityRunner
 from ._answers import TP, Outbox
 from ._eager import plan_eager
 from ._held import HeldAnswers
+from ._metrics import WORKFLOW_TASK_FAILED
 
 log = logging.getLogger("kadence.worker")
 
@@ -70,6 +71,7 @@ class DecisionRunner:
         eager attempts."""
 
         def failed(cause: str, exc: BaseException | None) -> None:
+            WORKFLOW_TASK_FAILED.labels(self.task_list, t["workflow_type"], cause).inc()
             self.outbox.command(
                 t,
                 "RespondDecisionTaskFailed",
@@ -206,7 +208,10 @@ class DecisionRunner:
                     suggest_bytes=self.suggest_bytes,
                 )
                 inst.activate(t["events"])
-            result["result"] = inst.query(t["query_type"], t.get("args"))
+            if t.get("update_id"):  # an update's validation (docs/updates.md): no result, or the rejection
+                inst.validate_update(t["query_type"], t.get("args"))
+            else:
+                result["result"] = inst.query(t["query_type"], t.get("args"))
         except Exception as exc:  # noqa: BLE001 - any query error goes back to the caller
             result["error"] = to_failure(exc)
         self.outbox.produce(t["reply_topic"], t["query_id"], "QueryResult", result, tp, offset)

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from kadence.streams.clients import make_consumer, make_producer
 from kadence.streams.group_watch import GroupWatch
+from kadence.streams.metrics import serve as serve_metrics
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
 from kadence.streams.topics import ensure_topics, task_topic
@@ -29,6 +30,7 @@ from .._runtime import SUGGEST_CONTINUE_AS_NEW_BYTES, SUGGEST_CONTINUE_AS_NEW_EV
 from .._runtime_defn import WorkflowDefinition, definitions
 from ..activity import ActivityDefinition
 from ..converter import default_converter
+from . import _metrics
 from ._activities import ActivityRunner
 from ._answers import Offsets, Outbox
 from ._decisions import DecisionRunner
@@ -70,6 +72,7 @@ class Worker:
         eager_answer_hold_ms: float = 5.0,
         suggest_continue_as_new_events: int = SUGGEST_CONTINUE_AS_NEW_EVENTS,
         suggest_continue_as_new_bytes: int = SUGGEST_CONTINUE_AS_NEW_BYTES,
+        metrics_port: int | None = None,
     ) -> None:
         if isinstance(client_or_settings, Settings):
             self.settings = client_or_settings
@@ -131,6 +134,11 @@ class Worker:
         self.assigned = threading.Event()
         #: How often the task consumer was replaced because it stayed out of its group.
         self.rejoins = 0
+        #: Serve Prometheus metrics (this process's registry) on this port at start (0: a free one).
+        self.metrics_port = metrics_port
+        self._m_schedule_to_start = _metrics.WORKFLOW_TASK_SCHEDULE_TO_START
+        self._m_execution = _metrics.WORKFLOW_TASK_EXECUTION
+        self._m_activity_schedule_to_start = _metrics.ACTIVITY_SCHEDULE_TO_START
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -138,6 +146,8 @@ class Worker:
             raise RuntimeError("worker already started")
         if self.create_topic:
             ensure_topics(self.settings, [task_topic(self.settings, self.task_list)])
+        if self.metrics_port is not None:
+            self.metrics_port = serve_metrics(self.metrics_port)
         # linger 0: each answer is on a workflow's critical path, and under load librdkafka still
         # batches what queues up while a request is in flight.
         self._producer = make_producer(
@@ -204,6 +214,7 @@ class Worker:
         self._consumer = self._subscribe()
         self._activities.use_consumer(self._consumer)
         self.rejoins += 1
+        _metrics.CONSUMER_REJOINS.labels(self.task_list).inc()
 
     def _stopping_tick(self) -> None:
         self._held.expire()
@@ -279,9 +290,15 @@ class Worker:
             self._offsets.done(tp, offset)
             return
         kind, task = rec["task"]
+        waited = max(0.0, time.time() - msg.timestamp()[1] / 1000.0)
         if kind == "DecisionTask":
+            labels = (self.task_list, task["workflow_type"])
+            self._m_schedule_to_start.labels(*labels).observe(waited)
+            started = time.perf_counter()
             self._decisions.on_task(task, tp, offset)
+            self._m_execution.labels(*labels).observe(time.perf_counter() - started)
         elif kind == "ActivityTask":
+            self._m_activity_schedule_to_start.labels(self.task_list, task["activity_type"]).observe(waited)
             self._activities.submit(task, tp, offset)
         else:
             self._decisions.on_query(task, tp, offset)

@@ -10,14 +10,17 @@ from kadence.schemas.records import CommandPayload, HistoryEvent
 from kadence.streams.processing import Context, OutRecord
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
+from kadence.streams.signing import RecordSigner
 
 
 class Emitter:
-    """Builds Kadence records for a derived module's outputs (deterministic: ids from inputs)."""
+    """Builds Kadence records for a derived module's outputs (deterministic: ids from inputs).
+    Commands are signed with the engine secret (`streams.signing`): some are engine-only."""
 
-    def __init__(self, settings: Settings, ctx: Context) -> None:
+    def __init__(self, settings: Settings, ctx: Context, signer: RecordSigner) -> None:
         self.settings = settings
         self.ctx = ctx
+        self.signer = signer
         self._serde = serde()
 
     def command(
@@ -38,16 +41,9 @@ class Emitter:
             timestamp=timestamp,
             payload=payload,
         )
-        self.ctx.emit(
-            OutRecord(
-                self.settings.commands_topic,
-                workflow_id.encode(),
-                self._serde.encode("Command", record),
-                tuple(self._serde.headers("Command")),
-                None,
-                timestamp,
-            )
-        )
+        key, value = workflow_id.encode(), self._serde.encode("Command", record)
+        headers = self.signer.sign(tuple(self._serde.headers("Command")), key, value)
+        self.ctx.emit(OutRecord(self.settings.commands_topic, key, value, headers, None, timestamp))
 
 
 class Module(Protocol):

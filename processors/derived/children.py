@@ -118,6 +118,7 @@ class ChildrenModule:
                     identity="",
                     parent=parent,
                     cron_schedule="",
+                    search_attributes=a.get("search_attributes", {}),
                 ),
             ),
         )

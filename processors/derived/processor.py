@@ -10,6 +10,7 @@ from typing import cast
 from kadence.history import ExecutionState, apply
 from kadence.history.reducer import already_applied
 from kadence.schemas.records import HistoryTransition
+from kadence.streams.engine_secret import engine_signer
 from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
@@ -20,6 +21,7 @@ from .cancellations import CancellationsModule
 from .children import ChildrenModule
 from .signals import SignalsModule
 from .timers import TimersModule, fire_due
+from .visibility import VisibilityModule
 
 log = logging.getLogger("kadence.derived")
 
@@ -28,6 +30,7 @@ ALL_MODULES: dict[str, Callable[[], Module]] = {
     "signals": SignalsModule,
     "cancellations": CancellationsModule,
     "timers": TimersModule,
+    "visibility": VisibilityModule,
 }
 
 
@@ -56,7 +59,10 @@ class DerivedProcessor(Processor):
         self.punctuate_interval_ms = timer_interval_ms if "timers" in modules else None
         self.store = ExecutionStore()
         self.serde = serde()
+        #: Signs the commands the modules send (`streams.signing`): timer fires, child results...
+        self.signer = engine_signer(settings)
         self._timers = next((m for m in self.modules if isinstance(m, TimersModule)), None)
+        self._visibility = next((m for m in self.modules if isinstance(m, VisibilityModule)), None)
         self._scanned: set[int] = set()
 
     def process(self, record: InRecord, ctx: Context) -> None:
@@ -78,8 +84,10 @@ class DerivedProcessor(Processor):
             raise PoisonRecord(f"undecodable history record: {exc}") from exc
         transition = cast(HistoryTransition, decoded)
         state = self.store.load(ctx.state, transition["domain"], transition["workflow_id"])
-        out = Emitter(self.settings, ctx)
+        out = Emitter(self.settings, ctx, self.signer)
         changed = False
+        if self._visibility is not None:
+            self._visibility.begin_transition()
         for event in transition["events"]:
             if state is not None and already_applied(state, event):
                 continue
@@ -91,6 +99,8 @@ class DerivedProcessor(Processor):
                 module.on_event(event, before, state, out)
         if changed and state is not None:
             self.store.save(ctx.state, state)
+            if self._visibility is not None:
+                self._visibility.end_transition(out)
 
     def punctuate(self, partition: int, ctx: Context) -> None:
         timers = self._timers
@@ -104,11 +114,13 @@ class DerivedProcessor(Processor):
         else:  # first scan since assignment: entries stored before are unknown to due_from
             due_from = 0
             self._scanned.add(partition)
-        _, following = fire_due(self.settings, ctx, now, due_from)
+        _, following = fire_due(self.settings, ctx, self.signer, now, due_from)
         timers.due_from[partition] = following if following is not None else 2**62
 
     def on_revoked(self, partition: int) -> None:
         self.store.clear_cache()
+        if self._visibility is not None:
+            self._visibility.clear_cache()
         if self._timers is not None:
             self._timers.due_from.pop(partition, None)
             self._scanned.discard(partition)  # rescan from the start after the next assignment

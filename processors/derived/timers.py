@@ -16,6 +16,7 @@ from kadence.schemas.records import HistoryEvent, HistoryEventAttributes
 from kadence.streams.processing import Context, OutRecord
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
+from kadence.streams.signing import RecordSigner
 
 from .base import Emitter
 
@@ -25,7 +26,9 @@ _TIME = struct.Struct(">Q")
 def _key(fire_at: int, kind: str, event: HistoryEvent, event_id: int, attempt: int) -> bytes:
     domain, workflow_id, run_id = event["domain"], event["workflow_id"], event["run_id"]
     what = f"{kind}\x00{domain}\x00{workflow_id}\x00{run_id}\x00{event_id}\x00{attempt}"
-    return b"t" + _TIME.pack(max(fire_at, 0)) + b"/" + what.encode()
+    # clamped: durations are bounded where they enter (kadence.history.validation), so this only
+    # keeps a history written before those checks from stopping the fold
+    return b"t" + _TIME.pack(min(max(fire_at, 0), 2**63 - 1)) + b"/" + what.encode()
 
 
 _ACTIVITY_EVENTS = frozenset(
@@ -218,10 +221,16 @@ class TimersModule:
 
 
 def fire_due(
-    settings: Settings, ctx: Context, now_ms: int, from_ms: int = 0, limit: int = 5000
+    settings: Settings,
+    ctx: Context,
+    signer: RecordSigner,
+    now_ms: int,
+    from_ms: int = 0,
+    limit: int = 5000,
 ) -> tuple[int, int | None]:
     """Produce every index entry due by `now_ms` (oldest first, none before `from_ms`) and remove it.
-    Returns (how many fired, the fire time of the next entry or None)."""
+    Returns (how many fired, the fire time of the next entry or None). Each fire is signed when it is
+    sent (not when it is indexed): the secret it is checked with is the one of today's engine."""
     due: list[tuple[bytes, bytes, int]] = []
     following: int | None = None
     for key, value in ctx.state.items(b"t" + _TIME.pack(max(from_ms, 0)), b"u"):
@@ -233,6 +242,7 @@ def fire_due(
     headers = tuple(serde().headers("Command"))
     for key, value, fire_at in due:
         workflow_id = key[10:].split(b"\x00")[2]
-        ctx.emit(OutRecord(settings.commands_topic, workflow_id, value, headers, None, fire_at))
+        signed = signer.sign(headers, workflow_id, value)
+        ctx.emit(OutRecord(settings.commands_topic, workflow_id, value, signed, None, fire_at))
         ctx.state.delete(key)
     return len(due), following

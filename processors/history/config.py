@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kadence.streams.settings import MAX_MESSAGE_BYTES
+
+#: Room kept in the largest record for what a decision task carries besides its history events
+#: (ids, query, the estimate's error: `history_size` counts payloads and a fixed overhead per event).
+TASK_RESERVE_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryConfig:
@@ -15,9 +21,14 @@ class HistoryConfig:
     #: Past the warn threshold each decision logs a warning; past the hard limit the run is terminated.
     warn_history_events: int = 10240
     hard_history_events: int = 51200
-    hard_history_bytes: int = 50 * 1024 * 1024
+    #: A decision task carries the run's full history on a cache miss (one record), so the hard
+    #: byte limit is the largest record less a reserve: a run is terminated, with a reason naming
+    #: the limit, before its history stops fitting in a decision task (docs/protocol.md, "Limits").
+    hard_history_bytes: int = MAX_MESSAGE_BYTES - TASK_RESERVE_BYTES
     #: Payloads over the warn size are logged; over the limit the command or decision is rejected.
     warn_payload_bytes: int = 256 * 1024
     max_payload_bytes: int = 2 * 1024 * 1024
+    #: All payloads of one decision task completion together (its transition is one record).
+    max_decision_payload_bytes: int = 4 * 1024 * 1024
     #: Decision task attempts retried at once before waiting for the timers processor's backoff.
     immediate_decision_retries: int = 2

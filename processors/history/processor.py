@@ -14,10 +14,13 @@ token).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, cast
 
 from kadence.history import RunState, fire_timer_command, fold_transition
+from kadence.history.commands import engine_only_reason
 from kadence.history.reducer import already_applied
+from kadence.history.validation import command_problem
 from kadence.schemas.records import (
     Command,
     HistoryEvent,
@@ -28,12 +31,15 @@ from kadence.schemas.records import (
     WorkflowOutcome,
 )
 from kadence.streams.clients import murmur2_partition
+from kadence.streams.engine_secret import engine_signer
 from kadence.streams.processing import Context, InRecord, OutRecord, PoisonRecord, Processor
 from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
+from kadence.streams.signing import SIGNATURE_HEADER
 from kadence.streams.topics import ensure_topics, task_topic
 
 from ..store import ExecutionStore
+from . import metrics
 from .config import HistoryConfig
 from .handlers import HANDLERS, HandlerEnv
 from .liveness import AttemptKey, LivenessTracker
@@ -58,6 +64,8 @@ class HistoryProcessor(Processor):
         self.env = HandlerEnv(self.config)
         self.store = ExecutionStore()
         self.serde = serde()
+        #: Signs the commands this processor sends and checks those only the engine may send.
+        self.signer = engine_signer(settings)
         self._task_topics: set[str] = set()
         self.liveness = LivenessTracker()
         #: partition -> source offset -> (replies, outcomes, timestamp) seen while restoring
@@ -79,6 +87,8 @@ class HistoryProcessor(Processor):
         handler = HANDLERS.get(payload_type)
         if handler is None:
             raise PoisonRecord(f"the history processor does not handle {payload_type} commands")
+        self._check_signature(cmd, record)
+        self._check_entry(cmd)
         owner = murmur2_partition(cmd["workflow_id"].encode(), self._partitions)
         if owner != record.partition:
             log.warning(
@@ -104,6 +114,36 @@ class HistoryProcessor(Processor):
         handler(tr, cmd, attrs, self.env)
         self._enforce_history_limits(tr)
         self._write(tr, record, ctx)
+
+    def _check_signature(self, cmd: Command, record: InRecord) -> None:
+        """An engine-only command (timer fires, child and external-call results...) is accepted only
+        with the engine's signature: anyone who may write `commands` could send one otherwise."""
+        reason = engine_only_reason(cmd)
+        if reason is not None:
+            assert record.value is not None  # it decoded
+            if not self.signer.verify(record.headers, record.key, record.value):
+                raise PoisonRecord(
+                    f"rejected: {reason}, and this record has no valid engine signature "
+                    f"({SIGNATURE_HEADER} header): it was not written by this deployment's engine"
+                )
+
+    def _check_entry(self, cmd: Command) -> None:
+        """Every field is checked where it enters (kadence.history.validation). A start with bad
+        values is rejected by its handler (the caller gets the reason); a bad decision fails its
+        decision task; any other bad command is poison: dead-lettered with the reason."""
+        payload_type, attrs = cmd["payload"]
+        if payload_type == "StartWorkflowExecution":  # its handler checks the body (to reject it)
+            problem = command_problem({**cmd, "payload": ("", {})})
+        else:
+            problem = command_problem(cmd)
+        if problem is not None:
+            raise PoisonRecord(f"invalid {payload_type} command: {problem}")
+        reply_topic = cast(Mapping[str, Any], attrs).get("reply_topic")  # queries, updates: where answers go
+        if isinstance(reply_topic, str) and not self.settings.is_reply_topic(reply_topic):
+            raise PoisonRecord(
+                f"invalid {payload_type} command: reply_topic {reply_topic[:200]!r} is not a client "
+                f"reply topic of this engine ({self.settings.query_results_topic!r})"
+            )
 
     def _enforce_history_limits(self, tr: Transition) -> None:
         run = tr.run
@@ -138,6 +178,8 @@ class HistoryProcessor(Processor):
             self.store.save(ctx.state, tr.state)
             bodies = self.store.put_events(ctx.state, tr.events)
             self._drop_continued_runs(ctx, tr.events)
+            assert tr.state.current is not None
+            metrics.observe_events(tr.events, tr.state.current.workflow_type, ctx.partition)
         if tr.events or replies or outcomes:
             # Replies and outcomes travel in the transition too: a restore re-sends those of an
             # interrupted transaction whose history record leaked but whose replies did not.
@@ -181,16 +223,7 @@ class HistoryProcessor(Processor):
         self, replies: list[Command], outcomes: list[WorkflowOutcome], ctx: Context, now_ms: int
     ) -> None:
         for command in replies:
-            ctx.emit(
-                OutRecord(
-                    self.settings.commands_topic,
-                    command["workflow_id"].encode(),
-                    self.serde.encode("Command", command),
-                    self._headers["Command"],
-                    None,
-                    now_ms,
-                )
-            )
+            self._emit_command(command, ctx, now_ms)
         for outcome in outcomes:  # in the transaction, not dispatched: whoever has a run's outcome must
             # find its close in history (read-your-writes; docs/deviations.md 19)
             ctx.emit(
@@ -322,16 +355,13 @@ class HistoryProcessor(Processor):
                 attempt=key.attempt,
                 timestamp=ctx.now_ms,
             )
-            ctx.emit(
-                OutRecord(
-                    self.input_topic,
-                    key.workflow_id.encode(),
-                    self.serde.encode("Command", command),
-                    self._headers["Command"],
-                    None,
-                    ctx.now_ms,
-                )
-            )
+            self._emit_command(command, ctx, ctx.now_ms)
+
+    def _emit_command(self, command: Command, ctx: Context, now_ms: int) -> None:
+        """A command of the engine's own (a reply, a liveness fire), signed (`streams.signing`)."""
+        key, value = command["workflow_id"].encode(), self.serde.encode("Command", command)
+        headers = self.signer.sign(self._headers["Command"], key, value)
+        ctx.emit(OutRecord(self.settings.commands_topic, key, value, headers, None, now_ms))
 
     # -- restore and re-dispatch -------------------------------------------------------------------
     def restore(self, record: InRecord, ctx: Context) -> int | None:
@@ -373,12 +403,13 @@ class HistoryProcessor(Processor):
     def on_assigned(self, partition: int, ctx: Context) -> None:
         self.liveness.reset(partition)  # the re-dispatch below arms every pending attempt afresh
         self._resend_restored_tail(partition, ctx)
-        redispatched = 0
+        redispatched = open_runs = 0
         for domain, workflow_id in list(self.store.open_workflows(ctx.state)):
             state = self.store.load(ctx.state, domain, workflow_id)
             run = state.current if state is not None else None
             if run is None or not run.is_open:
                 continue
+            open_runs += 1
             tr = Transition(domain, workflow_id, "redispatch", ctx.now_ms, state)
             if run.decision is not None and run.decision.started_event_id:
                 tr.dispatches.append(("decision", run.run_id, True))
@@ -390,6 +421,7 @@ class HistoryProcessor(Processor):
             for dispatch in tr.dispatches:
                 self._dispatch(tr, dispatch, ctx)
             redispatched += len(tr.dispatches)
+        metrics.set_open(partition, open_runs)
         log.info("history partition %d restored; re-dispatched %d pending tasks", partition, redispatched)
 
     def _resend_restored_tail(self, partition: int, ctx: Context) -> None:
@@ -409,4 +441,5 @@ class HistoryProcessor(Processor):
                 self._send(replies, outcomes, ctx, timestamp)
 
     def on_revoked(self, partition: int) -> None:
+        metrics.forget_partition(partition)
         self.store.clear_cache()

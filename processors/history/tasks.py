@@ -70,4 +70,5 @@ def query_task(state: ExecutionState, run: RunState, query: QueryWorkflow) -> Qu
         "args": query["args"],
         "reply_topic": query["reply_topic"],
         "events": [],
+        "update_id": query.get("update_id", ""),
     }

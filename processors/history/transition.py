@@ -55,6 +55,14 @@ class Transition:
     #: (scheduled event id, attempt) of an activity that heartbeated (soft state, not history).
     heartbeat: tuple[int, int] | None = None
 
+    def __post_init__(self) -> None:
+        # Event time never goes backwards within a workflow id: a command stamped earlier than the
+        # run's latest event (another partition's clock, a child's reply) is recorded at that
+        # event's time. Deterministic: the rule reads only the record's time and the state.
+        run = self.run
+        if run is not None and run.last_event_time > self.now_ms:
+            self.now_ms = run.last_event_time
+
     @property
     def run(self) -> RunState | None:
         return self.state.current if self.state is not None else None
@@ -131,6 +139,8 @@ def outcome_of_close(event: HistoryEvent, run: RunState) -> WorkflowOutcome:
         case ("WorkflowExecutionContinuedAsNew", a):
             failure = a.get("failure")
             new_run_id = a.get("new_execution_run_id", "")
+        case ("WorkflowExecutionCanceled", a):
+            result = a.get("details")  # the cancellation's details: the cancel request's reason (SDK)
         case ("WorkflowExecutionTerminated", a):
             reason = a.get("reason", "")
         case ("WorkflowExecutionTimedOut", a):

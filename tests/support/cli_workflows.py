@@ -2,7 +2,8 @@
 
 `Greeter` waits for `greet` signals (a query lists them), then runs one activity and returns its
 result. `Parked` leaves an activity and a child pending for `describe` by sending both to a task
-list no worker polls. `Failing` fails with an application error.
+list no worker polls. `Failing` fails with an application error; `Flaky` fails (retryably) until
+its attempt number reaches the one it is given.
 """
 
 from __future__ import annotations
@@ -78,5 +79,15 @@ class Failing:
         raise ApplicationError(message, type="CliBoom", non_retryable=True)
 
 
-WORKFLOWS = [Greeter, Idle, Parked, Failing]
+@workflow.defn
+class Flaky:
+    @workflow.run
+    async def run(self, succeed_on: int) -> int:
+        attempt = workflow.info().attempt
+        if attempt < succeed_on:
+            raise ApplicationError(f"attempt {attempt} fails", type="CliFlaky")
+        return attempt
+
+
+WORKFLOWS = [Greeter, Idle, Parked, Failing, Flaky]
 ACTIVITIES = [shout]

@@ -8,6 +8,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kadence.streams.processing import InRecord, OutRecord
+from kadence.streams.signing import RecordSigner
+
+#: The engine secret of processors under a MemoryContext (`Settings(engine_secret=ENGINE_SECRET)`):
+#: their constructors then need no broker to load one.
+ENGINE_SECRET = "memory-context-engine-secret"
 
 
 class MemoryState:
@@ -51,7 +56,15 @@ _offset = [0]
 
 
 def in_record(
-    topic: str, key: bytes, value: bytes, partition: int = 0, timestamp_ms: int = 1_700_000_000_000
+    topic: str,
+    key: bytes,
+    value: bytes,
+    partition: int = 0,
+    timestamp_ms: int = 1_700_000_000_000,
+    *,
+    signed: bool = False,
 ) -> InRecord:
+    """`signed`: with the engine's signature (ENGINE_SECRET), as a command the engine sent."""
     _offset[0] += 1
-    return InRecord(topic, partition, _offset[0], key, value, (), timestamp_ms)
+    headers = RecordSigner(ENGINE_SECRET.encode()).sign((), key, value) if signed else ()
+    return InRecord(topic, partition, _offset[0], key, value, headers, timestamp_ms)

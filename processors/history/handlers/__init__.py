@@ -23,6 +23,7 @@ from .decisions import handle_decision_completed, handle_decision_failed
 from .external import handle_cancel_request, handle_query, handle_signal, handle_terminate
 from .notifications import handle_child_event, handle_external_result, handle_fire_timer
 from .start import handle_start
+from .updates import handle_update
 
 #: (transition, the command, its payload's body, env). The body is typed `Any` here: `HANDLERS`
 #: pairs each command type with the handler of its body.
@@ -52,6 +53,7 @@ HANDLERS: dict[str, Handler] = {
     "ExternalWorkflowExecutionSignaled": handle_external_result,
     "RequestCancelExternalWorkflowExecutionFailed": handle_external_result,
     "ExternalWorkflowExecutionCancelRequested": handle_external_result,
+    "UpdateWorkflowExecution": handle_update,
 }
 
 __all__ = ["HANDLERS", "HandlerEnv", "Handler"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from kadence.history import RunState
+from kadence.history import RunState, search_attributes
 from kadence.history.decisions import CLOSE_DECISIONS, DECISION_EVENTS, activity_scheduled_attrs
 from kadence.history.ids import continued_run_id
 from kadence.history.retry import retry_delay_ms
+from kadence.history.validation import decision_problem
 from kadence.schemas.records import (
     ActivityTaskCanceled,
     ActivityTaskCancelRequested,
@@ -17,6 +18,7 @@ from kadence.schemas.records import (
     CancelWorkflowExecutionDecision,
     Command,
     CompleteWorkflowExecutionDecision,
+    CompleteWorkflowUpdateDecision,
     ContinueAsNewWorkflowExecutionDecision,
     DecisionAttributes,
     DecisionTaskCompleted,
@@ -41,6 +43,8 @@ from kadence.schemas.records import (
     TimerStarted,
     UpsertWorkflowMemo,
     UpsertWorkflowMemoDecision,
+    UpsertWorkflowSearchAttributes,
+    UpsertWorkflowSearchAttributesDecision,
     WorkflowExecutionCanceled,
     WorkflowExecutionCompleted,
     WorkflowExecutionContinuedAsNew,
@@ -50,6 +54,7 @@ from kadence.schemas.records import (
 
 from ..transition import Transition
 from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of
+from .updates import record_update_completed
 
 #: A decision's handler: (transition, the decision's attributes, the DecisionTaskCompleted event
 #: id, env). It records the decision as the event `history.decisions.DECISION_EVENTS` names. The
@@ -168,6 +173,7 @@ def _validate(run: RunState, decisions: list[DecisionAttributes], env: HandlerEn
     activity_ids = set(run.activity_ids)
     timer_ids = set(run.timers)
     children = len(run.children)
+    payload_bytes = 0
     for decision in decisions:
         name = decision[0]
         if name not in _DECISIONS:
@@ -176,6 +182,23 @@ def _validate(run: RunState, decisions: list[DecisionAttributes], env: HandlerEn
         too_large = payload_too_large(env, fields.get("input"), fields.get("result"), fields.get("details"))
         if too_large:
             return "BAD_PAYLOAD", f"{name}: {too_large}"
+        problem = decision_problem(name, fields)
+        if problem:
+            return "BAD_DECISION_ATTRIBUTES", problem
+        payload_bytes += sum(
+            len(p["data"]) for p in (fields.get("input"), fields.get("result"), fields.get("details")) if p
+        )
+        if payload_bytes > env.config.max_decision_payload_bytes:
+            return "BAD_PAYLOAD", (
+                f"the decisions carry {payload_bytes} payload bytes together, more than the limit of "
+                f"{env.config.max_decision_payload_bytes} bytes for one decision task completion"
+            )
+        attributes = fields.get("search_attributes")
+        if attributes:
+            upsert = name == "UpsertWorkflowSearchAttributesDecision"
+            bad = search_attributes.invalid(attributes, allow_unset=upsert)
+            if bad:
+                return "BAD_SEARCH_ATTRIBUTES", f"{name}: {bad}"
         if decision[0] == "ScheduleActivityTaskDecision":
             a = decision[1]
             if a["activity_id"] in activity_ids:
@@ -310,6 +333,17 @@ def _upsert_memo(tr: Transition, a: UpsertWorkflowMemoDecision, dtc: int, env: H
     tr.add(("UpsertWorkflowMemo", upsert))
 
 
+@_records("UpsertWorkflowSearchAttributesDecision")
+def _upsert_search_attributes(
+    tr: Transition, a: UpsertWorkflowSearchAttributesDecision, dtc: int, env: HandlerEnv
+) -> None:
+    upsert: UpsertWorkflowSearchAttributes = {
+        "search_attributes": a["search_attributes"],
+        "decision_task_completed_event_id": dtc,
+    }
+    tr.add(("UpsertWorkflowSearchAttributes", upsert))
+
+
 @_records("StartChildWorkflowExecutionDecision")
 def _start_child(tr: Transition, a: StartChildWorkflowExecutionDecision, dtc: int, env: HandlerEnv) -> None:
     run = tr.run
@@ -329,6 +363,7 @@ def _start_child(tr: Transition, a: StartChildWorkflowExecutionDecision, dtc: in
         "id_reuse_policy": a["id_reuse_policy"],
         "decision_task_completed_event_id": dtc,
         "control": a["control"],
+        "search_attributes": a.get("search_attributes", {}),
     }
     tr.add(("StartChildWorkflowExecutionInitiated", initiated))
 
@@ -346,6 +381,7 @@ def _signal_external(
         "child_workflow_only": a["child_workflow_only"],
         "control": a["control"],
         "decision_task_completed_event_id": dtc,
+        "start": a.get("start"),
     }
     tr.add(("SignalExternalWorkflowExecutionInitiated", initiated))
 
@@ -390,6 +426,11 @@ def _fail(tr: Transition, a: FailWorkflowExecutionDecision, dtc: int, env: Handl
     tr.add(("WorkflowExecutionFailed", failed))
 
 
+@_records("CompleteWorkflowUpdateDecision")
+def _complete_update(tr: Transition, a: CompleteWorkflowUpdateDecision, dtc: int, env: HandlerEnv) -> None:
+    record_update_completed(tr, a, dtc)
+
+
 @_records("CancelWorkflowExecutionDecision")
 def _cancel(tr: Transition, a: CancelWorkflowExecutionDecision, dtc: int, env: HandlerEnv) -> None:
     canceled: WorkflowExecutionCanceled = {"details": a["details"], "decision_task_completed_event_id": dtc}
@@ -428,6 +469,9 @@ def continue_as_new(
     memo = a.get("memo")
     if memo is None:
         memo = run.memo
+    attributes = a.get("search_attributes")
+    if attributes is None:  # carried over, as Temporal does
+        attributes = search_attributes.encode(run.search_attributes)
     continued: WorkflowExecutionContinuedAsNew = {
         "new_execution_run_id": new_run_id,
         "workflow_type": workflow_type,
@@ -443,6 +487,7 @@ def continue_as_new(
         "failure": failure,
         "backoff_ms": a.get("backoff_ms", 0),
         "keep_children": a.get("keep_children", False),
+        "search_attributes": attributes,
     }
     tr.add(("WorkflowExecutionContinuedAsNew", continued))
     started: WorkflowExecutionStarted = {
@@ -464,6 +509,7 @@ def continue_as_new(
         "initiator": initiator,
         "continued_failure": failure,
         "last_completion_result": None,
+        "search_attributes": attributes,
     }
     tr.add(("WorkflowExecutionStarted", started), run_id=new_run_id)
     if not a.get("backoff_ms"):

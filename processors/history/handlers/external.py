@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from kadence.history import RunState
+from kadence.history.answers import ACCEPTED, NOT_FOUND, REFUSED, command_answer
 from kadence.history.ids import reply_command_id
+from kadence.history.live import LIVE_STATE_ENCODING, LIVE_STATE_QUERY, encode_live_state
 from kadence.schemas.records import (
     Command,
     CommandPayload,
@@ -63,8 +65,11 @@ def handle_signal(tr: Transition, cmd: Command, a: SignalWorkflowExecution, env:
             }
             _reply(tr, cmd, external, ("SignalExternalWorkflowExecutionFailed", failed))
         else:
-            log.warning("signal %s to %s dropped: %s", a["signal_name"], tr.workflow_id, cause)
+            log.info("signal %s to %s refused: %s", a["signal_name"], tr.workflow_id, cause)
+            _answer(tr, cmd, NOT_FOUND if run is None else REFUSED, cause)
         return
+    if external is None:
+        _answer(tr, cmd, ACCEPTED, run.run_id)
     duplicate = bool(a["request_id"]) and a["request_id"] in run.signal_request_ids
     if not duplicate:
         signaled: WorkflowExecutionSignaled = {
@@ -103,7 +108,11 @@ def handle_cancel_request(
                 "control": "",
             }
             _reply(tr, cmd, external, ("RequestCancelExternalWorkflowExecutionFailed", failed))
+        else:
+            _answer(tr, cmd, NOT_FOUND, "workflow execution not found or already closed")
         return
+    if external is None:
+        _answer(tr, cmd, ACCEPTED, run.run_id)
     if not run.cancel_requested:
         requested: WorkflowExecutionCancelRequested = {
             "cause": a["cause"],
@@ -140,7 +149,9 @@ def handle_terminate(tr: Transition, cmd: Command, a: TerminateWorkflowExecution
             tr.workflow_id,
             f" of chain {a['first_execution_run_id']}" if a["first_execution_run_id"] else "",
         )
+        _answer(tr, cmd, NOT_FOUND, "workflow execution not found or already closed")
         return
+    _answer(tr, cmd, ACCEPTED, run.run_id)
     terminated: WorkflowExecutionTerminated = {
         "reason": a["reason"],
         "details": a["details"],
@@ -150,8 +161,22 @@ def handle_terminate(tr: Transition, cmd: Command, a: TerminateWorkflowExecution
 
 
 def handle_query(tr: Transition, cmd: Command, a: QueryWorkflow, env: HandlerEnv) -> None:
-    """Queries write nothing to history: the run's events go to a worker as a QueryTask."""
+    """Queries write nothing to history: the run's events go to a worker as a QueryTask. The
+    built-in LIVE_STATE_QUERY is answered here, from the processor's state (`kadence audit`)."""
+    if a["query_type"] == LIVE_STATE_QUERY:
+        answer: QueryResult = {
+            "query_id": a["query_id"],
+            "result": {"encoding": LIVE_STATE_ENCODING, "data": encode_live_state(tr.state)},
+            "error": None,
+        }
+        tr.query_results.append((a["reply_topic"], answer))
+        return
     run = tr.state.run(cmd["run_id"]) if tr.state is not None else None
+    if run is not None and a.get("update_id") and a["update_id"] in run.updates:
+        # an update id already accepted is not validated again (de-duplication, docs/updates.md)
+        known: QueryResult = {"query_id": a["query_id"], "result": None, "error": None}
+        tr.query_results.append((a["reply_topic"], known))
+        return
     if run is None:
         result: QueryResult = {
             "query_id": a["query_id"],
@@ -169,6 +194,11 @@ def handle_query(tr: Transition, cmd: Command, a: QueryWorkflow, env: HandlerEnv
         tr.query_results.append((a["reply_topic"], result))
         return
     tr.dispatches.append(("query", run.run_id, a))
+
+
+def _answer(tr: Transition, cmd: Command, status: str, reason: str) -> None:
+    """Answer a command from outside the engine on `completions` (history.answers)."""
+    tr.outcome(command_answer(cmd, status, reason, tr.now_ms))
 
 
 def _reply(tr: Transition, cmd: Command, external: ParentExecution, payload: CommandPayload) -> None:
