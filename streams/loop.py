@@ -160,6 +160,10 @@ class ProcessorRunner:
         self._ctxs: dict[int, PartitionContext] = {}
         #: partition -> the next input offset to process (records below it are dropped: a seek back)
         self._next: dict[int, int] = {}
+        #: Partitions sought back by an abort whose redo has not delivered a record yet: the
+        #: consumer's position may still be the one from before the seek, so it says nothing about
+        #: what lies between (see _pass_control_records).
+        self._rewound: set[int] = set()
         self._out: list[OutRecord] = []
         self._consumer: Consumer | None = None
         self._next_punctuate = 0.0
@@ -295,6 +299,8 @@ class ProcessorRunner:
         nexts = self._next
         topic = self.processor.input_topic
         for tp in self._consumer.position([TopicPartition(topic, p) for p in self._stores]):
+            if tp.partition in self._rewound:
+                continue  # the position may predate the seek back: the records in between are unread
             expected = nexts.get(tp.partition)
             if expected is not None and tp.offset > expected:
                 nexts[tp.partition] = tp.offset
@@ -353,6 +359,7 @@ class ProcessorRunner:
                 continue  # revoked, or fetched before a seek back: not ours to process now
             if p not in firsts:
                 firsts[p] = offset
+                self._rewound.discard(p)
             ctx = ctxs[p]
             record = in_record(m)
             ctx.now_ms = record.timestamp_ms
@@ -480,17 +487,16 @@ class ProcessorRunner:
             if p not in self._stores:
                 continue
             self._next[p] = offset
+            self._rewound.add(p)
             try:
                 self._consumer.seek(TopicPartition(self.processor.input_topic, p, offset))
             except KafkaException as exc:
-                log.warning(
-                    "%s: seek %s[%d]@%d failed (%s); the partition will be reassigned",
-                    self.transactional_id,
-                    self.processor.input_topic,
-                    p,
-                    offset,
-                    exc,
-                )
+                # Without the seek the batch would never be redone (its records are behind the
+                # consumer): restart the instance, which resumes from its checkpoint instead.
+                raise LoopFatalError(
+                    f"{self.transactional_id}: seek back to {self.processor.input_topic}[{p}]@{offset} after "
+                    f"an aborted transaction failed ({exc}); restarting the instance"
+                ) from exc
 
     # Committing (steps 3-6) --------------------------------------------------------------------
     def _transact(self, out: Sequence[OutRecord], offsets: dict[int, int] | None) -> None:
@@ -582,6 +588,7 @@ class ProcessorRunner:
         metrics.forget_lag(self.processor.input_topic, (p,), self._m_lag, self.processor.name)
         self._lagging.pop(p, None)  # the next owner resumes from the store or the group offset
         self._next.pop(p, None)
+        self._rewound.discard(p)
         self._ctxs.pop(p, None)
         self.failed_inputs.forget(p)
         store = self._stores.pop(p)
