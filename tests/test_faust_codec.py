@@ -37,6 +37,7 @@ OUTCOME = {
     "timestamp": 5,
     "workflow_type": "W",
     "parent": None,
+    "start_failure_cause": "UNSPECIFIED",
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from kadence.history.answers import ANSWER_STATUSES
 from kadence.streams.clients import make_consumer, make_producer
 from kadence.streams.serde import serde
 from kadence.streams.settings import Settings
@@ -137,8 +138,12 @@ class Raw:
         return [e["attributes"][0] for e in self.events(workflow_id, run_id)]
 
     def outcome(self, workflow_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The workflow's first outcome on `completions` (answers to signal/cancel/terminate
+        commands share the topic: kadence.history.answers)."""
         return self.wait_for(
-            self.settings.completions_topic, lambda r: r["workflow_id"] == workflow_id, timeout
+            self.settings.completions_topic,
+            lambda r: r["workflow_id"] == workflow_id and r["status"] not in ANSWER_STATUSES,
+            timeout,
         )
 
     def close(self) -> None:
