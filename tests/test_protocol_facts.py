@@ -65,26 +65,30 @@ def test_fire_timer_command_is_a_command_record() -> None:
 
 
 def _start(tr: Transition) -> None:
-    handle_start(
-        tr,
-        {"command_id": "c1"},
-        {
-            "workflow_type": "Order",
-            "task_list": "orders",
-            "input": None,
-            "execution_timeout_ms": 0,
-            "run_timeout_ms": 0,
-            "task_timeout_ms": 0,
-            "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
-            "retry_policy": None,
-            "memo": {},
-            "request_id": "req-1",
-            "identity": "",
-            "parent": None,
-            "cron_schedule": "",
-        },
-        HandlerEnv(HistoryConfig()),
-    )
+    attrs: Any = {
+        "workflow_type": "Order",
+        "task_list": "orders",
+        "input": None,
+        "execution_timeout_ms": 0,
+        "run_timeout_ms": 0,
+        "task_timeout_ms": 0,
+        "id_reuse_policy": "ALLOW_DUPLICATE_FAILED_ONLY",
+        "retry_policy": None,
+        "memo": {},
+        "request_id": "req-1",
+        "identity": "",
+        "parent": None,
+        "cron_schedule": "",
+    }
+    cmd: Any = {
+        "command_id": "c1",
+        "domain": tr.domain,
+        "workflow_id": tr.workflow_id,
+        "run_id": "",
+        "timestamp": 0,
+        "payload": ("StartWorkflowExecution", attrs),
+    }
+    handle_start(tr, cmd, attrs, HandlerEnv(HistoryConfig()))
 
 
 def _schedule(activity_id: str, **timeouts: int) -> dict[str, Any]:

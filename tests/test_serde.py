@@ -107,9 +107,11 @@ class _Gen:
     def union(self, branches: list[Any], depth: int, where: str) -> Any:
         if depth >= self.max_depth and "null" in branches:
             return None
-        # The top record's own unions take branch `variant`; nested ones are shifted by `flip`, so
-        # each top-level branch is seen with its optional fields both empty and filled.
-        branch = branches[(self.variant + (self.flip if depth > 1 else 0)) % len(branches)]
+        # The top record's own unions take branch `variant`; nested ones are shifted by `flip` (0,
+        # 1, or 2: by their depth), so each top-level branch is seen with its optional fields both
+        # empty and filled, at every nesting (an optional record's own optional fields included).
+        shift = (0 if depth <= 1 else self.flip) if self.flip < 2 else (depth if depth > 1 else 0)
+        branch = branches[(self.variant + shift) % len(branches)]
         value = self.datum(branch, depth, where)
         name = branch if isinstance(branch, str) else branch.get("name", branch["type"])
         self.branches_taken.append((where, name))
@@ -172,7 +174,7 @@ def samples() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]
     for record_type in schemas.TOP_LEVEL_TYPES:
         standalone = reg.standalone(record_type)
         for variant in range(_union_width(record_type)):
-            for flip in (0, 1):
+            for flip in (0, 1, 2):
                 gen = _Gen(variant, flip)
                 gen.collect(standalone)
                 record = gen.datum(standalone)
