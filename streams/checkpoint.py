@@ -21,6 +21,7 @@ gets the offset check, and a warning says so once.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, TopicCollection, TopicPartition
@@ -73,6 +74,10 @@ def topic_id(admin: AdminClient, topic: str) -> str | None:
     return str(uuid)
 
 
+#: How long `end_offset` reads on after the last record before it trusts the end it has seen.
+QUIET_S = 2.0
+
+
 def end_offset(reader: PartitionReader, topic: str, p: int, at_least: int) -> int:
     """topic[p]'s end offset if it is below `at_least` (else any value >= `at_least`): ListOffsets
     "latest" first, then, if that is below `at_least`, the offset after the last record fetched from
@@ -86,15 +91,23 @@ def end_offset(reader: PartitionReader, topic: str, p: int, at_least: int) -> in
         start = max(low, high - 1)
         consumer.assign([TopicPartition(topic, p, start)])
         end = high
-        for _ in range(600):  # 60 s at most; an empty partition or its last batch answers at once
+        # Read on until the end is proven (>= at_least) or nothing more arrives for QUIET_S: Tansu's
+        # fetch responses can report the same short end as its ListOffsets, so an end-of-partition
+        # event alone proves nothing; a true mismatch costs QUIET_S more before it is refused.
+        deadline = time.monotonic() + 60.0
+        quiet_until = time.monotonic() + QUIET_S
+        while time.monotonic() < min(deadline, quiet_until):
             msg = consumer.poll(0.1)
             if msg is None:
                 continue
             err = msg.error()
             if err is None:
                 end = max(end, (msg.offset() or 0) + 1)
+                quiet_until = time.monotonic() + QUIET_S
             elif err.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's local error codes
-                return int(max(end, msg.offset() or 0))
+                end = max(end, msg.offset() or 0)
+            if end >= at_least:
+                break
         return int(end)
     finally:
         consumer.close()
