@@ -125,6 +125,23 @@ def output_problem(o: OutRecord) -> str | None:
     )
 
 
+#: On a broker whose read_committed fetch can skip the records of a transaction still open before a
+#: later record (Tansu: docs/deviations.md 15), a gap of two or more offsets in an input partition
+#: is re-read until it has stood this long: a transaction's markers leave gaps too, but records the
+#: consumer skipped come in on a re-read once their transaction commits.
+GAP_CONFIRM_SECONDS = 0.3
+
+
+def _skips_open_transactions(consumer: Consumer) -> bool:
+    """Whether the broker is the embedded Tansu (its cluster id), whose fetches can skip the
+    records of an open transaction (docs/deviations.md 15)."""
+    try:
+        cluster_id = consumer.list_topics(timeout=10).cluster_id or ""
+    except KafkaException:
+        return False
+    return cluster_id.startswith("tansu")
+
+
 class ProcessorRunner:
     """Runs one processor instance (one group member, one transactional id) until stopped."""
 
@@ -164,6 +181,12 @@ class ProcessorRunner:
         #: consumer's position may still be the one from before the seek, so it says nothing about
         #: what lies between (see _pass_control_records).
         self._rewound: set[int] = set()
+        #: partition -> (next offset expected, offset seen after a gap, when first seen): gaps being
+        #: confirmed on a broker that can skip open transactions' records (GAP_CONFIRM_SECONDS).
+        self._gaps: dict[int, tuple[int, int, float]] = {}
+        self._verify_gaps = False
+        #: Re-reads of an input gap (a broker that can skip open transactions' records).
+        self.gap_rereads = 0
         self._out: list[OutRecord] = []
         self._consumer: Consumer | None = None
         self._next_punctuate = 0.0
@@ -223,6 +246,7 @@ class ProcessorRunner:
             **{"auto.offset.reset": "error", **self.group_watch.consumer_config()},
         )
         self.group_watch.reset()
+        self._verify_gaps = _skips_open_transactions(self._consumer)
         self._consumer.subscribe(
             [self.processor.input_topic],
             on_assign=self._on_assign,
@@ -351,12 +375,16 @@ class ProcessorRunner:
         nexts = self._next
         ctxs = self._ctxs
         process = self.processor.process
+        deferred: set[int] = set()
         for m in batch:
             p = m.partition()
             offset = m.offset()
             expected = nexts.get(p)
-            if expected is None or offset < expected:
+            if expected is None or offset < expected or p in deferred:
                 continue  # revoked, or fetched before a seek back: not ours to process now
+            if self._verify_gaps and offset - expected >= 2 and not self._gap_confirmed(p, expected, offset):
+                deferred.add(p)  # re-read from `expected`: records the fetch skipped may come in
+                continue
             if p not in firsts:
                 firsts[p] = offset
                 self._rewound.discard(p)
@@ -390,6 +418,8 @@ class ProcessorRunner:
                 self.processor.on_revoked(p)
                 out.append(self._dead_letter(record, f"{self.processor.name} failed on this record: {exc!r}"))
             nexts[p] = offset + 1
+        if deferred:
+            self._reread(deferred)
         if not firsts:
             return
         offsets = {p: nexts[p] for p in firsts}
@@ -418,6 +448,29 @@ class ProcessorRunner:
         self._passed(offsets)
         self._lagging.clear()
         self._offsets_committed_at = time.monotonic()
+
+    def _gap_confirmed(self, p: int, expected: int, offset: int) -> bool:
+        """True once the gap [expected, offset) of partition p has stood GAP_CONFIRM_SECONDS."""
+        now = time.monotonic()
+        seen = self._gaps.get(p)
+        if seen is None or seen[:2] != (expected, offset):
+            self._gaps[p] = (expected, offset, now)
+            return False
+        if now - seen[2] < GAP_CONFIRM_SECONDS:
+            return False
+        del self._gaps[p]
+        log.debug("%s: gap %s[%d]@%d..%d confirmed (markers)", self.transactional_id,
+                  self.processor.input_topic, p, expected, offset - 1)  # fmt: skip
+        return True
+
+    def _reread(self, partitions: set[int]) -> None:
+        """Seek `partitions` back to their next offset to process (a gap to confirm)."""
+        assert self._consumer is not None
+        self.gap_rereads += len(partitions)
+        for p in partitions:
+            self._rewound.add(p)
+            self._consumer.seek(TopicPartition(self.processor.input_topic, p, self._next[p]))
+        time.sleep(0.01)  # a re-read right away would mostly fetch the same answer
 
     def _passed(self, offsets: dict[int, int]) -> None:
         if self.failed_inputs.isolating:
@@ -589,6 +642,7 @@ class ProcessorRunner:
         self._lagging.pop(p, None)  # the next owner resumes from the store or the group offset
         self._next.pop(p, None)
         self._rewound.discard(p)
+        self._gaps.pop(p, None)
         self._ctxs.pop(p, None)
         self.failed_inputs.forget(p)
         store = self._stores.pop(p)
