@@ -34,10 +34,12 @@ def test_describe_shows_a_failing_decision_and_its_attempts(client, worker) -> N
     assert summary["status"] == "RUNNING"
     assert summary["decision_failure"]["cause"] == "UNKNOWN_TYPE"
     assert "NoSuchWorkflowType" in summary["decision_failure"]["message"]
-    kinds = [e["attributes"][0] for e in handle.history()]
-    assert kinds.count("DecisionTaskFailed") == summary["decision_attempt"] - 1
-    fields = describe_fields(fold(handle.history()))  # what `kadence describe` prints
+    # The attempts go on while the test reads, so counts are compared within one read of history.
+    history = handle.history()
+    kinds = [e["attributes"][0] for e in history]
+    fields = describe_fields(fold(history))  # what `kadence describe` prints
     assert fields["decision_failure"]["cause"] == "UNKNOWN_TYPE"
+    assert kinds.count("DecisionTaskFailed") == fields["decision_attempt"] - 1 >= 1
 
     ok = client.start_workflow(Known.run, id="known-type", task_list="default")
     assert ok.result(timeout=60) == "ok"
