@@ -245,7 +245,7 @@ def _on_decision_scheduled(run: RunState, event: HistoryEvent, a: DecisionTaskSc
 def _on_decision_started(run: RunState, event: HistoryEvent, a: object) -> Changes:
     assert run.decision is not None, "DecisionTaskStarted without a scheduled decision task"
     started = copy_with(run.decision, {"started_event_id": event["event_id"]})
-    return {"decision": started, "unhandled_events": 0}
+    return {"decision": started, "unhandled_events": 0, "unseen_signals": ()}
 
 
 def _on_decision_completed(run: RunState, event: HistoryEvent, a: DecisionTaskCompleted) -> Changes:
@@ -379,9 +379,19 @@ def _on_child_closed(run: RunState, event: HistoryEvent, a: ChildClosed) -> Chan
 
 
 def _on_signaled(run: RunState, event: HistoryEvent, a: WorkflowExecutionSignaled) -> Changes:
-    if not a["request_id"]:
-        return {}
-    return {"signal_request_ids": run.signal_request_ids | {a["request_id"]}}
+    # every field spelled out: the processor's own record and the one decoded from Avro (defaults
+    # filled in) must fold to equal states
+    signal: WorkflowExecutionSignaled = {
+        "signal_name": a["signal_name"],
+        "input": a.get("input"),
+        "identity": a.get("identity", ""),
+        "request_id": a["request_id"],
+        "carried_from_run_id": a.get("carried_from_run_id", ""),
+    }
+    changes: Changes = {"unseen_signals": (*run.unseen_signals, signal)}
+    if a["request_id"]:
+        changes["signal_request_ids"] = run.signal_request_ids | {a["request_id"]}
+    return changes
 
 
 def _on_cancel_requested(run: RunState, event: HistoryEvent, a: object) -> Changes:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # types only: `history` imports nothing of Kadence at run tim
         WorkflowExecutionCompleted,
         WorkflowExecutionContinuedAsNew,
         WorkflowExecutionFailed,
+        WorkflowExecutionSignaled,
         WorkflowExecutionTerminated,
         WorkflowExecutionTimedOut,
         WorkflowExecutionUpdateAccepted,
@@ -246,6 +247,9 @@ class RunState:
     last_completed_started_event_id: int = 0
     #: Events the workflow code has not seen yet (arrived after the last decision task started).
     unhandled_events: int = 0
+    #: The signals among `unhandled_events`, in order: what a continue-as-new decision carries to
+    #: the next run (docs/protocol.md, "Signals across continue-as-new").
+    unseen_signals: tuple[WorkflowExecutionSignaled, ...] = ()
     activities: dict[int, ActivityInfo] = field(default_factory=dict)
     activity_ids: dict[str, int] = field(default_factory=dict)
     timers: dict[str, TimerInfo] = field(default_factory=dict)

@@ -502,6 +502,10 @@ class WorkflowExecutionSignaled(TypedDict):
     input: NotRequired[Payload | None]
     identity: NotRequired[str]
     request_id: NotRequired[str]
+    #: Set on the copy a new run gets of a signal its previous run recorded after its last decision task
+    #: started and never saw, because that decision continued as new (docs/protocol.md, 'Signals across
+    #: continue-as-new'); empty on a signal as received.
+    carried_from_run_id: NotRequired[str]
 
 
 class WorkflowExecutionCancelRequested(TypedDict):

@@ -182,20 +182,84 @@ def test_signals_during_continue_as_new_are_handled_exactly_once(client, worker)
     result = handle.result(timeout=60)
     sender.join()
     assert sorted(result["values"]) == list(range(12))  # each signal exactly once, none lost
-    signaled = [
-        e for e in client.get_handle("carrier").history() if e["attributes"][0] == "WorkflowExecutionSignaled"
-    ]
-    assert len(signaled) == 12 and result["runs"] > 1
-    refused = [
-        e["attributes"][1]["cause"]
-        for e in client.get_handle("carrier").history()
-        if e["attributes"][0] == "DecisionTaskFailed"
-    ]
-    assert set(refused) <= {"UNHANDLED_DECISION"}
-    print(
-        f"{result['runs']} runs; refused close decisions: "
-        f"{sum(1 for e in client.get_handle('carrier').history() if e['attributes'][0] == 'DecisionTaskFailed')}"
-    )
+    history = client.get_handle("carrier").history()
+    signaled = [e for e in history if e["attributes"][0] == "WorkflowExecutionSignaled"]
+    received = [e for e in signaled if not e["attributes"][1]["carried_from_run_id"]]
+    carried = [e for e in signaled if e["attributes"][1]["carried_from_run_id"]]
+    assert len(received) == 12 and result["runs"] > 1
+    # each copy names the run that recorded the signal and never saw it, and is of one signal there
+    originals = {(e["run_id"], e["attributes"][1]["input"]["data"]) for e in received}
+    for copy in carried:
+        a = copy["attributes"][1]
+        assert (a["carried_from_run_id"], a["input"]["data"]) in originals
+    # signals never refuse a continue-as-new now: no decision task failed
+    assert [e for e in history if e["attributes"][0] == "DecisionTaskFailed"] == []
+    print(f"{result['runs']} runs; {len(carried)} signals carried to the next run")
+
+
+#: Holds the decision that continues as new until the test has signalled the run again.
+_HOLD = threading.Event()
+
+
+@workflow.defn
+class SlowToContinue:
+    """Continues as new after its first signal, with a decision held open (`_HOLD`) so that more
+    signals reach the run while the continue-as-new decision is in flight."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    @workflow.signal
+    def add(self, value: int) -> None:
+        self.values.append(value)
+
+    @workflow.run
+    async def run(self, carried: list[int]) -> dict:
+        if not carried:
+            await workflow.wait_condition(lambda: bool(self.values))
+            _HOLD.wait(30)  # (a replay finds it set)
+            workflow.continue_as_new(list(self.values))
+        await workflow.wait_condition(lambda: len(carried) + len(self.values) >= 5)
+        return {"carried": carried, "values": self.values}
+
+
+def test_signals_arriving_during_a_continue_as_new_decision_go_to_the_new_run_in_order(
+    client, worker
+) -> None:
+    _HOLD.clear()
+    worker("default", [SlowToContinue], [])
+    handle = client.start_workflow(SlowToContinue.run, [], id="slow-can", task_list="default")
+    handle.signal(SlowToContinue.add, 0)
+
+    def held_decision_started() -> bool:  # the decision task that saw signal 0 is out
+        kinds = [e["attributes"][0] for e in handle.history()]
+        return (
+            "WorkflowExecutionSignaled" in kinds
+            and "DecisionTaskStarted" in kinds[kinds.index("WorkflowExecutionSignaled") :]
+        )
+
+    deadline = time.monotonic() + 30
+    while not held_decision_started():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for value in range(1, 5):
+        handle.signal(SlowToContinue.add, value)  # answered once recorded in the first run
+    _HOLD.set()
+    assert handle.result(timeout=60) == {"carried": [0], "values": [1, 2, 3, 4]}
+
+    runs = runs_of(client, "slow-can")
+    assert len(runs) == 2
+    first, second = sorted(runs.values(), key=lambda evs: evs[0]["timestamp"])
+    first_kinds = [e["attributes"][0] for e in first]
+    assert "DecisionTaskFailed" not in first_kinds and first_kinds.count("WorkflowExecutionSignaled") == 5
+    assert first_kinds[-1] == "WorkflowExecutionContinuedAsNew"
+    second_kinds = [e["attributes"][0] for e in second]
+    assert second_kinds[:5] == ["WorkflowExecutionStarted"] + ["WorkflowExecutionSignaled"] * 4
+    assert "DecisionTaskFailed" not in second_kinds
+    copies = [e["attributes"][1] for e in second[1:5]]
+    assert {c["carried_from_run_id"] for c in copies} == {first[0]["run_id"]}
+    converter = client.data_converter
+    assert [converter.from_payload(c["input"]) for c in copies] == [[1], [2], [3], [4]]  # args, in order
 
 
 def test_a_child_chain_of_five_runs_reports_once(client, worker) -> None:

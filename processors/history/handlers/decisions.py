@@ -11,7 +11,6 @@ from kadence.history.ids import continued_run_id
 from kadence.history.retry import retry_delay_ms
 from kadence.history.validation import decision_problem
 from kadence.schemas.records import (
-    ActivityTaskCanceled,
     ActivityTaskCancelRequested,
     CancelTimerDecision,
     CancelTimerFailed,
@@ -49,10 +48,12 @@ from kadence.schemas.records import (
     WorkflowExecutionCompleted,
     WorkflowExecutionContinuedAsNew,
     WorkflowExecutionFailed,
+    WorkflowExecutionSignaled,
     WorkflowExecutionStarted,
 )
 
 from ..transition import Transition
+from .activities import request_cancel
 from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of
 from .updates import record_update_completed
 
@@ -90,7 +91,7 @@ def handle_decision_completed(
         return
     decisions = [d["attributes"] for d in a["decisions"]]
     cause = _validate(run, decisions, env)
-    if cause is None and run.unhandled_events > 0 and any(name in CLOSE_DECISIONS for name, _ in decisions):
+    if cause is None and run.unhandled_events > 0 and _closes_over_unseen_events(run, decisions):
         cause = (
             "UNHANDLED_DECISION",
             "events arrived after the decision task started; the close decision is refused",
@@ -134,6 +135,20 @@ def handle_decision_completed(
             tr.schedule_decision()
         else:
             tr.schedule_decision_if_needed()
+
+
+def _closes_over_unseen_events(run: RunState, decisions: list[DecisionAttributes]) -> bool:
+    """Whether the decisions close the run over events its code has not seen, which refuses them.
+
+    A continue-as-new over unseen *signals* only is the exception: they are carried to the next
+    run (`continue_as_new`), so a workflow that continues as new under a steady stream of signals
+    is never refused (temporal#8097, #1289). Anything else unseen (a completion, a cancel request)
+    still refuses the close, as in Temporal: the code must see it first."""
+    closing = [name for name, _ in decisions if name in CLOSE_DECISIONS]
+    if not closing:
+        return False
+    only_signals = run.unhandled_events == len(run.unseen_signals)
+    return not (only_signals and closing == ["ContinueAsNewWorkflowExecutionDecision"])
 
 
 def handle_decision_failed(
@@ -274,15 +289,8 @@ def _cancel_activity(tr: Transition, a: RequestCancelActivityTaskDecision, dtc: 
         "decision_task_completed_event_id": dtc,
     }
     requested = tr.add(("ActivityTaskCancelRequested", request))
-    # TRY_CANCEL: the activity is canceled now; a result that comes later is dropped as stale.
-    canceled: ActivityTaskCanceled = {
-        "scheduled_event_id": scheduled,
-        "started_event_id": 0,
-        "latest_cancel_requested_event_id": requested["event_id"],
-        "details": None,
-        "identity": "",
-    }
-    tr.add(("ActivityTaskCanceled", canceled))
+    # A running attempt hears of it by its heartbeat; one waiting for a retry is canceled now.
+    request_cancel(tr, scheduled, requested["event_id"])
 
 
 @_records("StartTimerDecision")
@@ -512,6 +520,10 @@ def continue_as_new(
         "search_attributes": attributes,
     }
     tr.add(("WorkflowExecutionStarted", started), run_id=new_run_id)
+    if initiator == "DECIDER":
+        for signal in run.unseen_signals:  # in the order received; the closing run's code never saw them
+            carried: WorkflowExecutionSignaled = {**signal, "carried_from_run_id": run.run_id}
+            tr.add(("WorkflowExecutionSignaled", carried))
     if not a.get("backoff_ms"):
         tr.schedule_decision(full_history=True)
     # else: the timers processor schedules the first decision task when the backoff is over
