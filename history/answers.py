@@ -1,4 +1,5 @@
-"""Answers to a client's signal, cancel request or terminate (docs/protocol.md, "Answers").
+"""Answers to a client's signal, cancel request or terminate (docs/protocol.md, "Answers"), and to
+an activity heartbeat whose attempt should stop (docs/protocol.md, "Activity cancellation").
 
 The history processor answers each of these commands that came from outside the engine (no
 `external` sender: not a workflow's own signal or cancel, which get their reply as a command) with
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kadence.schemas.records import Command, WorkflowOutcome
+    from kadence.schemas.records import Command, QueryResult, WorkflowOutcome
 
 #: The command reached an open run (`reason`: the run id it reached).
 ACCEPTED = "ACCEPTED"
@@ -44,4 +45,39 @@ def command_answer(cmd: Command, status: str, reason: str, timestamp: int) -> Wo
     }
 
 
-__all__ = ["ACCEPTED", "ANSWER_STATUSES", "NOT_FOUND", "REFUSED", "command_answer"]
+#: Why a heartbeat is answered (the `type` of the answer's error): the attempt's cancel was
+#: requested (RequestCancelActivityTask recorded ActivityTaskCancelRequested) ...
+CANCEL_REQUESTED = "ActivityCancelRequested"
+#: ... or the attempt is no longer pending (closed, timed out, retried, its run closed): the worker
+#: stops it too, as Temporal's SDKs do when a heartbeat finds no activity.
+NOT_PENDING = "ActivityNotPending"
+
+
+def heartbeat_answer(heartbeat_command_id: str, why: str, message: str) -> QueryResult:
+    """The answer to an activity heartbeat that asked for one (`reply_topic`), sent only when the
+    attempt should stop (`why`: CANCEL_REQUESTED or NOT_PENDING); keyed by the heartbeat's command
+    id (docs/protocol.md, "Activity cancellation"). Nothing is answered while the attempt may go on."""
+    return {
+        "query_id": heartbeat_command_id,
+        "result": None,
+        "error": {
+            "type": why,
+            "message": message,
+            "stack": "",
+            "non_retryable": True,
+            "details": None,
+            "cause": None,
+        },
+    }
+
+
+__all__ = [
+    "ACCEPTED",
+    "ANSWER_STATUSES",
+    "CANCEL_REQUESTED",
+    "NOT_FOUND",
+    "NOT_PENDING",
+    "REFUSED",
+    "command_answer",
+    "heartbeat_answer",
+]

@@ -74,6 +74,13 @@ def heartbeat_command_id(task_token: str, n: int) -> str:
     return f"{task_token}/heartbeat/{n}"
 
 
+def heartbeat_task_token(command_id: str) -> str | None:
+    """The task token of a heartbeat's command id (`heartbeat_command_id`), or None for another id:
+    a worker finds the attempt a heartbeat answer is about (docs/protocol.md, "Activity cancellation")."""
+    token, sep, n = command_id.rpartition("/heartbeat/")
+    return token if sep and n.isdigit() else None
+
+
 # -- commands the engine sends itself -----------------------------------------------------------------
 
 

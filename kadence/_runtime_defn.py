@@ -47,6 +47,21 @@ class ChildWorkflowCancellationType(str, enum.Enum):
     WAIT_CANCELLATION_COMPLETED = "WAIT_CANCELLATION_COMPLETED"
 
 
+class ActivityCancellationType(str, enum.Enum):
+    """What cancelling an activity does, and when the awaiting code sees it (Temporal's). A running
+    activity hears of a cancel request by its heartbeat (`activity.is_cancelled()`, or
+    `asyncio.CancelledError` raised into an async one); one that never heartbeats runs to its end."""
+
+    #: A cancel request is recorded; the await raises `asyncio.CancelledError` at once.
+    TRY_CANCEL = "TRY_CANCEL"
+    #: A cancel request is recorded; the await ends when the activity does: `asyncio.CancelledError`
+    #: if it acknowledged the cancel (ActivityTaskCanceled), else its result or `ActivityError`.
+    WAIT_CANCELLATION_COMPLETED = "WAIT_CANCELLATION_COMPLETED"
+    #: No cancel request is sent; the await raises `asyncio.CancelledError` at once and the activity
+    #: runs on (its outcome is recorded, and ignored).
+    ABANDON = "ABANDON"
+
+
 def id_reuse_policy_value(policy: IdReusePolicy | str) -> str:
     """The wire value of an id reuse policy given as an `IdReusePolicy` or its name."""
     value = str(getattr(policy, "value", policy))

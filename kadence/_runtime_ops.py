@@ -26,9 +26,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ._runtime_defn import ChildWorkflowCancellationType, WorkflowInfo
+from ._runtime_defn import ActivityCancellationType, ChildWorkflowCancellationType, WorkflowInfo
 from .converter import JSONConverter
-from .failures import WorkflowAlreadyStartedError
+from .failures import ActivityError, CanceledError, WorkflowAlreadyStartedError
 
 __all__ = [
     "WorkflowRuntime",
@@ -254,6 +254,10 @@ class Op:
     def cancel(self) -> None:  # overridden by cancellable operations
         pass
 
+    def outcome_after_cancel(self) -> Any:
+        """What the await gives once the operation's cancel is complete (`await_op`)."""
+        raise asyncio.CancelledError()
+
     def _finish_cancel(self, *futs: asyncio.Future[Any]) -> None:
         for f in (self.fut, *futs):
             if not f.done():
@@ -271,8 +275,10 @@ def _quiet(fut: asyncio.Future[Any]) -> None:
 async def await_op(fut: asyncio.Future[Any], op: Op) -> Any:
     """Await `fut` (an outcome of `op`); cancelling the awaiting task cancels the operation.
 
-    The operation decides when its cancellation is complete (at once for activities and timers;
-    per `ChildWorkflowCancellationType` for children); the await raises CancelledError then.
+    The operation decides when its cancellation is complete (at once for timers; per
+    `ActivityCancellationType` for activities and `ChildWorkflowCancellationType` for children)
+    and what the await gives then (`Op.outcome_after_cancel`: CancelledError, or for an activity
+    that ran to its end despite the request, its outcome).
     """
     try:
         return await asyncio.shield(fut)
@@ -285,10 +291,12 @@ async def await_op(fut: asyncio.Future[Any], op: Op) -> Any:
             await asyncio.shield(op.cancel_done)
         except asyncio.CancelledError:
             continue
-    raise asyncio.CancelledError()
+    return op.outcome_after_cancel()
 
 
 class ActivityOp(Op):
+    """An activity; `cancellation_type` (set by `workflow.start_activity`) says what `cancel` does."""
+
     kind = "activity"
 
     def __init__(self, inst: WorkflowRuntime, activity_id: str, activity_type: str, result_hint: Any) -> None:
@@ -296,13 +304,36 @@ class ActivityOp(Op):
         self.activity_id = activity_id
         self.activity_type = activity_type
         self.result_hint = result_hint
+        self.cancellation_type = ActivityCancellationType.TRY_CANCEL
 
     def cancel(self) -> None:
         if self.fut.done() or self.cancel_requested or not self.inst.in_activation:
             return  # (not in an activation: the run is being garbage-collected)
         self.cancel_requested = True
-        self.inst.emit("RequestCancelActivityTaskDecision", {"activity_id": self.activity_id}, self)
-        self._finish_cancel()
+        kind = self.cancellation_type
+        if kind is not ActivityCancellationType.ABANDON:
+            self.inst.emit("RequestCancelActivityTaskDecision", {"activity_id": self.activity_id}, self)
+        if kind is ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+            # complete when the activity closes (the runtime's appliers resolve `fut`)
+            self.fut.add_done_callback(self._closed)
+        else:
+            self._finish_cancel()
+
+    def _closed(self, fut: asyncio.Future[Any]) -> None:
+        _quiet(fut)
+        if not self.cancel_done.done():
+            self.cancel_done.set_result(None)
+
+    def outcome_after_cancel(self) -> Any:
+        """WAIT_CANCELLATION_COMPLETED: CancelledError if the activity acknowledged the cancel
+        (ActivityTaskCanceled), else what it ended with (its result, or ActivityError)."""
+        fut = self.fut
+        if fut.done() and not fut.cancelled():
+            exc = fut.exception()
+            if isinstance(exc, ActivityError) and isinstance(exc.cause, CanceledError):
+                raise asyncio.CancelledError()
+            return fut.result()
+        raise asyncio.CancelledError()
 
 
 class TimerOp(Op):

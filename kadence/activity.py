@@ -10,10 +10,27 @@ Activities are plain (sync or async) functions run by a worker: sync ones on a b
 pool, async ones on the worker's activity event loop. To fail without retries, raise
 `ApplicationError(..., non_retryable=True)`; the history processor also stops retrying when the
 failure's type is in the retry policy's `non_retryable_error_types`.
+
+Cancellation reaches a running activity through its heartbeat (as in Temporal): once a heartbeat
+is answered "cancel requested", `is_cancelled()` is True and an async activity gets
+`asyncio.CancelledError` raised into it. Raising it (`activity.CancelledError` from sync code)
+acknowledges the cancel; returning or failing instead records that outcome. An activity that
+never heartbeats never hears of a cancel and runs to its end.
+
+```python
+@activity.defn
+def crunch(n: int) -> int:
+    for i in range(n):
+        activity.heartbeat(i)
+        if activity.is_cancelled():
+            raise activity.CancelledError()
+        ...
+```
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +42,23 @@ from ._runtime_defn import param_hints, type_hints
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["defn", "info", "heartbeat", "in_activity", "Info", "ActivityDefinition"]
+__all__ = [
+    "defn",
+    "info",
+    "heartbeat",
+    "is_cancelled",
+    "in_activity",
+    "CancelledError",
+    "Info",
+    "ActivityDefinition",
+]
+
+
+class CancelledError(asyncio.CancelledError):
+    """Raise it from a sync activity to acknowledge a cancel request (`is_cancelled()` is True):
+    the worker answers RespondActivityTaskCanceled (ActivityTaskCanceled in history). An async
+    activity gets `asyncio.CancelledError` raised into it; letting it propagate (or raising this,
+    a subclass) does the same. A cancel error raised without a request is a failure as any other."""
 
 
 @overload
@@ -89,3 +122,10 @@ def heartbeat(*details: Any) -> None:
     min(1 s, heartbeat_timeout / 2) are dropped. The recorded details reach the next attempt
     (`info().heartbeat_details`)."""
     _current().heartbeat(details)
+
+
+def is_cancelled() -> bool:
+    """Whether the worker was told to stop this attempt: a heartbeat came back with its cancel
+    requested (or found the attempt no longer pending: timed out, its workflow closed). Only
+    heartbeats bring that news, so poll this between `heartbeat()` calls."""
+    return _current().cancelled.is_set()

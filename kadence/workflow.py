@@ -43,6 +43,7 @@ from ._names import (
 from ._runtime_defn import (
     DEFN_ATTR,
     RUN_ATTR,
+    ActivityCancellationType,
     ChildWorkflowCancellationType,
     IdReusePolicy,
     ParentClosePolicy,
@@ -110,6 +111,7 @@ __all__ = [
     "IdReusePolicy",
     "ParentClosePolicy",
     "ChildWorkflowCancellationType",
+    "ActivityCancellationType",
     "WorkflowInfo",
     "ParentInfo",
     "ActivityOptions",
@@ -339,6 +341,7 @@ class ActivityOptions(TypedDict, total=False):
     heartbeat_timeout: Timeout
     retry_policy: RetryPolicy | None
     activity_id: str | None
+    cancellation_type: ActivityCancellationType
 
 
 def _activity_attrs(
@@ -368,9 +371,14 @@ def _activity_attrs(
     }
 
 
-def _start_activity_op(activity: Any, args: Sequence[Any], **options: Any) -> ActivityOp:
+def _start_activity_op(
+    activity: Any, args: Sequence[Any], cancellation_type: ActivityCancellationType | str, **options: Any
+) -> ActivityOp:
+    kind = ActivityCancellationType(cancellation_type)  # (a bad value fails before any decision)
     attrs = _activity_attrs(activity, args, **options)
-    return _current().schedule_activity(attrs, return_hint_of(activity))
+    op = _current().schedule_activity(attrs, return_hint_of(activity))
+    op.cancellation_type = kind
+    return op
 
 
 @overload
@@ -442,6 +450,7 @@ def start_activity(
     heartbeat_timeout: Timeout = None,
     retry_policy: RetryPolicy | None = None,
     activity_id: str | None = None,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
 ) -> asyncio.Task[Any]:
     """Schedule an activity now; returns a task to await (cancel it to cancel the activity).
 
@@ -451,6 +460,11 @@ def start_activity(
 
     Failure raises `ActivityError` whose `cause` is an `ApplicationError` with the original type
     name and message (or a `TimeoutError` / `CanceledError`). The task list defaults to the workflow's.
+
+    Cancelling the task (or its `CancellationScope`) cancels the activity per `cancellation_type`
+    (`ActivityCancellationType`: TRY_CANCEL by default, WAIT_CANCELLATION_COMPLETED, ABANDON). The
+    running activity hears of the request only through its heartbeat: give it a `heartbeat_timeout`
+    and call `activity.heartbeat()`.
     """
     op = _start_activity_op(
         activity,
@@ -462,6 +476,7 @@ def start_activity(
         heartbeat_timeout=heartbeat_timeout,
         retry_policy=retry_policy,
         activity_id=activity_id,
+        cancellation_type=cancellation_type,
     )
     return _current().create_task(await_op(op.fut, op), name=f"activity:{op.activity_type}")
 
@@ -533,6 +548,7 @@ async def execute_activity(
     heartbeat_timeout: Timeout = None,
     retry_policy: RetryPolicy | None = None,
     activity_id: str | None = None,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
 ) -> Any:
     """Schedule an activity and wait for its result (see `start_activity`)."""
     op = _start_activity_op(
@@ -545,6 +561,7 @@ async def execute_activity(
         heartbeat_timeout=heartbeat_timeout,
         retry_policy=retry_policy,
         activity_id=activity_id,
+        cancellation_type=cancellation_type,
     )
     return await await_op(op.fut, op)
 

@@ -1171,6 +1171,10 @@ class RecordActivityTaskHeartbeat(TypedDict):
     #: As on RespondActivityTaskCompleted: when set, a heartbeat whose token names a pending activity with
     #: another id is stale.
     activity_id: NotRequired[str]
+    #: Where the history processor answers this heartbeat when the attempt should stop (its cancel was
+    #: requested, or it is no longer pending): a QueryResult keyed by the heartbeat's command id
+    #: (kadence.history.answers.heartbeat_answer). Null: never answered.
+    reply_topic: NotRequired[str | None]
 
 
 class QueryWorkflow(TypedDict):

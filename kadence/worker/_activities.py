@@ -1,5 +1,11 @@
 """Running activity attempts: a bounded backlog, sync ones on daemon threads, async ones on the
-worker's activity event loop; heartbeats and answers (RespondActivityTaskCompleted/Failed).
+worker's activity event loop; heartbeats and answers (RespondActivityTaskCompleted/Failed/Canceled).
+
+Cancellation (docs/protocol.md, "Activity cancellation"): every heartbeat asks for an answer on
+`query-results`, which the history processor gives only when the attempt should stop. The answer
+(read by `HeartbeatAnswers`) marks the attempt's context cancelled: `activity.is_cancelled()`
+turns True and an async attempt's task is cancelled (`asyncio.CancelledError` at its next
+await). An attempt told so that raises a CancelledError is answered RespondActivityTaskCanceled.
 
 An attempt comes from a task on `tasks.<list>` (its offset is committed once the answer is
 delivered) or is eager: the worker's own decision scheduled it (kadence/worker/_eager.py). An
@@ -23,7 +29,7 @@ from .._activity_context import ActivityContext, Info, current_context
 from ..activity import ActivityDefinition
 from ..converter import JSONConverter
 from ..failures import ApplicationError, to_failure
-from ._answers import TP, Outbox
+from ._answers import TP, HeartbeatAnswers, Outbox
 from ._held import HeldAnswer, HeldAnswers
 from ._metrics import ACTIVITY_EXECUTION, ACTIVITY_FAILED
 from ._threads import DaemonThreadPool
@@ -80,6 +86,11 @@ class ActivityRunner:
         self._backlog: collections.deque[ActivityAttempt] = collections.deque()
         self._consumer: Any = None
         self._paused = False
+        #: The contexts of the attempts running now, by task token (a token may run twice here:
+        #: an eager attempt and its re-dispatch after a restore), for the heartbeat answers.
+        self._running: dict[str, list[ActivityContext]] = {}
+        self._running_lock = threading.Lock()
+        self._heartbeat_answers = HeartbeatAnswers(outbox.settings, task_list, self._on_heartbeat_answer)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, consumer: Any) -> None:
@@ -103,6 +114,7 @@ class ActivityRunner:
                 tick()
 
     def stop(self) -> None:
+        self._heartbeat_answers.stop()
         if self._aloop is not None:
             self._aloop.call_soon_threadsafe(self._aloop.stop)
 
@@ -150,7 +162,9 @@ class ActivityRunner:
                 self._paused = full
 
     # -- running ----------------------------------------------------------------------------------
-    def _context(self, attempt: ActivityAttempt) -> ActivityContext:
+    def _context(self, attempt: ActivityAttempt, atask: asyncio.Task[Any] | None = None) -> ActivityContext:
+        """The attempt's context (registered as running until `_forget`); `atask`: an async
+        attempt's task, which a cancel request cancels."""
         task = attempt.task
         details = (
             self.converter.args_from_payload(task.get("heartbeat_details"))
@@ -183,6 +197,7 @@ class ActivityRunner:
             state["n"] += 1
             if attempt.held_decision is not None:  # a long eager attempt: its decision goes now, first
                 self.held.release(attempt.held_decision)
+            self._heartbeat_answers.start()  # (from the first heartbeat on)
             self.outbox.command(
                 task,
                 "RecordActivityTaskHeartbeat",
@@ -190,15 +205,38 @@ class ActivityRunner:
                     "task_token": task["task_token"],
                     "details": self.converter.args_to_payload(details),
                     "activity_id": task["activity_id"],
+                    "reply_topic": self.outbox.settings.query_results_topic,
                 },
                 heartbeat_command_id(task["task_token"], int(state["n"])),
                 None,
                 0,
             )
 
+        ctx = ActivityContext(info, heartbeat)
+        if atask is not None:
+            ctx.task, ctx.loop = atask, atask.get_loop()
+        with self._running_lock:
+            self._running.setdefault(info.task_token, []).append(ctx)
         if task.get("schedule_to_start_timeout_ms"):
             heartbeat(())  # tells the server the attempt started (its schedule-to-start deadline is met)
-        return ActivityContext(info, heartbeat)
+        return ctx
+
+    def _forget(self, ctx: ActivityContext) -> None:
+        with self._running_lock:
+            running = self._running.get(ctx.info.task_token, [])
+            if ctx in running:
+                running.remove(ctx)
+            if not running:
+                self._running.pop(ctx.info.task_token, None)
+
+    def _on_heartbeat_answer(self, token: str, why: str, message: str) -> None:
+        """A heartbeat was answered: its attempt should stop (cancel requested, or not pending)."""
+        with self._running_lock:
+            running = list(self._running.get(token, ()))
+        for ctx in running:
+            if not ctx.cancelled.is_set():
+                log.info("activity %s (%s): %s", ctx.info.activity_type, token, message or why)
+            ctx.cancel(why)
 
     def _run_sync(self, defn: ActivityDefinition | None, attempt: ActivityAttempt) -> None:
         task = attempt.task
@@ -206,17 +244,18 @@ class ActivityRunner:
             if defn is None:
                 self._failed(attempt, _unknown_activity(task))
                 return
-            token = current_context.set(self._context(attempt))
+            ctx = self._context(attempt)
+            token = current_context.set(ctx)
             started = time.perf_counter()
             try:
                 args = self.converter.args_from_payload(task.get("input"), defn.arg_hints)
                 result = defn.fn(*args)
             except BaseException as exc:  # noqa: BLE001 - every failure is reported to the workflow
-                self._observe(task, started, failed=True)
-                self._failed(attempt, exc)
+                self._raised(attempt, ctx, started, exc)
                 return
             finally:
                 current_context.reset(token)
+                self._forget(ctx)
             self._observe(task, started)
             self._completed(attempt, result)
         except Exception:  # noqa: BLE001 - e.g. an unserialisable result: report it as the failure
@@ -227,23 +266,36 @@ class ActivityRunner:
     async def _run_async(self, defn: ActivityDefinition, attempt: ActivityAttempt) -> None:
         task = attempt.task
         try:
-            token = current_context.set(self._context(attempt))
+            ctx = self._context(attempt, asyncio.current_task())
+            token = current_context.set(ctx)
             started = time.perf_counter()
             try:
                 args = self.converter.args_from_payload(task.get("input"), defn.arg_hints)
                 result = await defn.fn(*args)
             except BaseException as exc:  # noqa: BLE001 - every failure is reported to the workflow
-                self._observe(task, started, failed=True)
-                self._failed(attempt, exc)
+                self._raised(attempt, ctx, started, exc)
                 return
             finally:
                 current_context.reset(token)
+                self._forget(ctx)
             self._observe(task, started)
             self._completed(attempt, result)
         except Exception:  # noqa: BLE001
             log.exception("activity %s: answer failed", task["activity_type"])
         finally:
             self._release()
+
+    def _raised(
+        self, attempt: ActivityAttempt, ctx: ActivityContext, started: float, exc: BaseException
+    ) -> None:
+        """The activity raised: a CancelledError after the worker told it to stop acknowledges
+        the cancel (Canceled); anything else, or a CancelledError never asked for, is a failure."""
+        if ctx.cancelled.is_set() and isinstance(exc, asyncio.CancelledError):
+            self._observe(attempt.task, started)
+            self._canceled(attempt, exc)
+            return
+        self._observe(attempt.task, started, failed=True)
+        self._failed(attempt, exc)
 
     def _observe(self, task: Mapping[str, Any], started: float, failed: bool = False) -> None:
         labels = (self.task_list, task["activity_type"])
@@ -282,6 +334,19 @@ class ActivityRunner:
                 "activity_id": task["activity_id"],
             },
             _answer_id(attempt, "failed"),
+        )
+
+    def _canceled(self, attempt: ActivityAttempt, exc: BaseException) -> None:
+        task = attempt.task
+        try:
+            details = self.converter.args_to_payload(exc.args) if exc.args else None
+        except Exception:  # noqa: BLE001 - details that cannot cross the boundary are left out
+            details = None
+        self._answer(
+            attempt,
+            "RespondActivityTaskCanceled",
+            {"task_token": task["task_token"], "details": details, "activity_id": task["activity_id"]},
+            _answer_id(attempt, "canceled"),
         )
 
     def _answer(self, attempt: ActivityAttempt, ptype: str, payload: dict[str, Any], command_id: str) -> None:

@@ -14,16 +14,19 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
 from kadence.history.commands import command_record
+from kadence.history.ids import heartbeat_task_token
+from kadence.streams.clients import make_consumer
 from kadence.streams.dead_letters import dead_letter_record
 from kadence.streams.errors import RECORD_CAUSED_CODES
 from kadence.streams.metrics import DEAD_LETTERS
-from kadence.streams.serde import serde
+from kadence.streams.serde import SerdeError, serde
 from kadence.streams.settings import Settings
 
 from ._metrics import ANSWERS_REFUSED
@@ -234,3 +237,84 @@ class Outbox:
             None,
             0,
         )
+
+
+class HeartbeatAnswers:
+    """The history processor's answers to this worker's activity heartbeats (docs/protocol.md,
+    "Activity cancellation"): a heartbeat names `query-results` as its reply topic, and is answered
+    there (key and `query_id` = its command id) only when its attempt should stop.
+
+    One consumer, started by the first heartbeat, assigned every partition of `query-results` at
+    its end offsets (answers to earlier heartbeats are of no use: every heartbeat of a
+    cancel-requested attempt is answered again), no group membership, nothing committed. Each
+    answer whose query id is a heartbeat command id calls `on_answer(task token, error type,
+    message)`; the rest (query results for clients) is skipped unread.
+    """
+
+    def __init__(
+        self, settings: Settings, task_list: str, on_answer: Callable[[str, str, str], None]
+    ) -> None:
+        self.settings = settings
+        self.task_list = task_list
+        self.on_answer = on_answer
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        """Start reading (idempotent, does not wait)."""
+        with self._lock:
+            if self._thread is not None or self._stop.is_set():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"kadence-heartbeat-answers-{self.task_list}", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        topic = self.settings.query_results_topic
+        consumer = make_consumer(
+            self.settings, self.settings.group(f"worker.{self.task_list}-hb-{uuid.uuid4().hex}")
+        )
+        codec = serde()
+        try:
+            while not self._stop.is_set():  # assign at the end of every partition, once they are known
+                try:
+                    md = consumer.list_topics(topic, timeout=5).topics.get(topic)
+                    if md is not None and md.error is None and md.partitions:
+                        ends = [
+                            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                            for p in md.partitions
+                        ]
+                        consumer.assign(
+                            [
+                                TopicPartition(topic, p, hi)
+                                for p, (_, hi) in zip(md.partitions, ends, strict=True)
+                            ]
+                        )
+                        break
+                except Exception as exc:  # noqa: BLE001 - the broker is away: try again
+                    log.warning("worker %s: cannot read %s yet (%s); retrying", self.task_list, topic, exc)
+                self._stop.wait(1.0)
+            while not self._stop.is_set():
+                msg = consumer.poll(0.1)
+                if msg is None or msg.error() is not None:
+                    continue
+                key = (msg.key() or b"").decode(errors="replace")
+                token = heartbeat_task_token(key)
+                if token is None:
+                    continue  # a query result for a client
+                try:
+                    _, answer = codec.decode(msg.value(), expected="QueryResult")
+                except SerdeError as exc:
+                    log.warning("worker %s: unreadable heartbeat answer %s: %s", self.task_list, key, exc)
+                    continue
+                error = answer.get("error") or {}
+                self.on_answer(token, error.get("type", ""), error.get("message", ""))
+        except Exception:  # noqa: BLE001 - a reader that stops must say why (activities go on, uncancelled)
+            log.exception("worker %s: the heartbeat answer reader stopped", self.task_list)
+        finally:
+            consumer.close()
