@@ -71,7 +71,20 @@ def sync_ignores_cancel(seconds: float) -> str:
     return "finished anyway"
 
 
+#: Set by the restart test: its activity heartbeats once, then waits for this before going on.
+resume = threading.Event()
+
+
+@activity.defn
+def sync_pauses_then_heartbeats() -> str:
+    note(started=time.monotonic())
+    activity.heartbeat()
+    resume.wait(60)
+    return sync_until_cancelled()
+
+
 ACTIVITIES = {
+    "pauses": sync_pauses_then_heartbeats,
     "sync": sync_until_cancelled,
     "async": async_until_cancelled,
     "ignores": sync_ignores_cancel,
@@ -92,13 +105,15 @@ class CancelsItsActivity:
         self.cancel_now = True
 
     @workflow.run
-    async def run(self, kind: str, which: str, linger: float) -> dict:
+    async def run(
+        self, kind: str, which: str, linger: float, heartbeat_timeout: float = HEARTBEAT_TIMEOUT
+    ) -> dict:
         args = [3.0] if which == "ignores" else []
         task = workflow.start_activity(
             ACTIVITIES[which],
             *args,
             start_to_close_timeout=60,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            heartbeat_timeout=heartbeat_timeout,
             retry_policy=RetryPolicy(maximum_attempts=1),
             cancellation_type=ACT(kind),
         )
@@ -240,3 +255,44 @@ def test_a_heartbeat_of_an_activity_nobody_cancels_gets_no_answer(served) -> Non
     handle.signal(CancelsItsActivity.cancel)
     assert handle.result(timeout=30) == {"result": "finished anyway"}
     assert "ActivityTaskCancelRequested" not in kinds(handle.history())
+
+
+def test_a_cancel_request_reaches_the_activity_across_a_restart_of_the_engine(
+    served, engine, settings
+) -> None:
+    """The request is history (cancel_requested is folded from it); the answer is soft state. The
+    engine is stopped after ActivityTaskCancelRequested is recorded and before the activity
+    heartbeats again: the restored history processor answers its next heartbeat."""
+    from kadence.processors.server import InProcessEngine
+
+    wid = "restart"
+    handle = served.start_workflow(
+        CancelsItsActivity.run,
+        "WAIT_CANCELLATION_COMPLETED",
+        "pauses",
+        0.0,
+        20.0,
+        id=wid,
+        task_list=TASK_LIST,
+    )
+    deadline = time.monotonic() + 30
+    while "started" not in seen.get(wid, {}):
+        assert time.monotonic() < deadline, "the activity never started"
+        time.sleep(0.02)
+    handle.signal(CancelsItsActivity.cancel)
+    while "ActivityTaskCancelRequested" not in kinds(handle.history()):
+        assert time.monotonic() < deadline, "no cancel request recorded"
+        time.sleep(0.05)
+    engine.stop()
+    restarted = InProcessEngine(settings).start()
+    try:
+        resume.set()
+        assert handle.result(timeout=60) == {"cancelled": True}
+    finally:
+        restarted.stop()
+    events = handle.history()
+    requested = first(events, "ActivityTaskCancelRequested")
+    canceled = first(events, "ActivityTaskCanceled")
+    assert requested["event_id"] < canceled["event_id"] and canceled["attributes"][1]["identity"]
+    assert "cancelled" in seen[wid]
+    assert kinds(events)[-1] == "WorkflowExecutionCompleted"
