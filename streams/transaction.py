@@ -51,16 +51,27 @@ class _Bounded:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def _serve(self) -> None:
-        while True:
-            self._jobs.get()()
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            job()
+
+    def close(self) -> None:
+        """End the helper thread once the calls before are done (a hung one keeps it, as above).
+        A later call starts a new thread with a queue of its own."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._jobs = queue.SimpleQueue()
+            self._thread = None
 
     def call(self, limit: float, fn: Callable[..., Any], *args: Any) -> Any:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            self._thread = threading.Thread(
+                target=self._serve, args=(self._jobs,), name=self.name, daemon=True
+            )
             self._thread.start()
         done = threading.Event()
         box: dict[str, Any] = {}
@@ -152,6 +163,7 @@ class Transactions:
         if self._dispatcher is not None:
             self._dispatcher.flush(5)
         self._producer = self._dispatcher = None  # librdkafka handles close when released
+        self._bounded.close()
 
     def commit(
         self, out: Sequence[OutRecord], offsets: dict[int, int] | None, group_metadata: Callable[[], Any]
