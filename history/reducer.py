@@ -316,7 +316,8 @@ def _on_activity_cancel_requested(
     eid = run.activity_ids.get(a["activity_id"])
     if eid is None:
         return {}
-    return {"activities": {**run.activities, eid: copy_with(run.activities[eid], {"cancel_requested": True})}}
+    requested = {"cancel_requested": True, "cancel_requested_event_id": event["event_id"]}
+    return {"activities": {**run.activities, eid: copy_with(run.activities[eid], requested)}}
 
 
 def _on_activity_retrying(run: RunState, event: HistoryEvent, a: ActivityTaskRetrying) -> Changes:

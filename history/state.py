@@ -184,6 +184,9 @@ class ActivityInfo:
     scheduled_time: int
     attempt: int = 1
     cancel_requested: bool = False
+    #: The ActivityTaskCancelRequested event's id (0: none); the ActivityTaskCanceled that a
+    #: worker's acknowledgement records names it.
+    cancel_requested_event_id: int = 0
     #: When the current attempt is (or was) dispatched: scheduled_time, or after a retry's backoff.
     attempt_time: int = 0
 

@@ -53,6 +53,8 @@ class HistoryBuilder:
         self.step_ms = step_ms
         self.events: list[dict[str, Any]] = []
         self.activity_by_id: dict[str, int] = {}
+        #: Activity id -> its ActivityTaskCancelRequested event id (what ActivityTaskCanceled names).
+        self.cancel_requested_by_id: dict[str, int] = {}
         self.child_by_id: dict[str, int] = {}
         self.timer_by_id: dict[str, int] = {}
         self.initiated: list[int] = []
@@ -141,11 +143,7 @@ class HistoryBuilder:
             elif etype.endswith("Initiated"):
                 self.initiated.append(eid)
             elif etype == "ActivityTaskCancelRequested":
-                self.add(
-                    "ActivityTaskCanceled",
-                    scheduled_event_id=self.activity_by_id.get(attrs["activity_id"], 0),
-                    latest_cancel_requested_event_id=eid,
-                )
+                self.cancel_requested_by_id[attrs["activity_id"]] = eid
         return ids
 
     # outcomes -----------------------------------------------------------------------------------
@@ -157,6 +155,18 @@ class HistoryBuilder:
             scheduled_event_id=sid,
             started_event_id=started,
             result=default_converter.to_payload(result),
+        )
+
+    def activity_canceled(self, activity_id: str) -> None:
+        """The activity acknowledged its cancel request (it raised CancelledError): the running
+        attempt's ActivityTaskStarted, then ActivityTaskCanceled, as the server records it."""
+        sid = self.activity_by_id[activity_id]
+        started = self.add("ActivityTaskStarted", scheduled_event_id=sid)["event_id"]
+        self.add(
+            "ActivityTaskCanceled",
+            scheduled_event_id=sid,
+            started_event_id=started,
+            latest_cancel_requested_event_id=self.cancel_requested_by_id.get(activity_id, 0),
         )
 
     def activity_failed(self, activity_id: str, failure: dict[str, Any]) -> None:

@@ -198,6 +198,7 @@ def test_wait_cancellation_completed_waits_for_the_activity_to_acknowledge(serve
     requested = first(events, "ActivityTaskCancelRequested")
     canceled = first(events, "ActivityTaskCanceled")
     assert requested["event_id"] < canceled["event_id"]
+    assert canceled["attributes"][1]["latest_cancel_requested_event_id"] == requested["event_id"]
     # The workflow decided nothing between the request and the activity's answer: the decision
     # after the request is the one that saw ActivityTaskCanceled, and it completed the run.
     between = ks[requested["event_id"] : canceled["event_id"] - 1]  # (Started is written with the outcome)

@@ -369,3 +369,33 @@ def test_continue_as_new_suggestion_is_computed_from_history() -> None:
     high = WorkflowInstance(WorkflowDefinition.of(Suggest))
     assert result_of(low.activate(b.events)[0]) == [3, True]
     assert result_of(high.activate(b.events)[0]) == [3, False]
+
+
+@workflow.defn
+class WaitsForTheCancel:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_activity(
+                "slow",
+                start_to_close_timeout=60,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            return "activity acknowledged"
+        return "activity finished"
+
+
+def test_wait_cancellation_completed_waits_for_the_activity_to_acknowledge() -> None:
+    d = WorkflowDriver(WaitsForTheCancel)
+    d.decide()
+    d.builder.cancel_requested()
+    assert kinds(d.next()) == ["RequestCancelActivityTaskDecision"]  # and the run waits on
+    d.builder.activity_canceled("1")
+    (complete,) = d.next()
+    assert result_of(complete) == "activity acknowledged"
+    (canceled,) = [
+        e["attributes"][1] for e in d.builder.events if e["attributes"][0] == "ActivityTaskCanceled"
+    ]
+    assert canceled["latest_cancel_requested_event_id"] > 0
+    d.replay()

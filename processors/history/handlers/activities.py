@@ -205,7 +205,7 @@ def handle_activity_canceled(
     canceled: ActivityTaskCanceled = {
         "scheduled_event_id": info.scheduled_event_id,
         "started_event_id": started,
-        "latest_cancel_requested_event_id": 0,
+        "latest_cancel_requested_event_id": info.cancel_requested_event_id,
         "details": a["details"],
         "identity": a["identity"],
     }
