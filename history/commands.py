@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from .ids import timer_fire_command_id
 
 if TYPE_CHECKING:
-    from kadence.schemas.records import Command, CommandPayload, FireTimer
+    from kadence.schemas.records import (
+        Command,
+        CommandPayload,
+        ExternalWorkflowExecutionClosed,
+        FireTimer,
+        WorkflowExecutionWatched,
+    )
 
 
 @overload
@@ -111,6 +117,9 @@ ENGINE_ONLY_COMMAND_TYPES = frozenset(
         "ExternalWorkflowExecutionSignaled",
         "RequestCancelExternalWorkflowExecutionFailed",
         "ExternalWorkflowExecutionCancelRequested",
+        "WatchWorkflowExecution",
+        "WatchExternalWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionClosed",
     }
 )
 #: Command types clients and workers send. The engine sends some of them too (a child's start,
@@ -151,3 +160,75 @@ def engine_only_reason(command: Command) -> str | None:
     ):
         return f"a {payload_type} naming an initiating run (external) is only sent by the engine"
     return None
+
+
+def watch_closed_payload(
+    watched: WorkflowExecutionWatched,
+    *,
+    domain: str,
+    workflow_id: str,
+    run_id: str,
+    workflow_type: str,
+    close_type: str,
+    close: Mapping[str, Any],
+) -> CommandPayload | None:
+    """What a watcher is told of a watched chain's end (docs/protocol.md, "Watching another
+    workflow's close"), from its last run's close event type and attributes: a parent attached by
+    USE_EXISTING (`as_child`) gets the ChildWorkflowExecution<Close> a child's own parent gets,
+    any other watcher an ExternalWorkflowExecutionClosed. None for a continue-as-new (no end)."""
+    status = _CLOSE_STATUS.get(close_type)
+    if status is None:
+        return None
+    initiated = watched["watcher"]["initiated_event_id"]
+    common = {
+        "domain": domain,
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+        "workflow_type": workflow_type,
+        "initiated_event_id": initiated,
+    }
+    if watched.get("as_child"):
+        child = {**common, "started_event_id": 0}
+        match status:
+            case "COMPLETED":
+                child["result"] = close.get("result")
+            case "FAILED":
+                child["failure"] = close["failure"]
+            case "CANCELED":
+                child["details"] = close.get("details")
+            case "TIMED_OUT":
+                child["timeout_type"] = close["timeout_type"]
+            case _:
+                child["reason"] = close.get("reason", "")
+        return cast("CommandPayload", (f"ChildWorkflowExecution{_CHILD_CLOSE[status]}", child))
+    closed: ExternalWorkflowExecutionClosed = {
+        "domain": domain,
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+        "workflow_type": workflow_type,
+        "initiated_event_id": initiated,
+        "status": status,
+        "result": close.get("result") if status == "COMPLETED" else None,
+        "failure": close.get("failure") if status == "FAILED" else None,
+        "details": close.get("details") if status in ("CANCELED", "TERMINATED") else None,
+        "reason": close.get("reason", "") if status == "TERMINATED" else "",
+        "timeout_type": close.get("timeout_type") if status == "TIMED_OUT" else None,
+    }
+    return ("ExternalWorkflowExecutionClosed", closed)
+
+
+#: The close events that end a chain, and the status a watcher is told.
+_CLOSE_STATUS = {
+    "WorkflowExecutionCompleted": "COMPLETED",
+    "WorkflowExecutionFailed": "FAILED",
+    "WorkflowExecutionCanceled": "CANCELED",
+    "WorkflowExecutionTerminated": "TERMINATED",
+    "WorkflowExecutionTimedOut": "TIMED_OUT",
+}
+_CHILD_CLOSE = {
+    "COMPLETED": "Completed",
+    "FAILED": "Failed",
+    "CANCELED": "Canceled",
+    "TERMINATED": "Terminated",
+    "TIMED_OUT": "TimedOut",
+}

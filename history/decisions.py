@@ -57,6 +57,9 @@ DECISION_EVENTS: dict[str, DecisionEvents] = {
     "RequestCancelExternalWorkflowExecutionDecision": DecisionEvents(
         ("RequestCancelExternalWorkflowExecutionInitiated",), ("workflow_id",)
     ),
+    "WatchExternalWorkflowExecutionDecision": DecisionEvents(
+        ("WatchExternalWorkflowExecutionInitiated",), ("workflow_id",)
+    ),
     "UpsertWorkflowMemoDecision": DecisionEvents(("UpsertWorkflowMemo",), ()),
     "CompleteWorkflowUpdateDecision": DecisionEvents(("WorkflowExecutionUpdateCompleted",), ("update_id",)),
     "UpsertWorkflowSearchAttributesDecision": DecisionEvents(

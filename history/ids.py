@@ -126,6 +126,26 @@ def parent_close_command_id(parent_run_id: str, initiated_event_id: int) -> str:
     return f"parent-close:{parent_run_id}:{initiated_event_id}"
 
 
+def watch_command_id(watcher_run_id: str, initiated_event_id: int) -> str:
+    """Command id (and request id) of the WatchWorkflowExecution a
+    WatchExternalWorkflowExecutionInitiated event sends: `watch:<watcher run id>:<event id>`."""
+    return f"watch:{watcher_run_id}:{initiated_event_id}"
+
+
+def watch_closed_command_id(closed_run_id: str, watcher_run_id: str, initiated_event_id: int) -> str:
+    """Command id of what a watched chain's last run tells one watcher at its close:
+    `watch-closed:<closed run id>:<watcher run id>:<watcher's initiated event id>` (a run closes
+    once, and each watcher is one (run, event))."""
+    return f"watch-closed:{closed_run_id}:{watcher_run_id}:{initiated_event_id}"
+
+
+def kept_child_close_command_id(parent_run_id: str, child_first_run_id: str) -> str:
+    """Command id of the parent close policy applied, at a chain's end, to a child an earlier run
+    kept (continue-as-new with keep_children): `parent-close-kept:<closing run id>:<child's first
+    run id>` (initiated event ids of different runs may collide; a child's first run id cannot)."""
+    return f"parent-close-kept:{parent_run_id}:{child_first_run_id}"
+
+
 def start_failed_command_id(start_command_id: str) -> str:
     """Command id of the StartChildWorkflowExecutionFailed a rejected child start sends its parent."""
     return f"start-failed:{start_command_id}"

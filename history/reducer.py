@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         DecisionTaskCompleted,
         DecisionTaskScheduled,
         ExternalWorkflowExecutionCancelRequested,
+        ExternalWorkflowExecutionClosed,
         ExternalWorkflowExecutionSignaled,
         HistoryEvent,
         HistoryTransition,
@@ -61,10 +62,13 @@ if TYPE_CHECKING:
         TimerStarted,
         UpsertWorkflowMemo,
         UpsertWorkflowSearchAttributes,
+        WatchExternalWorkflowExecutionFailed,
+        WatchExternalWorkflowExecutionInitiated,
         WorkflowExecutionSignaled,
         WorkflowExecutionStarted,
         WorkflowExecutionUpdateAccepted,
         WorkflowExecutionUpdateCompleted,
+        WorkflowExecutionWatched,
     )
 
     from .state import CloseAttributes
@@ -180,6 +184,7 @@ def _start_run(state: ExecutionState, event: HistoryEvent, a: WorkflowExecutionS
     previous = state.previous_runs
     if state.current is not None:
         previous = (previous + ((state.current.run_id, state.current.status),))[-MAX_CHAIN:]
+    watchers, kept = _carried(state.current, a)
     run = RunState(
         run_id=event["run_id"],
         first_run_id=a["first_run_id"],
@@ -200,8 +205,32 @@ def _start_run(state: ExecutionState, event: HistoryEvent, a: WorkflowExecutionS
         next_event_id=event["event_id"] + 1,
         history_size=event_size(a),
         last_event_time=event["timestamp"],
+        watchers=watchers,
+        kept_children=kept,
     )
     return copy_with(state, {"current": run, "previous_runs": previous})
+
+
+def _carried(
+    before: RunState | None, a: WorkflowExecutionStarted
+) -> tuple[tuple[WorkflowExecutionWatched, ...], tuple[ChildInfo, ...]]:
+    """What the next run of a chain takes over from the run it continues (continue-as-new, retry):
+    the watchers (told at the chain's final close), and with keep_children the open children (their
+    parent close policy applies when the chain ends; docs/protocol.md, "Watching another workflow's
+    close")."""
+    if (
+        before is None
+        or not a.get("continued_execution_run_id")
+        or a["continued_execution_run_id"] != before.run_id
+    ):
+        return (), ()
+    close = before.close
+    if close is None or not close.get("keep_children"):
+        return before.watchers, ()
+    kept = tuple(
+        copy_with(c, {"parent_run_id": c.parent_run_id or before.run_id}) for c in before.children.values()
+    )
+    return before.watchers, before.kept_children + kept
 
 
 def _close(status: str) -> Rule:
@@ -364,7 +393,10 @@ def _on_child_started(run: RunState, event: HistoryEvent, a: ChildWorkflowExecut
     info = run.children.get(a["initiated_event_id"])
     if info is None:
         return {}
-    started = copy_with(info, {"run_id": a["run_id"], "started_event_id": event["event_id"]})
+    changes: dict[str, Any] = {"run_id": a["run_id"], "started_event_id": event["event_id"]}
+    if a.get("attached"):  # watched, not owned: pinned to no chain, no parent close policy
+        changes.update(attached=True, first_run_id="")
+    started = copy_with(info, changes)
     return {"children": {**run.children, info.initiated_event_id: started}}
 
 
@@ -428,6 +460,40 @@ def _outgoing_done(kind: str) -> Rule:
     return on_done
 
 
+def _on_watch_initiated(
+    run: RunState, event: HistoryEvent, a: WatchExternalWorkflowExecutionInitiated
+) -> Changes:
+    return {"watches_out": {**run.watches_out, event["event_id"]: a}}
+
+
+def _on_watch_done(
+    run: RunState,
+    event: HistoryEvent,
+    a: WatchExternalWorkflowExecutionFailed | ExternalWorkflowExecutionClosed,
+) -> Changes:
+    if a["initiated_event_id"] not in run.watches_out:
+        return {}
+    rest = dict(run.watches_out)
+    del rest[a["initiated_event_id"]]
+    return {"watches_out": rest}
+
+
+def _on_watched(run: RunState, event: HistoryEvent, a: WorkflowExecutionWatched) -> Changes:
+    # every field spelled out: the processor's record and the decoded one fold to equal states
+    w = a["watcher"]
+    watched: WorkflowExecutionWatched = {
+        "watcher": {
+            "domain": w["domain"],
+            "workflow_id": w["workflow_id"],
+            "run_id": w["run_id"],
+            "initiated_event_id": w["initiated_event_id"],
+        },
+        "as_child": a.get("as_child", False),
+        "request_id": a.get("request_id", ""),
+    }
+    return {"watchers": (*run.watchers, watched)}
+
+
 def _nothing(run: RunState, event: HistoryEvent, a: object) -> Changes:
     return {}
 
@@ -473,4 +539,8 @@ _HANDLERS: dict[str, Rule] = {
     "RequestCancelExternalWorkflowExecutionInitiated": _outgoing("cancels_out"),
     "RequestCancelExternalWorkflowExecutionFailed": _outgoing_done("cancels_out"),
     "ExternalWorkflowExecutionCancelRequested": _outgoing_done("cancels_out"),
+    "WatchExternalWorkflowExecutionInitiated": _on_watch_initiated,
+    "WatchExternalWorkflowExecutionFailed": _on_watch_done,
+    "ExternalWorkflowExecutionClosed": _on_watch_done,
+    "WorkflowExecutionWatched": _on_watched,
 }

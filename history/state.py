@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # types only: `history` imports nothing of Kadence at run tim
         RequestCancelExternalWorkflowExecutionInitiated,
         RetryPolicy,
         SignalExternalWorkflowExecutionInitiated,
+        WatchExternalWorkflowExecutionInitiated,
         WorkflowExecutionCanceled,
         WorkflowExecutionCompleted,
         WorkflowExecutionContinuedAsNew,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # types only: `history` imports nothing of Kadence at run tim
         WorkflowExecutionTimedOut,
         WorkflowExecutionUpdateAccepted,
         WorkflowExecutionUpdateCompleted,
+        WorkflowExecutionWatched,
     )
 
     #: The attributes of an event in `CLOSE_EVENTS` (what `RunState.close` keeps).
@@ -77,6 +79,8 @@ DECISION_TRIGGERING_EVENTS = frozenset(
         "ExternalWorkflowExecutionSignaled",
         "RequestCancelExternalWorkflowExecutionFailed",
         "ExternalWorkflowExecutionCancelRequested",
+        "WatchExternalWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionClosed",
         "RequestCancelActivityTaskFailed",
         "CancelTimerFailed",
         "WorkflowExecutionUpdateAccepted",
@@ -215,6 +219,11 @@ class ChildInfo:
     first_run_id: str
     run_id: str = ""
     started_event_id: int = 0
+    #: Attached to a run that was already open (id_conflict_policy USE_EXISTING): watched, not
+    #: owned, so no parent close policy applies to it.
+    attached: bool = False
+    #: The run that initiated it (set when a continue-as-new with keep_children carries it on).
+    parent_run_id: str = ""
 
 
 @_value_class
@@ -260,6 +269,14 @@ class RunState:
     signals_out: dict[int, SignalExternalWorkflowExecutionInitiated] = field(default_factory=dict)
     cancels_out: dict[int, RequestCancelExternalWorkflowExecutionInitiated] = field(default_factory=dict)
     signal_request_ids: frozenset[str] = frozenset()
+    #: Outgoing watches (WatchExternalWorkflowExecutionInitiated by event id) not answered yet.
+    watches_out: dict[int, WatchExternalWorkflowExecutionInitiated] = field(default_factory=dict)
+    #: Runs told how this workflow's chain ends (WorkflowExecutionWatched); carried to the next
+    #: run of the chain (continue-as-new, retry), told at the chain's final close.
+    watchers: tuple[WorkflowExecutionWatched, ...] = ()
+    #: Children earlier runs of the chain left running (continue-as-new with keep_children),
+    #: carried on so the chain's parent close policy reaches them when the chain finally ends.
+    kept_children: tuple[ChildInfo, ...] = ()
     #: Update id -> the update's latest event: accepted (its handler is running) or completed
     #: (result or failure: a repeated update id is answered with it). docs/updates.md.
     updates: dict[str, WorkflowExecutionUpdateAccepted | WorkflowExecutionUpdateCompleted] = field(

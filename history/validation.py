@@ -138,6 +138,8 @@ def decision_problem(decision_type: str, attributes: Mapping[str, Any]) -> str |
     """Why a decision's attributes may not be recorded, or None."""
     try:
         check_fields(attributes, f"{decision_type}.")
+        if decision_type == "WatchExternalWorkflowExecutionDecision":  # its command is keyed by the id
+            check_name(f"{decision_type}.workflow_id", attributes["workflow_id"], required=True)
     except InvalidField as exc:
         return str(exc)
     return None

@@ -55,7 +55,16 @@ from ._runtime_defn import (
     WorkflowDefinition,
     WorkflowInfo,
 )
-from ._runtime_ops import ActivityOp, ChildOp, ContinueAsNewError, ExternalOp, Op, TimerOp, WorkflowRuntime
+from ._runtime_ops import (
+    ActivityOp,
+    ChildOp,
+    ContinueAsNewError,
+    ExternalOp,
+    Op,
+    TimerOp,
+    WatchOp,
+    WorkflowRuntime,
+)
 from .converter import default_converter
 from .failures import (
     ActivityError,
@@ -68,6 +77,8 @@ from .failures import (
     TerminatedError,
     TimeoutError,
     UpdateRejectedError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
     from_failure,
     to_failure,
 )
@@ -594,6 +605,8 @@ class WorkflowInstance(WorkflowRuntime):
     _apply_RequestCancelExternalWorkflowExecutionInitiated = _apply_nothing
     _apply_UpsertWorkflowMemo = _apply_nothing
     _apply_UpsertWorkflowSearchAttributes = _apply_nothing  # the code's upsert updates `info()`
+    _apply_WatchExternalWorkflowExecutionInitiated = _apply_nothing
+    _apply_WorkflowExecutionWatched = _apply_nothing  # another run watches this one: the engine's affair
 
     def _apply_DecisionTaskCompleted(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
         if a["started_event_id"] != self._expected_started:
@@ -825,6 +838,46 @@ class WorkflowInstance(WorkflowRuntime):
     _apply_SignalExternalWorkflowExecutionFailed = _external_failed
     _apply_RequestCancelExternalWorkflowExecutionFailed = _external_failed
 
+    # watches of other workflows (docs/protocol.md, "Watching another workflow's close")
+    def _watch(self, a: dict[str, Any]) -> WatchOp | None:
+        op = self._by_event.get(a["initiated_event_id"])
+        return op if isinstance(op, WatchOp) and not op.fut.done() else None
+
+    def _apply_ExternalWorkflowExecutionClosed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._watch(a)
+        if op is None:
+            return
+        status = a["status"]
+        if status == "COMPLETED":
+            op.fut.set_result(self.converter.from_payload(a.get("result"), op.result_hint))
+            return
+        cause: BaseException | None
+        if status == "FAILED":
+            cause = from_failure(a.get("failure"))
+        elif status == "CANCELED":
+            details = self.converter.from_payload(a.get("details")) if a.get("details") else None
+            cause = CanceledError("workflow canceled" + (f": {details}" if details else ""), details=details)
+        elif status == "TIMED_OUT":
+            timeout_type = a.get("timeout_type") or "EXECUTION"
+            cause = TimeoutError(f"workflow timed out ({timeout_type})", timeout_type)
+        else:
+            cause = TerminatedError(f"workflow terminated: {a.get('reason', '')}")
+        op.fut.set_exception(
+            WorkflowFailureError(
+                f"workflow {op.workflow_id!r} run {a.get('run_id', '')} {status.lower().replace('_', ' ')}"
+                + (f": {cause}" if cause is not None else ""),
+                cause,
+                status=status,
+            )
+        )
+
+    def _apply_WatchExternalWorkflowExecutionFailed(self, ev: dict[str, Any], a: dict[str, Any]) -> None:
+        op = self._watch(a)
+        if op is not None:
+            op.fut.set_exception(
+                WorkflowNotFoundError(op.workflow_id, f"workflow {op.workflow_id!r}: {a['cause']}")
+            )
+
     # -- WorkflowRuntime: services for workflow code and its operations (during an activation) ----
     @property
     def in_activation(self) -> bool:
@@ -930,6 +983,16 @@ class WorkflowInstance(WorkflowRuntime):
             },
             op,
         )
+        return op
+
+    def watch_external(self, domain: str, workflow_id: str, run_id: str, result_hint: Any) -> WatchOp:
+        op = WatchOp(self, workflow_id, result_hint)
+        self.emit(
+            "WatchExternalWorkflowExecutionDecision",
+            {"domain": domain, "workflow_id": workflow_id, "run_id": run_id, "control": ""},
+            op,
+        )
+        op.register_in_scope()
         return op
 
     def patch(self, patch_id: str, *, deprecated: bool) -> bool:

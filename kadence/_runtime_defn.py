@@ -28,6 +28,15 @@ class IdReusePolicy(str, enum.Enum):
     TERMINATE_IF_RUNNING = "TERMINATE_IF_RUNNING"
 
 
+class IdConflictPolicy(str, enum.Enum):
+    """What a child start does when a run of its workflow id is open (Temporal's
+    WorkflowIdConflictPolicy): FAIL (`WorkflowAlreadyStartedError`, cause WORKFLOW_ALREADY_RUNNING)
+    or USE_EXISTING: attach to that run and get its result, without owning it (no parent close policy)."""
+
+    FAIL = "FAIL"
+    USE_EXISTING = "USE_EXISTING"
+
+
 class ParentClosePolicy(str, enum.Enum):
     TERMINATE = "TERMINATE"
     REQUEST_CANCEL = "REQUEST_CANCEL"

@@ -41,6 +41,7 @@ __all__ = [
     "TimerOp",
     "ChildOp",
     "ExternalOp",
+    "WatchOp",
     "await_op",
 ]
 
@@ -124,6 +125,10 @@ class WorkflowRuntime(asyncio.AbstractEventLoop, metaclass=abc.ABCMeta):
         self, domain: str, workflow_id: str, run_id: str, child_only: bool
     ) -> ExternalOp:
         """RequestCancelExternalWorkflowExecution of another workflow (a child when `child_only`)."""
+
+    @abc.abstractmethod
+    def watch_external(self, domain: str, workflow_id: str, run_id: str, result_hint: Any) -> WatchOp:
+        """WatchExternalWorkflowExecution: be told how another workflow's chain ends (its result)."""
 
     @abc.abstractmethod
     def patch(self, patch_id: str, *, deprecated: bool) -> bool:
@@ -446,3 +451,22 @@ class ExternalOp(Op):
         super().__init__(inst)
         self.what = what
         self.workflow_id = workflow_id
+
+
+class WatchOp(Op):
+    """A watch of another workflow (`get_external_workflow_handle(id).result()`): `fut` resolves
+    with its result, or raises how it ended. Cancelling the await stops waiting; nothing is sent
+    (the target tells this run all the same, and the answer is ignored)."""
+
+    kind = "watch"
+
+    def __init__(self, inst: WorkflowRuntime, workflow_id: str, result_hint: Any) -> None:
+        super().__init__(inst)
+        self.workflow_id = workflow_id
+        self.result_hint = result_hint
+
+    def cancel(self) -> None:
+        if self.fut.done() or self.cancel_requested:
+            return
+        self.cancel_requested = True
+        self._finish_cancel()

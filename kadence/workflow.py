@@ -45,6 +45,7 @@ from ._runtime_defn import (
     RUN_ATTR,
     ActivityCancellationType,
     ChildWorkflowCancellationType,
+    IdConflictPolicy,
     IdReusePolicy,
     ParentClosePolicy,
     ParentInfo,
@@ -109,6 +110,7 @@ __all__ = [
     "cancel_reason",
     "RetryPolicy",
     "IdReusePolicy",
+    "IdConflictPolicy",
     "ParentClosePolicy",
     "ChildWorkflowCancellationType",
     "ActivityCancellationType",
@@ -578,6 +580,7 @@ class ChildWorkflowOptions(TypedDict, total=False):
     run_timeout: Timeout
     task_timeout: Timeout
     id_reuse_policy: IdReusePolicy | str
+    id_conflict_policy: IdConflictPolicy | str
     retry_policy: RetryPolicy | None
     parent_close_policy: ParentClosePolicy
     cancellation_type: ChildWorkflowCancellationType
@@ -699,6 +702,7 @@ def start_child_workflow(
     run_timeout: Timeout = None,
     task_timeout: Timeout = None,
     id_reuse_policy: IdReusePolicy | str = IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    id_conflict_policy: IdConflictPolicy | str = IdConflictPolicy.FAIL,
     retry_policy: RetryPolicy | None = None,
     parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
     cancellation_type: ChildWorkflowCancellationType = (
@@ -715,7 +719,10 @@ def start_child_workflow(
     arguments, up to three, and the result type), the class or a type name.
 
     Raises `kadence.failures.WorkflowAlreadyStartedError` (reason = the server's cause) when the
-    start is rejected (StartChildWorkflowExecutionFailed). The id defaults to a deterministic
+    start is rejected (StartChildWorkflowExecutionFailed). With `id_conflict_policy=USE_EXISTING`
+    a run of the id that is open is not a failure: the handle attaches to it (its `run_id`), and
+    `result()` gives its result; the parent does not own it, so `parent_close_policy` does not apply
+    to it (temporal#6799, #7882). The id defaults to a deterministic
     `<parent id>/child-<n>-<parent run id prefix>`; the task list to the parent's ("" is sent).
     """
     inst = _current()
@@ -733,6 +740,7 @@ def start_child_workflow(
         "memo": {k: conv.to_payload(v) for k, v in (memo or {}).items()},
         "parent_close_policy": ParentClosePolicy(parent_close_policy).value,
         "id_reuse_policy": id_reuse_policy_value(id_reuse_policy),
+        "id_conflict_policy": IdConflictPolicy(id_conflict_policy).value,
         "control": "",
         "search_attributes": _search_attributes.encode(search_attributes or {}),
     }
@@ -784,7 +792,8 @@ async def execute_child_workflow(workflow: Any, *args: Any, **options: Any) -> A
 
 # -- external workflows -------------------------------------------------------------------------
 class ExternalWorkflowHandle:
-    """Another workflow, by id: `await handle.signal(...)`, `await handle.cancel()`."""
+    """Another workflow, by id: `await handle.signal(...)`, `await handle.cancel()`,
+    `await handle.result()`."""
 
     def __init__(self, workflow_id: str, run_id: str | None, domain: str | None) -> None:
         self.id = workflow_id
@@ -803,6 +812,16 @@ class ExternalWorkflowHandle:
         """Request cancellation; returns once the target has recorded the request."""
         op = _current().request_cancel_external(self.domain, self.id, self.run_id, child_only=False)
         await op.fut
+
+    async def result(self, result_type: Any = None) -> Any:
+        """Wait until the workflow's chain ends (following continue-as-new to its last run, as the
+        client's `result()` does) and give its result; raises `WorkflowFailureError` (`status`
+        FAILED, CANCELED, TERMINATED or TIMED_OUT, `cause` the failure) or `WorkflowNotFoundError`.
+        A workflow closed already answers at once. Any workflow, not only a child: recorded as
+        WatchExternalWorkflowExecutionInitiated, then ExternalWorkflowExecutionClosed (temporal#680).
+        `result_type` is the type to decode the result as. Cancelling the await only stops waiting."""
+        op = _current().watch_external(self.domain, self.id, self.run_id, result_type)
+        return await await_op(op.fut, op)
 
 
 def get_external_workflow_handle(

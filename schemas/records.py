@@ -45,6 +45,7 @@ __all__ = [
     "DecisionTaskStarted",
     "DecisionTaskTimedOut",
     "ExternalWorkflowExecutionCancelRequested",
+    "ExternalWorkflowExecutionClosed",
     "ExternalWorkflowExecutionSignaled",
     "FailWorkflowExecutionDecision",
     "Failure",
@@ -52,6 +53,7 @@ __all__ = [
     "HistoryEvent",
     "HistoryEventAttributes",
     "HistoryTransition",
+    "IdConflictPolicy",
     "IdReusePolicy",
     "MarkerRecorded",
     "ParentClosePolicy",
@@ -101,6 +103,10 @@ __all__ = [
     "UpsertWorkflowSearchAttributes",
     "UpsertWorkflowSearchAttributesDecision",
     "VisibilityRecord",
+    "WatchExternalWorkflowExecutionDecision",
+    "WatchExternalWorkflowExecutionFailed",
+    "WatchExternalWorkflowExecutionInitiated",
+    "WatchWorkflowExecution",
     "WorkflowExecution",
     "WorkflowExecutionCancelRequested",
     "WorkflowExecutionCanceled",
@@ -113,6 +119,7 @@ __all__ = [
     "WorkflowExecutionTimedOut",
     "WorkflowExecutionUpdateAccepted",
     "WorkflowExecutionUpdateCompleted",
+    "WorkflowExecutionWatched",
     "WorkflowOutcome",
     "WorkflowStatus",
 ]
@@ -191,6 +198,13 @@ IdReusePolicy: TypeAlias = Literal[
     "REJECT_DUPLICATE",
     "TERMINATE_IF_RUNNING",
 ]
+
+
+#: What a start does when a run of its workflow id is open (Temporal's WorkflowIdConflictPolicy): FAIL it
+#: (WORKFLOW_ALREADY_RUNNING), or USE_EXISTING: a child start attaches the parent to the open run as a watcher
+#: (docs/protocol.md, "Watching another workflow's close").
+#: Avro enum ``IdConflictPolicy`` from ``common.avsc``.
+IdConflictPolicy: TypeAlias = Literal["FAIL", "USE_EXISTING"]
 
 
 #: Avro enum ``TimeoutType`` from ``common.avsc``.
@@ -537,6 +551,8 @@ class StartChildWorkflowExecutionInitiated(TypedDict):
     control: NotRequired[str]
     #: typed search attributes (history/search_attributes.py)
     search_attributes: NotRequired[dict[str, SearchAttributeValue]]
+    #: USE_EXISTING: attach to an open run of the id instead of failing the start
+    id_conflict_policy: NotRequired[IdConflictPolicy]
 
 
 #: Why a start was refused (the text says it in words): the id has an open run, the id reuse policy refuses a
@@ -575,6 +591,9 @@ class ChildWorkflowExecutionStarted(TypedDict):
     workflow_type: str
     initiated_event_id: int
     started_event_id: NotRequired[int]
+    #: The child start found the id's run open and attached to it (id_conflict_policy USE_EXISTING): the
+    #: parent watches that run and does not own it (no parent close policy)
+    attached: NotRequired[bool]
 
 
 class ChildWorkflowExecutionCompleted(TypedDict):
@@ -792,6 +811,73 @@ class UpsertWorkflowSearchAttributes(TypedDict):
     decision_task_completed_event_id: NotRequired[int]
 
 
+class WatchExternalWorkflowExecutionInitiated(TypedDict):
+    """A run asked to be told when another workflow closes
+    (workflow.get_external_workflow_handle(id).result()); answered by ExternalWorkflowExecutionClosed or
+    WatchExternalWorkflowExecutionFailed.
+
+    Avro record ``WatchExternalWorkflowExecutionInitiated`` from ``events.avsc``.
+    """
+
+    domain: str
+    workflow_id: str
+    #: empty: the id's current run; a chain is followed to its last run
+    run_id: NotRequired[str]
+    decision_task_completed_event_id: int
+    control: NotRequired[str]
+
+
+class WatchExternalWorkflowExecutionFailed(TypedDict):
+    """The watched workflow was not found (no run of the id, or of the named run's chain, in the domain).
+
+    Avro record ``WatchExternalWorkflowExecutionFailed`` from ``events.avsc``.
+    """
+
+    domain: str
+    workflow_id: str
+    run_id: NotRequired[str]
+    initiated_event_id: int
+    cause: str
+    decision_task_completed_event_id: NotRequired[int]
+    control: NotRequired[str]
+
+
+class ExternalWorkflowExecutionClosed(TypedDict):
+    """How a watched workflow's chain ended (its last run's close): status COMPLETED (result), FAILED
+    (failure), CANCELED (details), TERMINATED (reason, details), TIMED_OUT (timeout_type).
+
+    Avro record ``ExternalWorkflowExecutionClosed`` from ``events.avsc``.
+    """
+
+    domain: str
+    workflow_id: str
+    #: the run that closed
+    run_id: NotRequired[str]
+    workflow_type: NotRequired[str]
+    initiated_event_id: int
+    status: str
+    result: NotRequired[Payload | None]
+    failure: NotRequired[Failure | None]
+    details: NotRequired[Payload | None]
+    reason: NotRequired[str]
+    timeout_type: NotRequired[TimeoutType | None]
+
+
+class WorkflowExecutionWatched(TypedDict):
+    """The target's record of a watcher: another run (watcher) is told how this workflow's chain ends. Folded
+    into RunState.watchers, carried across continue-as-new.
+
+    Avro record ``WorkflowExecutionWatched`` from ``events.avsc``.
+    """
+
+    #: the watching run and its initiated event
+    watcher: ParentExecution
+    #: the watcher is a parent attached by USE_EXISTING: told ChildWorkflowExecution<Close>, else
+    #: ExternalWorkflowExecutionClosed
+    as_child: NotRequired[bool]
+    request_id: NotRequired[str]
+
+
 # --- history.avsc -------------------------------------------------------------------------------------------
 HistoryEventAttributes: TypeAlias = (
     tuple[Literal["WorkflowExecutionStarted"], WorkflowExecutionStarted]
@@ -846,6 +932,10 @@ HistoryEventAttributes: TypeAlias = (
     | tuple[Literal["UpsertWorkflowSearchAttributes"], UpsertWorkflowSearchAttributes]
     | tuple[Literal["WorkflowExecutionUpdateAccepted"], WorkflowExecutionUpdateAccepted]
     | tuple[Literal["WorkflowExecutionUpdateCompleted"], WorkflowExecutionUpdateCompleted]
+    | tuple[Literal["WatchExternalWorkflowExecutionInitiated"], WatchExternalWorkflowExecutionInitiated]
+    | tuple[Literal["WatchExternalWorkflowExecutionFailed"], WatchExternalWorkflowExecutionFailed]
+    | tuple[Literal["ExternalWorkflowExecutionClosed"], ExternalWorkflowExecutionClosed]
+    | tuple[Literal["WorkflowExecutionWatched"], WorkflowExecutionWatched]
 )
 
 
@@ -964,6 +1054,8 @@ class StartChildWorkflowExecutionDecision(TypedDict):
     control: NotRequired[str]
     #: typed search attributes (history/search_attributes.py)
     search_attributes: NotRequired[dict[str, SearchAttributeValue]]
+    #: USE_EXISTING: attach to an open run of the id instead of failing the start
+    id_conflict_policy: NotRequired[IdConflictPolicy]
 
 
 class SignalExternalWorkflowExecutionDecision(TypedDict):
@@ -1015,6 +1107,19 @@ class CompleteWorkflowUpdateDecision(TypedDict):
     failure: NotRequired[Failure | None]
 
 
+class WatchExternalWorkflowExecutionDecision(TypedDict):
+    """Be told how another workflow ends (its result or failure): recorded as
+    WatchExternalWorkflowExecutionInitiated.
+
+    Avro record ``WatchExternalWorkflowExecutionDecision`` from ``decisions.avsc``.
+    """
+
+    domain: NotRequired[str]
+    workflow_id: str
+    run_id: NotRequired[str]
+    control: NotRequired[str]
+
+
 DecisionAttributes: TypeAlias = (
     tuple[Literal["ScheduleActivityTaskDecision"], ScheduleActivityTaskDecision]
     | tuple[Literal["RequestCancelActivityTaskDecision"], RequestCancelActivityTaskDecision]
@@ -1034,6 +1139,7 @@ DecisionAttributes: TypeAlias = (
     | tuple[Literal["UpsertWorkflowMemoDecision"], UpsertWorkflowMemoDecision]
     | tuple[Literal["UpsertWorkflowSearchAttributesDecision"], UpsertWorkflowSearchAttributesDecision]
     | tuple[Literal["CompleteWorkflowUpdateDecision"], CompleteWorkflowUpdateDecision]
+    | tuple[Literal["WatchExternalWorkflowExecutionDecision"], WatchExternalWorkflowExecutionDecision]
 )
 
 
@@ -1076,6 +1182,10 @@ class StartWorkflowExecution(TypedDict):
     #: signal-with-start from workflow code: the sending run, told ExternalWorkflowExecutionSignaled or
     #: SignalExternalWorkflowExecutionFailed
     signal_sender: NotRequired[ParentExecution | None]
+    #: USE_EXISTING with a parent: an open run of the id gets the parent as a watcher
+    #: (WorkflowExecutionWatched) and the parent ChildWorkflowExecutionStarted(attached) instead of a start
+    #: failure; ignored (FAIL) without a parent
+    id_conflict_policy: NotRequired[IdConflictPolicy]
 
 
 class SignalWorkflowExecution(TypedDict):
@@ -1216,6 +1326,17 @@ class UpdateWorkflowExecution(TypedDict):
     reply_topic: str
 
 
+class WatchWorkflowExecution(TypedDict):
+    """Engine-only: the watcher run asks the target (the command's workflow id and run id) to tell it how its
+    chain ends; the target records WorkflowExecutionWatched, or answers at once when closed or not found.
+
+    Avro record ``WatchWorkflowExecution`` from ``commands.avsc``.
+    """
+
+    watcher: ParentExecution
+    request_id: NotRequired[str]
+
+
 CommandPayload: TypeAlias = (
     tuple[Literal["StartWorkflowExecution"], StartWorkflowExecution]
     | tuple[Literal["SignalWorkflowExecution"], SignalWorkflowExecution]
@@ -1244,6 +1365,9 @@ CommandPayload: TypeAlias = (
     ]
     | tuple[Literal["ExternalWorkflowExecutionCancelRequested"], ExternalWorkflowExecutionCancelRequested]
     | tuple[Literal["UpdateWorkflowExecution"], UpdateWorkflowExecution]
+    | tuple[Literal["WatchWorkflowExecution"], WatchWorkflowExecution]
+    | tuple[Literal["WatchExternalWorkflowExecutionFailed"], WatchExternalWorkflowExecutionFailed]
+    | tuple[Literal["ExternalWorkflowExecutionClosed"], ExternalWorkflowExecutionClosed]
 )
 
 

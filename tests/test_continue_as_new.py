@@ -87,8 +87,10 @@ class ContinuingParent:
         if generation == 0:
             await workflow.start_child_workflow(Forever.run, id=child_id)
             workflow.continue_as_new(keep_children, 1, keep_children=keep_children)
-        if keep_children:  # the next run addresses the child by id
-            await workflow.get_external_workflow_handle(child_id).signal(Forever.finish)
+        if keep_children:  # the next run addresses the child by id, and awaits it: the chain's end
+            kid = workflow.get_external_workflow_handle(child_id)  # applies its parent close policy
+            await kid.signal(Forever.finish)
+            await kid.result()
             return "signalled the kept child"
         return "second run"
 

@@ -1,5 +1,7 @@
 """Cancellations: external cancel requests, and each open child's parent close policy when a run
-closes (completes, fails, times out, is terminated or canceled, or continues as new).
+closes (completes, fails, times out, is terminated or canceled, or continues as new without
+keep_children). Children kept by earlier runs of the chain (`RunState.kept_children`) get it when
+the chain ends; children attached by USE_EXISTING never do (the parent watches them, not owns them).
 
 Children are addressed by their chain's first run id, so a child that continued as new is still
 reached and an unrelated workflow that reuses the child's id is never touched.
@@ -8,7 +10,11 @@ reached and an unrelated workflow that reuses the child's id is never touched.
 from __future__ import annotations
 
 from kadence.history import CLOSE_EVENTS, ExecutionState, RunState
-from kadence.history.ids import cancel_external_command_id, parent_close_command_id
+from kadence.history.ids import (
+    cancel_external_command_id,
+    kept_child_close_command_id,
+    parent_close_command_id,
+)
 from kadence.schemas.records import (
     HistoryEvent,
     ParentExecution,
@@ -79,8 +85,15 @@ class CancellationsModule:
     @staticmethod
     def _apply_parent_close_policies(event: HistoryEvent, run: RunState, out: Emitter) -> None:
         closed = CLOSE_EVENTS[event["attributes"][0]]
-        for child in run.children.values():
-            command_id = parent_close_command_id(run.run_id, child.initiated_event_id)
+        # the run's own children, then those earlier runs of the chain kept (keep_children): the
+        # chain's end reaches them too. An attached child (USE_EXISTING) is watched, not owned.
+        owned = [
+            (parent_close_command_id(run.run_id, c.initiated_event_id), c) for c in run.children.values()
+        ]
+        owned += [(kept_child_close_command_id(run.run_id, c.first_run_id), c) for c in run.kept_children]
+        for command_id, child in owned:
+            if child.attached:
+                continue
             if child.parent_close_policy == "TERMINATE":
                 out.command(
                     command_id=command_id,

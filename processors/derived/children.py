@@ -119,6 +119,7 @@ class ChildrenModule:
                     parent=parent,
                     cron_schedule="",
                     search_attributes=a.get("search_attributes", {}),
+                    id_conflict_policy=a.get("id_conflict_policy", "FAIL"),
                 ),
             ),
         )

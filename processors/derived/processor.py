@@ -22,6 +22,7 @@ from .children import ChildrenModule
 from .signals import SignalsModule
 from .timers import TimersModule, fire_due
 from .visibility import VisibilityModule
+from .watches import WatchesModule
 
 log = logging.getLogger("kadence.derived")
 
@@ -31,6 +32,7 @@ ALL_MODULES: dict[str, Callable[[], Module]] = {
     "cancellations": CancellationsModule,
     "timers": TimersModule,
     "visibility": VisibilityModule,
+    "watches": WatchesModule,
 }
 
 

@@ -24,6 +24,7 @@ from .external import handle_cancel_request, handle_query, handle_signal, handle
 from .notifications import handle_child_event, handle_external_result, handle_fire_timer
 from .start import handle_start
 from .updates import handle_update
+from .watches import handle_watch, handle_watch_result
 
 #: (transition, the command, its payload's body, env). The body is typed `Any` here: `HANDLERS`
 #: pairs each command type with the handler of its body.
@@ -54,6 +55,9 @@ HANDLERS: dict[str, Handler] = {
     "RequestCancelExternalWorkflowExecutionFailed": handle_external_result,
     "ExternalWorkflowExecutionCancelRequested": handle_external_result,
     "UpdateWorkflowExecution": handle_update,
+    "WatchWorkflowExecution": handle_watch,
+    "WatchExternalWorkflowExecutionFailed": handle_watch_result,
+    "ExternalWorkflowExecutionClosed": handle_watch_result,
 }
 
 __all__ = ["HANDLERS", "HandlerEnv", "Handler"]

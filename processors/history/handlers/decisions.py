@@ -44,6 +44,8 @@ from kadence.schemas.records import (
     UpsertWorkflowMemoDecision,
     UpsertWorkflowSearchAttributes,
     UpsertWorkflowSearchAttributesDecision,
+    WatchExternalWorkflowExecutionDecision,
+    WatchExternalWorkflowExecutionInitiated,
     WorkflowExecutionCanceled,
     WorkflowExecutionCompleted,
     WorkflowExecutionContinuedAsNew,
@@ -372,6 +374,7 @@ def _start_child(tr: Transition, a: StartChildWorkflowExecutionDecision, dtc: in
         "decision_task_completed_event_id": dtc,
         "control": a["control"],
         "search_attributes": a.get("search_attributes", {}),
+        "id_conflict_policy": a.get("id_conflict_policy", "FAIL"),
     }
     tr.add(("StartChildWorkflowExecutionInitiated", initiated))
 
@@ -407,6 +410,20 @@ def _cancel_external(
         "decision_task_completed_event_id": dtc,
     }
     tr.add(("RequestCancelExternalWorkflowExecutionInitiated", initiated))
+
+
+@_records("WatchExternalWorkflowExecutionDecision")
+def _watch_external(
+    tr: Transition, a: WatchExternalWorkflowExecutionDecision, dtc: int, env: HandlerEnv
+) -> None:
+    initiated: WatchExternalWorkflowExecutionInitiated = {
+        "domain": a["domain"] or tr.domain,
+        "workflow_id": a["workflow_id"],
+        "run_id": a["run_id"],
+        "decision_task_completed_event_id": dtc,
+        "control": a["control"],
+    }
+    tr.add(("WatchExternalWorkflowExecutionInitiated", initiated))
 
 
 @_records("CompleteWorkflowExecutionDecision")

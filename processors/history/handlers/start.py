@@ -1,5 +1,6 @@
 """StartWorkflowExecution: the id reuse policy, request-id idempotence, rejection replies, and
-signal-with-start (a start naming a signal: an open run of the id gets the signal instead)."""
+signal-with-start (a start naming a signal: an open run of the id gets the signal instead), and a
+child start with id_conflict_policy USE_EXISTING (an open run of the id gets the parent as a watcher)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from kadence.schemas.records import (
 from ..transition import Transition
 from .common import HandlerEnv, payload_too_large, reply_command
 from .external import handle_signal
+from .watches import attach_child
 
 #: Closed statuses after which ALLOW_DUPLICATE_FAILED_ONLY admits a new run.
 _FAILED_STATUSES = frozenset({"FAILED", "CANCELED", "TERMINATED", "TIMED_OUT"})
@@ -39,6 +41,8 @@ def handle_start(tr: Transition, cmd: Command, a: StartWorkflowExecution, env: H
     if cur is not None and cur.is_open:
         if a.get("signal_name") and a["id_reuse_policy"] != "TERMINATE_IF_RUNNING":
             return handle_signal(tr, cmd, _start_signal(a), env)  # signal-with-start, run open: signal it
+        if a.get("id_conflict_policy") == "USE_EXISTING" and a["parent"] is not None:
+            return attach_child(tr, cmd, a, cur)  # the parent watches the open run instead
         if a["id_reuse_policy"] != "TERMINATE_IF_RUNNING":
             return reject(
                 tr,
