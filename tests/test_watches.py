@@ -314,3 +314,95 @@ def test_kept_child_gets_the_parent_close_policy_when_the_chain_ends(watching, p
     why = attrs["reason"] if policy == "TERMINATE" else attrs["cause"]
     assert wid in why and "COMPLETED" in why  # the chain's last run closed, not the continue-as-new
     replays(client, wid)
+
+
+# -- the target's record of its watchers, without a broker -----------------------------------------
+
+
+def test_watchers_are_history_and_fold_back_to_the_live_state(monkeypatch) -> None:
+    """The target's WorkflowExecutionWatched events rebuild the live state (a restore), a repeated
+    watch is one record, and an unknown target answers with a failure (through the history
+    processor in memory, signed as the engine signs)."""
+    import kadence.processors.history.processor as history_processor
+    from kadence.history import fold_transition
+    from kadence.processors.history import HistoryProcessor
+    from kadence.processors.store import ExecutionStore
+    from kadence.streams.serde import serde
+    from kadence.streams.settings import Settings
+    from tests.support.memory_context import ENGINE_SECRET, MemoryContext, in_record
+
+    monkeypatch.setattr(history_processor, "ensure_topics", lambda *a, **k: None)
+    codec = serde()
+    settings = Settings(partitions=1, engine_secret=ENGINE_SECRET)
+    proc, ctx = HistoryProcessor(settings), MemoryContext()
+    history, replies = [], []
+
+    def send(n: int, workflow_id: str, payload: tuple) -> None:
+        cmd = {
+            "command_id": f"c{n}",
+            "domain": "default",
+            "workflow_id": workflow_id,
+            "run_id": "",
+            "timestamp": 0,
+            "payload": payload,
+        }
+        proc.process(
+            in_record(
+                settings.commands_topic, workflow_id.encode(), codec.encode("Command", cmd), signed=True
+            ),
+            ctx,
+        )
+        for out in ctx.take():
+            if out.topic == settings.history_topic:
+                history.append(codec.decode(out.value)[1])
+            elif out.topic == settings.commands_topic:
+                replies.append(codec.decode(out.value)[1])
+
+    start = {
+        "workflow_type": "W",
+        "task_list": "tl",
+        "input": None,
+        "execution_timeout_ms": 0,
+        "run_timeout_ms": 0,
+        "task_timeout_ms": 0,
+        "id_reuse_policy": "ALLOW_DUPLICATE",
+        "retry_policy": None,
+        "memo": {},
+        "request_id": "r1",
+        "identity": "",
+        "parent": None,
+        "cron_schedule": "",
+    }
+    watcher = {"domain": "default", "workflow_id": "w", "run_id": "wrun", "initiated_event_id": 5}
+    parent = {"domain": "default", "workflow_id": "p", "run_id": "prun", "initiated_event_id": 7}
+    send(1, "t", ("StartWorkflowExecution", start))
+    send(2, "t", ("WatchWorkflowExecution", {"watcher": watcher, "request_id": "watch:wrun:5"}))
+    send(3, "t", ("WatchWorkflowExecution", {"watcher": watcher, "request_id": "watch:wrun:5"}))  # again
+    attach = {
+        **start,
+        "request_id": "start-child:prun:7",
+        "parent": parent,
+        "id_conflict_policy": "USE_EXISTING",
+    }
+    send(4, "t", ("StartWorkflowExecution", attach))
+    send(5, "nobody", ("WatchWorkflowExecution", {"watcher": watcher, "request_id": "watch:wrun:6"}))
+
+    watched = [e for t in history for e in t["events"] if e["attributes"][0] == "WorkflowExecutionWatched"]
+    assert [
+        (e["attributes"][1]["watcher"]["workflow_id"], e["attributes"][1]["as_child"]) for e in watched
+    ] == [
+        ("w", False),
+        ("p", True),
+    ]
+    assert [(r["workflow_id"], r["payload"][0]) for r in replies] == [
+        ("p", "ChildWorkflowExecutionStarted"),
+        ("w", "WatchExternalWorkflowExecutionFailed"),
+    ]
+    assert replies[0]["payload"][1]["attached"] is True
+    rebuilt = None
+    for transition in history:
+        if transition["workflow_id"] == "t":
+            rebuilt, _ = fold_transition(rebuilt, transition)
+    live = ExecutionStore().load(ctx.state, "default", "t")
+    assert rebuilt == live and live is not None and live.current is not None
+    assert len(live.current.watchers) == 2
