@@ -26,12 +26,15 @@ import socket
 import threading
 import time
 import uuid
+import weakref
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Required, TypedDict, TypeVar, Unpack, cast, overload
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # re-exported untyped
 
 from kadence._command_producer import CommandProducer
 from kadence._names import query_name, signal_name, update_name, workflow_type_name
@@ -111,6 +114,17 @@ class ExecuteWorkflowOptions(StartWorkflowOptions, total=False):
 READER_CHECK_S = 5.0
 #: How long a signal, cancel or terminate waits for the engine's answer by default.
 ANSWER_TIMEOUT_S = 30.0
+#: How many outcomes of workflow ids no live handle watches a client keeps (the oldest go first).
+RECENT_OUTCOMES = 256
+#: The longest a read back of one `completions` partition may take (within a `result()` timeout).
+READ_BACK_TIMEOUT_S = 30.0
+
+#: Where reads "from the beginning" start: offset 0, not OFFSET_BEGINNING, whose lookup cost a
+#: consumer's first fetch about 0.5 s on the embedded broker; a log that starts later (retention)
+#: answers out of range and the consumer resets to its earliest offset (`auto.offset.reset`).
+FIRST_OFFSET = 0
+
+_LATEST: Any = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka
 
 
 def _now_ms() -> int:
@@ -146,20 +160,37 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 class _TopicReader:
-    """One consumer thread over every partition of a topic, from the beginning, decoding records.
+    """One consumer thread over every partition of a topic, from its end, decoding records.
 
-    It uses `assign` (no group membership, nothing committed). `caught_up` is set once every
-    partition has reported end-of-partition once, as seen in fetch responses.
+    It uses `assign` (no group membership, nothing committed) at the end offsets that one
+    ListOffsets request (read_committed: the last stable offsets) gives while the reader starts, so
+    no record written after `ClientConnection.reader` returned is missed and none written before is
+    read: a client's start-up read no longer grows with the topic. Tansu's "latest" can be short of
+    the true end, never past it (docs/brokers.md 2.6): a few records are read again, which readers
+    de-duplicate anyway. What was written before the reader started is read on demand, one
+    partition at a time (`read_back`). `caught_up` is set once every partition has reported
+    end-of-partition once, as seen in fetch responses.
     """
 
     def __init__(
-        self, settings: Settings, topic: str, record_type: str, on_record: Callable[[dict[str, Any]], None]
+        self,
+        settings: Settings,
+        topic: str,
+        record_type: str,
+        on_record: Callable[[int, int, dict[str, Any]], None],
+        on_positions: Callable[[dict[int, int]], None] | None = None,
     ) -> None:
+        self.settings = settings
         self.topic = topic
         self._record_type = record_type
         self._on_record = on_record
+        self._on_positions = on_positions
         self._stop = threading.Event()
         self.caught_up = threading.Event()
+        #: Records the live consumer decoded; records `read_back` read (any key) and its reads by partition.
+        self.records_read = 0
+        self.backfill_records_read = 0
+        self.backfill_reads: Counter[int] = Counter()
         self._consumer = make_consumer(
             settings, settings.group(f"client-{uuid.uuid4().hex}"), **{"enable.partition.eof": True}
         )
@@ -169,17 +200,43 @@ class _TopicReader:
             raise KadenceError(
                 f"topic {topic} does not exist; create the topics first (`kadence topics create`)"
             )
-        self._partitions = sorted(md.partitions)
+        self.partitions = sorted(md.partitions)
         self._at_eof: set[int] = set()
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
         #: The topic's id, checked every READER_CHECK_S: another id (a broker that came back
         #: empty, the topic recreated) and the reader starts again from the beginning, where the
         #: new records are, instead of waiting at an offset the new topic has not reached.
         self._admin = make_admin(settings)
         self._topic_id = topic_id(self._admin, topic)
         self._checked_at = time.monotonic()
+        #: Where the live consumer started, per partition: the end offsets when the reader started.
+        self.start_offsets = self._end_offsets()
+        if on_positions is not None:
+            on_positions(dict(self.start_offsets))
+        self._consumer.assign([TopicPartition(topic, p, self.start_offsets[p]) for p in self.partitions])
         self._thread = threading.Thread(target=self._run, name=f"kadence-client-{topic}", daemon=True)
         self._thread.start()
+
+    def _end_offsets(self) -> dict[int, int]:
+        """Every partition's end offset (read_committed: the last stable offset), in one request;
+        the beginning (0) when the broker does not answer: slower to read, never a record missed."""
+        isolation = (
+            IsolationLevel.READ_COMMITTED
+            if self.settings.isolation_level == "read_committed"
+            else IsolationLevel.READ_UNCOMMITTED
+        )
+        for attempt in range(3):
+            try:
+                futures = self._admin.list_offsets(
+                    {TopicPartition(self.topic, p): _LATEST for p in self.partitions},
+                    isolation_level=isolation,
+                    request_timeout=10,
+                )
+                return {tp.partition: max(0, int(f.result().offset)) for tp, f in futures.items()}
+            except KafkaException as exc:  # e.g. no leader yet, a moment after a broker restart
+                if attempt == 2:
+                    log.warning("%s: no end offsets (%s); reading it from the beginning", self.topic, exc)
+                time.sleep(0.2)
+        return dict.fromkeys(self.partitions, 0)
 
     def _run(self) -> None:
         codec = serde()
@@ -194,7 +251,7 @@ class _TopicReader:
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         self._at_eof.add(msg.partition())  # type: ignore[arg-type]  # (set on every EOF)
-                        if len(self._at_eof) == len(self._partitions):
+                        if len(self._at_eof) == len(self.partitions):
                             self.caught_up.set()
                     else:
                         log.warning("%s: consumer error %s", self.topic, err)
@@ -210,7 +267,8 @@ class _TopicReader:
                         exc,
                     )
                     continue
-                self._on_record(record)
+                self.records_read += 1
+                self._on_record(msg.partition() or 0, msg.offset() or 0, record)
         finally:
             self._consumer.close()
 
@@ -227,8 +285,62 @@ class _TopicReader:
                 current,
                 self._topic_id,
             )
-            self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions])
+            if self._on_positions is not None:
+                self._on_positions(dict.fromkeys(self.partitions, 0))
+            self._consumer.assign([TopicPartition(self.topic, p, FIRST_OFFSET) for p in self.partitions])
         self._topic_id = current
+
+    def read_back(self, partition: int, until: int, key: bytes, timeout: float) -> list[dict[str, Any]]:
+        """The records of `key` in `partition` before offset `until` (in log order), read from the
+        beginning by a consumer of their own: what was written before the live consumer started,
+        or what it read and did not keep. Other keys' records are skipped undecoded."""
+        self.backfill_reads[partition] += 1
+        if until <= 0:
+            return []
+        consumer = make_consumer(
+            self.settings,
+            self.settings.group(f"client-backfill-{uuid.uuid4().hex}"),
+            **{"enable.partition.eof": True},
+        )
+        codec = serde()
+        found: list[dict[str, Any]] = []
+        try:
+            consumer.assign([TopicPartition(self.topic, partition, FIRST_OFFSET)])
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"reading {self.topic}[{partition}] up to offset {until} took longer than {timeout:g}s",
+                        "",
+                    )
+                msg = consumer.poll(min(0.2, left))
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if (msg.offset() or 0) >= until:
+                            return found
+                        continue  # Tansu's fetch can report a short end: read on
+                    raise KadenceError(f"reading {self.topic}[{partition}]: {err}")
+                offset = msg.offset() or 0
+                if offset >= until:
+                    return found
+                self.backfill_records_read += 1
+                if msg.key() == key:
+                    try:
+                        _, record = codec.decode(msg.value(), expected=self._record_type)
+                    except SerdeError as exc:
+                        log.warning(
+                            "%s[%d]@%d: skipping unreadable record: %s", self.topic, partition, offset, exc
+                        )
+                    else:
+                        found.append(record)
+                if offset + 1 >= until:
+                    return found
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         self._stop.set()
@@ -236,20 +348,109 @@ class _TopicReader:
             self._thread.join(5)
 
 
+class _Outcomes:
+    """The outcomes of one workflow id a client keeps, in the order read, by run and by start request."""
+
+    __slots__ = ("by_request", "by_run", "outcomes", "_seen")
+
+    def __init__(self) -> None:
+        self.outcomes: list[dict[str, Any]] = []
+        self.by_run: dict[str, dict[str, Any]] = {}
+        self.by_request: dict[str, dict[str, Any]] = {}
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def add(self, outcome: dict[str, Any]) -> bool:
+        """Index `outcome`; False for one seen before (redelivery, leaked aborted write, read back)."""
+        run_id, request_id = outcome["run_id"], outcome["request_id"]
+        ident = (run_id, request_id, outcome["status"])
+        if ident in self._seen or (run_id and outcome["status"] != START_REJECTED and run_id in self.by_run):
+            return False
+        self._seen.add(ident)
+        if run_id and outcome["status"] != START_REJECTED:
+            self.by_run[run_id] = outcome
+        # Runs continued from a start carry its request id too: the start's own run is the chain's
+        # first (run_id == first_run_id), else the earliest seen.
+        if request_id and (
+            request_id not in self.by_request or (run_id and run_id == outcome["first_run_id"])
+        ):
+            self.by_request[request_id] = outcome
+        self.outcomes.append(outcome)
+        return True
+
+
 class _Completions:
-    """Index of `WorkflowOutcome` records by run, by start request id and by workflow id."""
+    """The `WorkflowOutcome` records a client keeps, by workflow id, then by run and start request.
+
+    Kept: every outcome of the workflow ids some live `WorkflowHandle` watches (from the handle's
+    creation to its collection), plus the last RECENT_OUTCOMES outcomes of other ids (so a
+    `result()` right after a handle is dropped needs no read), and the answers awaited by command
+    id. Everything else is read and dropped: a client's memory does not grow with the topic.
+    `positions` is, per partition, the offset after the last record handed over by the reader:
+    everything of a watched id from there on will be kept, so `read_back` up to it completes it.
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self._by_run: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._by_request: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._by_workflow: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._watchers: dict[tuple[str, str], int] = {}
+        self._kept: dict[tuple[str, str], _Outcomes] = {}
+        self._recent: OrderedDict[tuple[str, str], _Outcomes] = OrderedDict()
+        self._recent_count = 0
+        self._positions: dict[int, int] = {}
         #: Bumped on every new outcome: a waiter that saw version v sleeps only while it is still v.
         self.version = 0
         #: Answers (history.answers) to the commands this client waits for, by command id.
         self._wanted: set[str] = set()
         self._answers: dict[str, dict[str, Any]] = {}
 
+    # -- what is kept ----------------------------------------------------------------------------
+    def watch(self, domain: str, wid: str) -> bool:
+        """Keep the outcomes of `wid` from now until as many `unwatch` calls. True when the reader is
+        running, i.e. every outcome of `wid` written from now on will be kept."""
+        key = (domain, wid)
+        with self.cond:
+            count = self._watchers.get(key, 0)
+            self._watchers[key] = count + 1
+            if count == 0:
+                entry = self._recent.pop(key, None)
+                if entry is not None:
+                    self._recent_count -= len(entry.outcomes)
+                self._kept[key] = entry if entry is not None else _Outcomes()
+            return bool(self._positions)
+
+    def unwatch(self, domain: str, wid: str) -> None:
+        key = (domain, wid)
+        with self.cond:
+            count = self._watchers.get(key, 0) - 1
+            if count > 0:
+                self._watchers[key] = count
+                return
+            self._watchers.pop(key, None)
+            entry = self._kept.pop(key, None)
+            if entry is not None and entry.outcomes:
+                self._remember(key, entry)
+
+    def _remember(self, key: tuple[str, str], entry: _Outcomes) -> None:
+        """Put an unwatched id's outcomes last in the recent ones; drop the oldest beyond the bound."""
+        self._recent[key] = entry
+        self._recent_count += len(entry.outcomes)
+        while self._recent_count > RECENT_OUTCOMES:
+            _, old = self._recent.popitem(last=False)
+            self._recent_count -= len(old.outcomes)
+
+    def retained_outcomes(self) -> int:
+        """How many outcomes this client holds now (watched ids' and recent ones)."""
+        with self.cond:
+            return self._recent_count + sum(len(e.outcomes) for e in self._kept.values())
+
+    def set_positions(self, positions: dict[int, int]) -> None:
+        with self.cond:
+            self._positions = dict(positions)
+
+    def position(self, partition: int) -> int:
+        with self.cond:
+            return self._positions.get(partition, 0)
+
+    # -- answers ---------------------------------------------------------------------------------
     def expect_answer(self, command_id: str) -> None:
         with self.cond:
             self._wanted.add(command_id)
@@ -268,41 +469,75 @@ class _Completions:
             finally:
                 self._wanted.discard(command_id)
 
-    def add(self, outcome: dict[str, Any]) -> None:
-        domain, wid = outcome["domain"], outcome["workflow_id"]
+    # -- outcomes --------------------------------------------------------------------------------
+    def add(self, partition: int, offset: int, outcome: dict[str, Any]) -> None:
+        """An outcome the reader read at `partition`@`offset`."""
         with self.cond:
+            self._positions[partition] = offset + 1
             if outcome["status"] in ANSWER_STATUSES:  # no run's outcome: kept only if awaited
                 if outcome["request_id"] in self._wanted:
                     self._answers[outcome["request_id"]] = outcome
                     self.cond.notify_all()
                 return
-            if outcome["run_id"] and outcome["status"] != START_REJECTED:
-                key = (domain, wid, outcome["run_id"])
-                if key in self._by_run:  # a duplicate (redelivery, leaked aborted write): same record
-                    return
-                self._by_run[key] = outcome
-            if outcome["request_id"]:
-                # Runs continued from a start carry its request id too: the start's own run is the
-                # chain's first (run_id == first_run_id), else the earliest seen.
-                key = (domain, wid, outcome["request_id"])
-                if key not in self._by_request or (
-                    outcome["run_id"] and outcome["run_id"] == outcome["first_run_id"]
-                ):
-                    self._by_request[key] = outcome
-            self._by_workflow.setdefault((domain, wid), []).append(outcome)
+            key = (outcome["domain"], outcome["workflow_id"])
+            entry = self._kept.get(key)
+            if entry is not None:
+                added = entry.add(outcome)
+            else:
+                entry = self._recent.pop(key, None)
+                if entry is not None:
+                    self._recent_count -= len(entry.outcomes)
+                else:
+                    entry = _Outcomes()
+                added = entry.add(outcome)
+                self._remember(key, entry)
+            if added:
+                self.version += 1
+                self.cond.notify_all()
+
+    def add_read_back(self, domain: str, wid: str, earlier: list[dict[str, Any]]) -> None:
+        """Outcomes of `wid` read back from before `position`: they go before the ones kept."""
+        key = (domain, wid)
+        with self.cond:
+            merged = _Outcomes()
+            for outcome in earlier:
+                if outcome["status"] not in ANSWER_STATUSES:
+                    merged.add(outcome)
+            entry = self._kept.get(key)
+            if entry is None:  # not watched (a handle dropped meanwhile): among the recent ones
+                entry = self._recent.pop(key, None)
+                if entry is not None:
+                    self._recent_count -= len(entry.outcomes)
+            for outcome in entry.outcomes if entry is not None else ():
+                merged.add(outcome)
+            if key in self._kept:
+                self._kept[key] = merged
+            elif merged.outcomes:
+                self._remember(key, merged)
             self.version += 1
             self.cond.notify_all()
 
+    def _entry(self, domain: str, wid: str) -> _Outcomes | None:
+        key = (domain, wid)
+        entry = self._kept.get(key)
+        return entry if entry is not None else self._recent.get(key)
+
     def by_run(self, domain: str, wid: str, run_id: str) -> dict[str, Any] | None:
-        return self._by_run.get((domain, wid, run_id))
+        with self.cond:
+            entry = self._entry(domain, wid)
+            return entry.by_run.get(run_id) if entry is not None else None
 
     def by_request(self, domain: str, wid: str, request_id: str) -> dict[str, Any] | None:
-        return self._by_request.get((domain, wid, request_id))
+        with self.cond:
+            entry = self._entry(domain, wid)
+            return entry.by_request.get(request_id) if entry is not None else None
 
     def latest_run(self, domain: str, wid: str) -> dict[str, Any] | None:
-        """The last closed run of the workflow id that does not continue into a run seen here."""
-        outcomes = [o for o in self._by_workflow.get((domain, wid), []) if o["status"] != START_REJECTED]
-        return outcomes[-1] if outcomes else None
+        """The last closed run of the workflow id kept here (read back first: `WorkflowHandle`)."""
+        with self.cond:
+            entry = self._entry(domain, wid)
+            outcomes = [o for o in (entry.outcomes if entry else []) if o["status"] != START_REJECTED]
+            return outcomes[-1] if outcomes else None
 
 
 class _QueryResults:
@@ -411,11 +646,35 @@ class ClientConnection:
             reader = self._readers.get(topic)
             if reader is None:
                 if topic == self.settings.completions_topic:
-                    reader = _TopicReader(self.settings, topic, "WorkflowOutcome", self.completions.add)
+                    reader = _TopicReader(
+                        self.settings,
+                        topic,
+                        "WorkflowOutcome",
+                        self.completions.add,
+                        self.completions.set_positions,
+                    )
                 else:
-                    reader = _TopicReader(self.settings, topic, "QueryResult", self.query_results.add)
+                    results = self.query_results
+                    reader = _TopicReader(
+                        self.settings, topic, "QueryResult", lambda _p, _o, record: results.add(record)
+                    )
                 self._readers[topic] = reader
             return reader
+
+    def read_back_outcomes(self, domain: str, workflow_id: str, timeout: float = READ_BACK_TIMEOUT_S) -> int:
+        """Add the outcomes of `workflow_id` that the reader of `completions` has passed (written
+        before it started, or read while nothing kept them) to the ones kept: a read of the one
+        partition the id maps to (murmur2, as the history processor's producer), up to where the
+        reader is, so nothing is missed in between. Call it while a handle watches the id. Returns
+        how many outcomes of the id it found."""
+        reader = self.reader(self.settings.completions_topic)
+        key = workflow_id.encode()
+        partition = murmur2_partition(key, len(reader.partitions))
+        until = self.completions.position(partition)
+        records = reader.read_back(partition, until, key, timeout)
+        mine = [r for r in records if r["domain"] == domain and r["workflow_id"] == workflow_id]
+        self.completions.add_read_back(domain, workflow_id, mine)
+        return len(mine)
 
     def history_events(self, domain: str, workflow_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Every HistoryEvent of the workflow id in `domain`, read from its history partition."""
@@ -432,7 +691,7 @@ class ClientConnection:
                     f"topic {topic} does not exist; create the topics first (`kadence topics create`)"
                 )
             partition = murmur2_partition(workflow_id.encode(), len(md.partitions))
-            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            consumer.assign([TopicPartition(topic, partition, FIRST_OFFSET)])
             events: list[dict[str, Any]] = []
             seen: set[tuple[str, int]] = set()
             codec = serde()
@@ -604,6 +863,7 @@ class Client:
         """
         id_reuse_policy = id_reuse_policy_value(id_reuse_policy)
         recorded_attributes = search_attributes_record(search_attributes or {})
+        fresh_request = not request_id
         request_id = request_id or new_request_id()
         conv = self.data_converter
         start = {
@@ -625,8 +885,15 @@ class Client:
             "signal_input": conv.args_to_payload(start_signal_args) if start_signal is not None else None,
             "signal_sender": None,
         }
+        handle: WorkflowHandle[Any] = WorkflowHandle(
+            self,
+            id,
+            start_request_id=request_id,
+            result_type=return_hint_of(workflow),
+            _new_start=fresh_request,
+        )
         self._conn.send(self.domain, id, "", ("StartWorkflowExecution", start))
-        return WorkflowHandle(self, id, start_request_id=request_id, result_type=return_hint_of(workflow))
+        return handle
 
     def signal_with_start(
         self,
@@ -704,6 +971,7 @@ class Client:
         **options: Any,
     ) -> Any:
         """Start a workflow and wait for its result (following continue-as-new)."""
+        self._conn.reader(self.settings.completions_topic)  # running before the start: no read back
         handle = self.start_workflow(workflow, *args, id=id, task_list=task_list, **options)
         return handle.result(timeout=result_timeout, result_type=result_type)
 
@@ -908,6 +1176,7 @@ class WorkflowHandle(Generic[R]):
         run_id: str | None = None,
         start_request_id: str | None = None,
         result_type: Any = None,
+        _new_start: bool = False,
     ) -> None:
         self.client = client
         self._conn = client.connection
@@ -919,6 +1188,15 @@ class WorkflowHandle(Generic[R]):
         self.start_request_id = start_request_id
         #: Type the result is decoded to when `result()` is not given one (the run method's return hint).
         self.result_type = result_type
+        # The client keeps this id's outcomes while the handle lives (docs/protocol.md, "What a
+        # client reads"); those written before are read back from their partition when needed.
+        completions = self._conn.completions
+        watching = completions.watch(client.domain, workflow_id)
+        weakref.finalize(self, completions.unwatch, client.domain, workflow_id)
+        #: True once no outcome this handle may wait for can be missing from the client's index:
+        #: read back, or a start with a new request id (`_new_start`, made before it is sent) watched
+        #: by a running reader, whose outcomes are all written after it (a given id may be a retry).
+        self._complete = watching and _new_start
 
     def __repr__(self) -> str:
         return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
@@ -932,11 +1210,8 @@ class WorkflowHandle(Generic[R]):
         `kadence.TimeoutError` (a builtin `TimeoutError`) when `timeout` seconds pass first.
         """
         client, conn = self.client, self._conn
-        reader = conn.reader(client.settings.completions_topic)
+        conn.reader(client.settings.completions_topic)  # from its start on, this id's outcomes are kept
         deadline = _deadline(timeout)
-        # Outcomes already in the topic are indexed before the history partition is consulted.
-        left = _remaining(deadline)
-        reader.caught_up.wait(min(left, 5.0) if left is not None else 5.0)
         run_id = self._resolve_run(deadline)
         while True:
             outcome = self._wait(
@@ -945,7 +1220,8 @@ class WorkflowHandle(Generic[R]):
                 f"run {run_id} of workflow {self.id!r} to close",
             )
             status = outcome["status"]
-            if status == CONTINUED_AS_NEW and follow_runs and outcome["new_run_id"]:
+            if status in (CONTINUED_AS_NEW, "TERMINATED") and follow_runs and outcome["new_run_id"]:
+                # (a terminated run that names a new run was reset into it: `reset`)
                 run_id = outcome["new_run_id"]
                 self.run_id = run_id
                 continue
@@ -971,15 +1247,29 @@ class WorkflowHandle(Generic[R]):
 
     def _wait(self, probe: Callable[[], Any], deadline: float | None, what: str) -> Any:
         cond = self._conn.completions.cond
-        with cond:
-            while True:
+        while True:
+            with cond:
                 found = probe()
                 if found is not None:
                     return found
-                left = _remaining(deadline)
-                if left == 0.0:
-                    raise TimeoutError(f"timed out waiting for {what}", "")
-                cond.wait(left)
+                if self._complete:  # only what the reader reads from now on can answer
+                    left = _remaining(deadline)
+                    if left == 0.0:
+                        raise TimeoutError(f"timed out waiting for {what}", "")
+                    cond.wait(left)
+                    continue
+            self._read_back(deadline)
+
+    def _read_back(self, deadline: float | None) -> None:
+        """Once per handle: read back this id's outcomes written before the client kept them."""
+        if self._complete:
+            return
+        left = _remaining(deadline)
+        if left == 0.0:
+            raise TimeoutError(f"timed out reading the outcomes of workflow {self.id!r}", "")
+        timeout = READ_BACK_TIMEOUT_S if left is None else min(left, READ_BACK_TIMEOUT_S)
+        self._conn.read_back_outcomes(self.client.domain, self.id, timeout)
+        self._complete = True
 
     def wait_started(self, timeout: float | None = 30.0) -> str:
         """The run id of this handle's run once it is seen (its start recorded); raises
@@ -1016,8 +1306,11 @@ class WorkflowHandle(Generic[R]):
                             )
                         self.run_id = outcome["run_id"]
                         return self.run_id
+            if self.start_request_id and not self._complete:
+                self._read_back(deadline)  # the start may be older than the client's reader
+                continue
             if time.monotonic() >= next_scan:
-                run_id = self._run_from_history()
+                run_id = self._run_from_history(deadline)
                 if run_id:
                     self.run_id = run_id
                     return run_id
@@ -1030,7 +1323,7 @@ class WorkflowHandle(Generic[R]):
                 if completions.version == version:
                     completions.cond.wait(min(0.5, left) if left is not None else 0.5)
 
-    def _run_from_history(self) -> str | None:
+    def _run_from_history(self, deadline: float | None) -> str | None:
         client = self.client
         events = self._conn.history_events(client.domain, self.id)
         started = [e for e in events if e["attributes"][0] == "WorkflowExecutionStarted"]
@@ -1048,6 +1341,7 @@ class WorkflowHandle(Generic[R]):
             last: str = started[-1]["run_id"]
             return last
         # No history for this id (e.g. history read elsewhere): the latest closed run seen.
+        self._read_back(deadline)
         latest = self._conn.completions.latest_run(client.domain, self.id)
         return latest["run_id"] if latest is not None else None
 
