@@ -25,6 +25,10 @@ from .state import ExecutionState
 LIVE_STATE_QUERY = "__kadence_live_state"
 #: Encoding of the QueryResult payload that carries the answer.
 LIVE_STATE_ENCODING = "json/plain"
+#: The other built-in query: the attempt count of a failing decision task, which is processor
+#: state rather than history while its attempts are transient (processors/history/transient.py).
+#: Answered as JSON {"attempt", "recorded_attempt", "outstanding"} (`WorkflowHandle.describe`).
+DECISION_ATTEMPT_QUERY = "__kadence_decision_attempt"
 
 
 def live_state(state: ExecutionState | None) -> dict[str, Any] | None:

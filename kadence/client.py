@@ -57,6 +57,7 @@ from kadence.history import describe_state, fold
 from kadence.history.answers import ANSWER_STATUSES, NOT_FOUND, REFUSED
 from kadence.history.commands import command_record
 from kadence.history.ids import new_command_id, new_query_id, new_request_id, update_answer_id
+from kadence.history.live import DECISION_ATTEMPT_QUERY
 from kadence.history.search_attributes import encode as search_attributes_record
 from kadence.history.validation import InvalidField, command_problem
 from kadence.streams.checkpoint import topic_id
@@ -1514,13 +1515,36 @@ class WorkflowHandle(Generic[R]):
         run_id = run_id or self._pinned_run_id
         return [e for e in events if e["run_id"] == run_id] if run_id else events
 
-    def describe(self) -> dict[str, Any] | None:
+    def describe(self, attempt_timeout: float = 5.0) -> dict[str, Any] | None:
         """The history (of the pinned run, else of every run) folded by the engine's reducer
         (`kadence.history.fold`), as `kadence.history.describe_state` summarises it, the fields
         `kadence describe` prints: status, run chain, history length and bytes, pending work.
-        None when the workflow id has no history in this domain."""
+        None when the workflow id has no history in this domain.
+
+        While the run's decision task keeps failing, its retries are transient attempts that
+        history does not record (docs/protocol.md): `decision_attempt` is then the engine's count,
+        asked with the built-in DECISION_ATTEMPT_QUERY, and `decision_attempt_recorded` the one
+        history shows (the engine not answering within `attempt_timeout` seconds leaves both at that
+        one)."""
         state = fold(cast("list[HistoryEvent]", self.history()))
-        return describe_state(state) if state is not None else None
+        summary = describe_state(state) if state is not None else None
+        if summary is not None:
+            self.count_decision_attempts(summary, attempt_timeout)
+        return summary
+
+    def count_decision_attempts(self, summary: dict[str, Any], timeout: float = 5.0) -> None:
+        """Put the engine's attempt count of a failing decision task into a `describe` summary
+        (see `describe`); `kadence describe` uses it too. Nothing to do for a run whose decision
+        task is not failing."""
+        if summary["decision_failure"] is None or summary["status"] != "RUNNING":
+            return
+        summary["decision_attempt_recorded"] = summary["decision_attempt"]
+        try:
+            live = self.query(DECISION_ATTEMPT_QUERY, timeout=timeout)
+        except QueryError:
+            return
+        if isinstance(live, dict) and isinstance(live.get("attempt"), int):
+            summary["decision_attempt"] = max(live["attempt"], summary["decision_attempt"])
 
 
 __all__ = ["Client", "WorkflowHandle", "ClientConnection", "StartWorkflowOptions", "ExecuteWorkflowOptions"]

@@ -4,6 +4,9 @@ Keys (bytes):
 - ``x<domain>\\0<workflow id>``        -> `ExecutionState` (latest run + chain), `state_codec`
 - ``e<run id>/<event id: 8 bytes BE>``  -> Avro body of a `HistoryEvent` (full histories, queries)
 - ``o<domain>\\0<workflow id>``        -> b"" while the workflow has an open run (re-dispatch index)
+- ``t<domain>\\0<workflow id>``        -> its transient decision attempt while its last decision
+  task failed (`history/transient.py`, processor state that is not history; written in the same
+  WriteBatch as the state)
 
 The domain in these keys is escaped (`_workflow_key`), so no two (domain, workflow id) pairs share
 a key, even with NUL in them (ids with control characters are refused on entry anyway).
@@ -48,6 +51,10 @@ def state_key(domain: str, workflow_id: str) -> bytes:
 
 def open_key(domain: str, workflow_id: str) -> bytes:
     return b"o" + _workflow_key(domain, workflow_id)
+
+
+def transient_key(domain: str, workflow_id: str) -> bytes:
+    return b"t" + _workflow_key(domain, workflow_id)
 
 
 def event_prefix(run_id: str) -> bytes:
@@ -113,6 +120,17 @@ class ExecutionStore:
         for k in keys:
             view.delete(k)
         return len(keys)
+
+    def load_transient(self, view: StateView, domain: str, workflow_id: str) -> bytes | None:
+        """The encoded transient decision attempt of the workflow (`history/transient.py`), if any."""
+        return view.get(transient_key(domain, workflow_id))
+
+    def save_transient(self, view: StateView, domain: str, workflow_id: str, encoded: bytes | None) -> None:
+        key = transient_key(domain, workflow_id)
+        if encoded is None:
+            view.delete(key)
+        else:
+            view.put(key, encoded)
 
     def open_workflows(self, view: StateView) -> Iterator[tuple[str, str]]:
         for key, _ in view.items(b"o", b"p"):

@@ -27,6 +27,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     settings = connect(args, history_topics)
     with Client(settings, domain=args.domain) as client:
         described = describe_fields(fold_history(history_events(client, args)))
+        # a failing decision task's transient attempts are counted by the engine, not history
+        client.get_handle(args.workflow_id, getattr(args, "run_id", None)).count_decision_attempts(described)
     print_describe(described, args.output)
     return EXIT_OK
 

@@ -150,9 +150,13 @@ def _print_describe_table(d: dict[str, Any]) -> None:
     line("history", f"{d['history_length']} events, {d['history_bytes']} bytes")
     line("decision pending", "yes" if d["decision_outstanding"] else None)
     decision_failure = d.get("decision_failure")
+    attempt = f"attempt {d['decision_attempt']}"
+    recorded = d.get("decision_attempt_recorded")  # the engine counted transient attempts
+    if recorded is not None and recorded != d["decision_attempt"]:
+        attempt += f" ({recorded} in history)"
     line(
         "decision failing",
-        f"attempt {d['decision_attempt']}: {decision_failure['cause']} {decision_failure['message']}".rstrip()
+        f"{attempt}: {decision_failure['cause']} {decision_failure['message']}".rstrip()
         if decision_failure
         else None,
     )

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
-from kadence.history import RunState, fire_timer_command, fold_transition
+from kadence.history import ExecutionState, RunState, apply, fire_timer_command, fold_transition
 from kadence.history.commands import engine_only_reason
 from kadence.history.reducer import already_applied
 from kadence.history.validation import command_problem
@@ -39,14 +39,19 @@ from kadence.streams.signing import SIGNATURE_HEADER
 from kadence.streams.topics import ensure_topics, task_topic
 
 from ..store import ExecutionStore
-from . import metrics
+from . import metrics, transient
 from .config import HistoryConfig
 from .handlers import HANDLERS, HandlerEnv
 from .liveness import AttemptKey, LivenessTracker
 from .tasks import activity_task, decision_task, query_task
+from .transient import TransientDecision
 from .transition import Dispatch, Transition
 
 log = logging.getLogger("kadence.history")
+
+#: A transient attempt's retry or timeout fire is sent again after this long if the attempt is
+#: still the same (the first FireTimer was lost with an aborted punctuation).
+TRANSIENT_REFIRE_MS = 2000
 
 
 class HistoryProcessor(Processor):
@@ -111,8 +116,11 @@ class HistoryProcessor(Processor):
             ctx.now_ms,
             self.store.load(ctx.state, cmd["domain"], cmd["workflow_id"]),
         )
+        loaded = self._load_transient(ctx, tr)
+        tr.transient = loaded
         handler(tr, cmd, attrs, self.env)
         self._enforce_history_limits(tr)
+        self._keep_transient(tr, loaded, ctx)
         self._write(tr, record, ctx)
 
     def _check_signature(self, cmd: Command, record: InRecord) -> None:
@@ -258,6 +266,10 @@ class HistoryProcessor(Processor):
                 ctx,
                 events,
             )
+        elif dispatch[0] == "transient_decision":
+            t = tr.transient
+            if t is not None and transient.current(t, run) and t.outstanding:
+                self._emit_transient_task(state, run, t, ctx)
         elif dispatch[0] == "activity":
             task = activity_task(state, run, dispatch[2]) if run.is_open else None
             if task is not None:
@@ -271,6 +283,89 @@ class HistoryProcessor(Processor):
             self._emit_task(
                 tr.workflow_id, run.task_list, ("QueryTask", query_task(state, run, dispatch[2])), ctx, events
             )
+
+    def _emit_transient_task(
+        self, state: ExecutionState, run: RunState, t: TransientDecision, ctx: Context
+    ) -> None:
+        """The task of a transient decision attempt: the stored history and, after it, the attempt's
+        DecisionTaskScheduled and DecisionTaskStarted, which are not stored (transient.py)."""
+        synthetic = transient.events(state.domain, state.workflow_id, run, t)
+        ahead = state
+        for event in synthetic:
+            ahead = apply(ahead, event)
+        assert ahead.current is not None
+        bodies = self.store.event_bodies(ctx.state, run.run_id, 0)
+        bodies += [self.serde.encode_body("HistoryEvent", cast(dict[str, Any], e)) for e in synthetic]
+        task = decision_task(ahead, ahead.current, True, self.config)
+        self._emit_task(state.workflow_id, run.task_list, ("DecisionTask", task), ctx, bodies)
+
+    # -- transient decision attempts (transient.py) ---------------------------------------------------
+    def _load_transient(self, ctx: Context, tr: Transition) -> TransientDecision | None:
+        """The run's transient attempt, read only while its last decision task failed."""
+        if not transient.in_streak(tr.run):
+            return None
+        raw = self.store.load_transient(ctx.state, tr.domain, tr.workflow_id)
+        return TransientDecision.decode(raw) if raw is not None else None
+
+    def _keep_transient(self, tr: Transition, loaded: TransientDecision | None, ctx: Context) -> None:
+        """Store what the handler left in `tr.transient` and arm its deadline. A run whose last
+        decision task failed always has one (the handler that appended an event without scheduling
+        a decision task leaves it stale: a retry is armed at the same count); other runs none."""
+        run = tr.run
+        t = tr.transient
+        if not transient.in_streak(run):
+            t = None
+        elif not transient.current(t, run):
+            assert run is not None
+            same_run = t is not None and t.run_id == run.run_id
+            attempt = t.attempt + int(t.outstanding) if t is not None and same_run else run.decision_attempt
+            t = TransientDecision(
+                run.run_id, run.next_event_id, attempt, 0, tr.now_ms + transient.backoff_ms(attempt)
+            )
+        tr.transient = t
+        if t == loaded:
+            return
+        if t is not None or loaded is not None:
+            encoded = t.encode() if t is not None else None
+            self.store.save_transient(ctx.state, tr.domain, tr.workflow_id, encoded)
+        if t is not None:
+            self._arm_transient(tr.domain, tr.workflow_id, t, ctx.partition, t.due_ms)
+
+    def _arm_transient(
+        self, domain: str, workflow_id: str, t: TransientDecision, partition: int, due_ms: int
+    ) -> None:
+        kind = "decision_timeout" if t.outstanding else "decision_retry"
+        key = AttemptKey(domain, workflow_id, t.run_id, t.event_id, t.attempt)
+        self.liveness.arm(partition, kind, key, due_ms)
+
+    def _fire_transient(self, kind: str, key: AttemptKey, ctx: Context) -> None:
+        """A transient attempt's retry or timeout is due: a FireTimer on the processor's own input
+        (its handler decides), if the stored attempt is still the one the deadline was armed for.
+        Armed again a little later in case that command is lost (an aborted punctuation)."""
+        state = self.store.load(ctx.state, key.domain, key.workflow_id)
+        run = state.current if state is not None else None
+        raw = self.store.load_transient(ctx.state, key.domain, key.workflow_id)
+        t = TransientDecision.decode(raw) if raw is not None else None
+        if (
+            t is None
+            or not transient.current(t, run)
+            or t.run_id != key.run_id
+            or t.event_id != key.scheduled_event_id
+            or t.attempt != key.attempt
+            or t.outstanding != (kind == "decision_timeout")
+        ):
+            return
+        command = fire_timer_command(
+            kind=kind,
+            domain=key.domain,
+            workflow_id=key.workflow_id,
+            run_id=key.run_id,
+            event_id=key.scheduled_event_id,
+            attempt=key.attempt,
+            timestamp=ctx.now_ms,
+        )
+        self._emit_command(command, ctx, ctx.now_ms)
+        self._arm_transient(key.domain, key.workflow_id, t, ctx.partition, ctx.now_ms + TRANSIENT_REFIRE_MS)
 
     def _emit_task(
         self,
@@ -341,6 +436,9 @@ class HistoryProcessor(Processor):
 
     def punctuate(self, partition: int, ctx: Context) -> None:
         for kind, key in self.liveness.due(partition, ctx.now_ms):
+            if kind in ("decision_retry", "decision_timeout"):
+                self._fire_transient(kind, key, ctx)
+                continue
             state = self.store.load(ctx.state, key.domain, key.workflow_id)
             run = state.run(key.run_id) if state is not None else None
             info = run.activities.get(key.scheduled_event_id) if run is not None and run.is_open else None
@@ -413,6 +511,8 @@ class HistoryProcessor(Processor):
             tr = Transition(domain, workflow_id, "redispatch", ctx.now_ms, state)
             if run.decision is not None and run.decision.started_event_id:
                 tr.dispatches.append(("decision", run.run_id, True))
+            elif transient.in_streak(run):  # waiting for a retry, or a transient attempt is out
+                self._resume_transient(tr, run, ctx)
             for scheduled_event_id, info in run.activities.items():
                 if (
                     info.dispatch_time <= ctx.now_ms
@@ -423,6 +523,23 @@ class HistoryProcessor(Processor):
             redispatched += len(tr.dispatches)
         metrics.set_open(partition, open_runs)
         log.info("history partition %d restored; re-dispatched %d pending tasks", partition, redispatched)
+
+    def _resume_transient(self, tr: Transition, run: RunState, ctx: Context) -> None:
+        """On assignment: arm the deadline of the run's transient attempt and re-send it if it is
+        out. Without a current one (a store rebuilt from history) a retry is due now, at the
+        recorded attempt: the count may start over, the run never stalls."""
+        raw = self.store.load_transient(ctx.state, tr.domain, tr.workflow_id)
+        t = TransientDecision.decode(raw) if raw is not None else None
+        if t is None or not transient.current(t, run):
+            attempt = t.attempt if t is not None and t.run_id == run.run_id else run.decision_attempt
+            t = TransientDecision(
+                run.run_id, run.next_event_id, max(attempt, run.decision_attempt), 0, ctx.now_ms
+            )
+            self.store.save_transient(ctx.state, tr.domain, tr.workflow_id, t.encode())
+        tr.transient = t
+        if t.outstanding:
+            tr.dispatches.append(("transient_decision", run.run_id, True))
+        self._arm_transient(tr.domain, tr.workflow_id, t, ctx.partition, t.due_ms)
 
     def _resend_restored_tail(self, partition: int, ctx: Context) -> None:
         """Re-send the replies and outcomes of the last batch's worth of restored transitions.

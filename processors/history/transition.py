@@ -28,10 +28,13 @@ from kadence.schemas.records import (
     WorkflowOutcome,
 )
 
+from .transient import TransientDecision
+
 #: A task to send once the events are stored: ("decision", run id, full history) |
+#: ("transient_decision", run id, True): the attempt `Transition.transient` names (transient.py) |
 #: ("activity" | "eager_activity", run id, scheduled event id) | ("query", run id, the query).
 Dispatch: TypeAlias = (
-    tuple[Literal["decision"], str, bool]
+    tuple[Literal["decision", "transient_decision"], str, bool]
     | tuple[Literal["activity", "eager_activity"], str, int]
     | tuple[Literal["query"], str, QueryWorkflow]
 )
@@ -54,6 +57,9 @@ class Transition:
     query_results: list[tuple[str, QueryResult]] = field(default_factory=list)
     #: (scheduled event id, attempt) of an activity that heartbeated (soft state, not history).
     heartbeat: tuple[int, int] | None = None
+    #: The run's transient decision attempt (transient.py): processor state that is not history,
+    #: loaded before the handler while the run's last decision task failed, stored after it.
+    transient: TransientDecision | None = None
 
     def __post_init__(self) -> None:
         # Event time never goes backwards within a workflow id: a command stamped earlier than the

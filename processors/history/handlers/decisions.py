@@ -54,6 +54,7 @@ from kadence.schemas.records import (
     WorkflowExecutionStarted,
 )
 
+from .. import transient
 from ..transition import Transition
 from .activities import request_cancel
 from .common import HandlerEnv, log, open_run, payload_too_large, stale, token_of
@@ -74,6 +75,8 @@ def _current_decision(
         stale(tr, "decision result", f"run {token.run_id} is not open")
         return None
     d = run.decision
+    if d is None and transient.matches(tr, run, token.scheduled_event_id, token.attempt):
+        return run  # the transient attempt out (..transient): none of its events is in history yet
     if (
         d is None
         or d.scheduled_event_id != token.scheduled_event_id
@@ -93,11 +96,23 @@ def handle_decision_completed(
         return
     decisions = [d["attributes"] for d in a["decisions"]]
     cause = _validate(run, decisions, env)
-    if cause is None and run.unhandled_events > 0 and _closes_over_unseen_events(run, decisions):
+    is_transient = run.decision is None  # nothing was appended since it went out: no unseen events
+    if (
+        cause is None
+        and not is_transient
+        and run.unhandled_events > 0
+        and _closes_over_unseen_events(run, decisions)
+    ):
         cause = (
             "UNHANDLED_DECISION",
             "events arrived after the decision task started; the close decision is refused",
         )
+    if is_transient:
+        if cause is not None and _repeats(tr, run, cause[0], cause[1], env):
+            return
+        transient.record(tr)  # its Scheduled and Started, as the worker saw them
+        run = tr.run
+        assert run is not None
     d = run.decision
     assert d is not None
     if cause is not None:
@@ -116,7 +131,7 @@ def handle_decision_completed(
             },
         }
         tr.add(("DecisionTaskFailed", failed))
-        tr.schedule_decision()
+        transient.send(tr, d.attempt + 1)  # at once, as before; later attempts are transient
         return
     completed_attrs: DecisionTaskCompleted = {
         "scheduled_event_id": d.scheduled_event_id,
@@ -159,12 +174,18 @@ def handle_decision_failed(
     run = _current_decision(tr, a)
     if run is None:
         return
-    if a["cause"] == "CACHE_MISS":
-        tr.dispatches.append(("decision", run.run_id, True))  # resend with full history; nothing recorded
+    if a["cause"] == "CACHE_MISS":  # resend with full history; nothing recorded
+        tr.dispatches.append(("decision" if run.decision else "transient_decision", run.run_id, True))
         return
+    failure = a["failure"]
+    if run.decision is None:  # a transient attempt
+        if _repeats(tr, run, a["cause"], failure.get("message") if failure else None, env):
+            return
+        transient.record(tr)  # a different failure: recorded with its Scheduled and Started
+        run = tr.run
+        assert run is not None
     d = run.decision
     assert d is not None
-    failure = a["failure"]
     log.warning(
         "decision task failed for %s run %s: %s %s",
         tr.workflow_id,
@@ -180,10 +201,27 @@ def handle_decision_failed(
         "identity": a["identity"],
     }
     tr.add(("DecisionTaskFailed", failed))
-    # A few immediate retries; after that the timers processor retries with backoff (a run whose
-    # code keeps failing waits visibly with the recorded cause instead of spinning).
-    if d.attempt <= env.config.immediate_decision_retries:
-        tr.schedule_decision(full_history=True)
+    # A few immediate retries; after that with backoff (a run whose code keeps failing waits
+    # visibly with the recorded cause instead of spinning). The retries are transient attempts.
+    transient.retry(tr, d.attempt + 1, d.attempt <= env.config.immediate_decision_retries)
+
+
+def _repeats(tr: Transition, run: RunState, cause: str, message: str | None, env: HandlerEnv) -> bool:
+    """A transient attempt failed as the recorded failure did: nothing is written, the next
+    attempt goes out (at once, or after its backoff). False for a different failure."""
+    t = tr.transient
+    assert t is not None
+    if transient.failure_of(cause, message) != run.decision_failure:
+        return False
+    log.info(
+        "decision task attempt %d failed again for %s run %s: %s",
+        t.attempt,
+        tr.workflow_id,
+        run.run_id,
+        cause,
+    )
+    transient.retry(tr, t.attempt + 1, t.attempt <= env.config.immediate_decision_retries)
+    return True
 
 
 def _validate(run: RunState, decisions: list[DecisionAttributes], env: HandlerEnv) -> tuple[str, str] | None:

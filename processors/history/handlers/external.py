@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from kadence.history import RunState
 from kadence.history.answers import ACCEPTED, NOT_FOUND, REFUSED, command_answer
 from kadence.history.ids import reply_command_id
-from kadence.history.live import LIVE_STATE_ENCODING, LIVE_STATE_QUERY, encode_live_state
+from kadence.history.live import (
+    DECISION_ATTEMPT_QUERY,
+    LIVE_STATE_ENCODING,
+    LIVE_STATE_QUERY,
+    encode_live_state,
+)
 from kadence.schemas.records import (
     Command,
     CommandPayload,
@@ -24,6 +31,7 @@ from kadence.schemas.records import (
     WorkflowExecutionTerminated,
 )
 
+from .. import transient
 from ..transition import Transition
 from .common import HandlerEnv, log, payload_too_large, reply_command
 
@@ -172,6 +180,9 @@ def handle_query(tr: Transition, cmd: Command, a: QueryWorkflow, env: HandlerEnv
         tr.query_results.append((a["reply_topic"], answer))
         return
     run = tr.state.run(cmd["run_id"]) if tr.state is not None else None
+    if a["query_type"] == DECISION_ATTEMPT_QUERY and run is not None:
+        tr.query_results.append((a["reply_topic"], _decision_attempt(tr, run, a["query_id"])))
+        return
     if run is not None and a.get("update_id") and a["update_id"] in run.updates:
         # an update id already accepted is not validated again (de-duplication, docs/updates.md)
         known: QueryResult = {"query_id": a["query_id"], "result": None, "error": None}
@@ -194,6 +205,23 @@ def handle_query(tr: Transition, cmd: Command, a: QueryWorkflow, env: HandlerEnv
         tr.query_results.append((a["reply_topic"], result))
         return
     tr.dispatches.append(("query", run.run_id, a))
+
+
+def _decision_attempt(tr: Transition, run: RunState, query_id: str) -> QueryResult:
+    """The built-in DECISION_ATTEMPT_QUERY: the run's decision task attempt, counting transient
+    attempts (..transient), which history does not record."""
+    t = tr.transient if transient.current(tr.transient, run) else None
+    attempt = t.attempt if t is not None else run.decision.attempt if run.decision else run.decision_attempt
+    answer = {
+        "attempt": attempt,
+        "recorded_attempt": run.decision_attempt,
+        "outstanding": bool(t and t.outstanding),
+    }
+    return {
+        "query_id": query_id,
+        "result": {"encoding": LIVE_STATE_ENCODING, "data": json.dumps(answer).encode()},
+        "error": None,
+    }
 
 
 def _answer(tr: Transition, cmd: Command, status: str, reason: str) -> None:

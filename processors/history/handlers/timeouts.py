@@ -16,6 +16,7 @@ from kadence.schemas.records import (
     WorkflowExecutionTimedOut,
 )
 
+from .. import transient
 from ..transition import Transition
 from .activities import activity_timed_out
 from .common import HandlerEnv, open_run, stale
@@ -35,15 +36,32 @@ def _user_timer(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> 
 
 
 def _decision_retry(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
+    """The backoff of a failed decision task is over: its next attempt goes out, transient (fired
+    by the timers processor for a recorded failure, by the history processor for a transient one)."""
     run = open_run(tr, cmd["run_id"])
-    if run is None or run.decision is not None or run.decision_attempt != a["attempt"]:
+    t = tr.transient
+    if transient.current(t, run):
+        assert t is not None
+        if t.outstanding or t.attempt != a["attempt"]:
+            return stale(tr, "decision retry", "another attempt of the decision task is out or due")
+        return transient.send(tr, t.attempt)
+    if not transient.in_streak(run) or run is None or run.decision_attempt != a["attempt"]:
         return stale(tr, "decision retry", "the decision task is no longer waiting for a retry")
-    tr.schedule_decision(full_history=True)
+    transient.send(tr, run.decision_attempt)
 
 
 def _decision_timeout(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEnv) -> None:
     run = open_run(tr, cmd["run_id"])
     d = run.decision if run is not None else None
+    if run is not None and d is None and transient.matches(tr, run, a["event_id"], a["attempt"]):
+        t = tr.transient
+        assert t is not None
+        if run.decision_failure == transient.TIMED_OUT:  # timed out again: nothing recorded
+            return transient.send(tr, t.attempt + 1)
+        transient.record(tr)  # a new failure: recorded with its Scheduled and Started
+        run = tr.run
+        assert run is not None
+        d = run.decision
     if (
         d is None
         or d.scheduled_event_id != a["event_id"]
@@ -57,7 +75,7 @@ def _decision_timeout(tr: Transition, cmd: Command, a: FireTimer, env: HandlerEn
         "timeout_type": "START_TO_CLOSE",
     }
     tr.add(("DecisionTaskTimedOut", timed_out))
-    tr.schedule_decision(full_history=True)  # another worker (or the restarted one) gets attempt + 1
+    transient.send(tr, d.attempt + 1)  # another worker (or the restarted one) gets attempt + 1, transient
 
 
 def _pending_attempt(tr: Transition, cmd: Command, a: FireTimer, what: str) -> ActivityInfo | None:
