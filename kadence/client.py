@@ -3,8 +3,9 @@
 Writes go to `<prefix>commands` (keyed by workflow id, murmur2 partitioner, idempotent producer,
 flushed before the call returns). Outcomes come from `<prefix>completions` and query answers from
 `<prefix>query-results`: each is read by one background consumer thread per client, started on
-first use, assigned every partition from the beginning (the embedded broker's "latest" offset is
-unreliable) and indexed in memory. `history()` and `describe()` read the one partition of
+first use at the end offsets of that moment; the client keeps the outcomes its live handles watch
+and a few recent ones, and reads an older one back from the one partition its workflow id maps to
+(docs/protocol.md, "What a client reads"). `history()` and `describe()` read the one partition of
 `<prefix>history` that owns the workflow id; `describe()` folds it with the engine's reducer.
 Ids and the Command record come from `kadence.history` (ids, commands). The Kafka side (producer,
 readers, indexes) is one `ClientConnection`, shared by the client and its handles.
