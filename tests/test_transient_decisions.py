@@ -181,3 +181,22 @@ def test_a_signal_ends_the_transient_phase_and_a_timeout_repeats_silently() -> N
     tasks = e.punctuate(10_000 + 10)  # start-to-close of the transient attempt 3 (10 s default)
     assert [t["attempt"] for t in tasks] == [4] and len(e.history) == 8
     assert fold(e.history) == e.live()
+
+
+def test_a_store_without_the_attempt_retries_at_the_recorded_count_on_assignment() -> None:
+    """A store rebuilt from history has no transient attempt: on assignment the run's retry is due
+    at once, at the attempt history records (the count starts over; the run does not stall)."""
+    e = Engine()
+    (first,) = e.send(*start_cmd("ALLOW_DUPLICATE", "r1"))
+    (second,) = e.failed(first, "boom")
+    (third,) = e.failed(second, "boom")
+    assert e.failed(third, "boom") == []  # attempt 4 waits for its backoff
+    e.ctx.state.delete(transient_key("default", "w"))
+    e.proc.on_assigned(0, e.ctx)
+    assert e._outputs() == []
+    (again,) = e.punctuate(50)
+    assert again["task_token"].endswith("/5/2") and len(e.history) == 4
+    # With the record kept (a restart on the same store), an outstanding attempt is sent again as is.
+    e.proc.on_assigned(0, e.ctx)
+    (resent,) = e._outputs()
+    assert resent == again
