@@ -139,6 +139,7 @@ CLIENT_COMMAND_TYPES = frozenset(
         "RecordActivityTaskHeartbeat",
         "QueryWorkflow",
         "UpdateWorkflowExecution",
+        "ResetWorkflowExecution",
     }
 )
 

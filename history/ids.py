@@ -32,6 +32,12 @@ def continued_run_id(domain: str, workflow_id: str, run_id: str) -> str:
     return derive_run_id(domain, workflow_id, f"continue:{run_id}")
 
 
+def reset_run_id(domain: str, workflow_id: str, base_run_id: str, command_id: str) -> str:
+    """The run id of the run a reset command makes from `base_run_id`: the same command again
+    (a client's retry) names the same run, so it is recognised as a duplicate."""
+    return derive_run_id(domain, workflow_id, f"reset:{base_run_id}:{command_id}")
+
+
 # -- task tokens and worker answers -----------------------------------------------------------------
 
 

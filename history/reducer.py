@@ -293,6 +293,14 @@ def _on_decision_failed(run: RunState, event: HistoryEvent, a: Mapping[str, Any]
             "cause": f"TIMED_OUT_{a.get('timeout_type', '')}",
             "message": "the decision task timed out",
         }
+    elif a.get("base_run_id"):  # a reset: this run starts deciding afresh after its copied prefix
+        return {
+            "decision": None,
+            "decision_attempt": 1,
+            "unhandled_events": max(run.unhandled_events, 1),
+            "decision_failure": None,
+            "reset_attached": tuple((r["run_id"], r["last_event_id"]) for r in a["reset_attached"]),
+        }
     else:
         details = a.get("failure") or {}
         failure = {"cause": str(a.get("cause", "")), "message": str(details.get("message", ""))}

@@ -262,6 +262,9 @@ class RunState:
     #: The signals among `unhandled_events`, in order: what a continue-as-new decision carries to
     #: the next run (docs/protocol.md, "Signals across continue-as-new").
     unseen_signals: tuple[WorkflowExecutionSignaled, ...] = ()
+    #: (run id, last event id) of the runs reset into this one (docs/protocol.md, "Reset"): what
+    #: they initiated at or before that event reports to this run now. The base run is the last.
+    reset_attached: tuple[tuple[str, int], ...] = ()
     activities: dict[int, ActivityInfo] = field(default_factory=dict)
     activity_ids: dict[str, int] = field(default_factory=dict)
     timers: dict[str, TimerInfo] = field(default_factory=dict)

@@ -116,6 +116,14 @@ class ExecuteWorkflowOptions(StartWorkflowOptions, total=False):
 READER_CHECK_S = 5.0
 #: How long a signal, cancel or terminate waits for the engine's answer by default.
 ANSWER_TIMEOUT_S = 30.0
+#: How many times a reset is sent (with one command id) while no answer comes.
+RESET_SENDS = 3
+
+
+class _NoAnswer(KadenceError):
+    """A command was sent and the engine did not answer in time."""
+
+
 #: How many outcomes of workflow ids no live handle watches a client keeps (the oldest go first).
 RECENT_OUTCOMES = 256
 #: The longest a read back of one `completions` partition may take (within a `result()` timeout).
@@ -1006,6 +1014,20 @@ class Client:
         """A handle to a workflow id (its latest run) or to one run of it."""
         return WorkflowHandle(self, workflow_id, run_id=run_id or None)
 
+    def reset(
+        self,
+        workflow_id: str,
+        to: int | str = "last_decision",
+        *,
+        run_id: str | None = None,
+        reason: str = "",
+        reapply_signals: bool = True,
+    ) -> str:
+        """Reset the workflow's current run (`run_id`, if given, must name it) to `to`: a
+        DecisionTaskCompleted event id, "first_decision" or "last_decision". Returns the new run's
+        id; see `WorkflowHandle.reset`."""
+        return self.get_handle(workflow_id, run_id).reset(to, reason=reason, reapply_signals=reapply_signals)
+
     # -- update-with-start (docs/updates.md) ------------------------------------------------------
     def start_update_with_start(
         self,
@@ -1411,20 +1433,71 @@ class WorkflowHandle(Generic[R]):
             answer_timeout,
         )
 
-    def _send_answered(self, payload: tuple[str, dict[str, Any]], timeout: float | None) -> None:
-        """Send a signal, cancel request or terminate and wait for the engine's answer (history.answers)."""
+    def reset(
+        self,
+        to: int | str = "last_decision",
+        *,
+        reason: str = "",
+        reapply_signals: bool = True,
+        answer_timeout: float = ANSWER_TIMEOUT_S,
+    ) -> str:
+        """Make a new run from a prefix of the current run's history and terminate the current run
+        if it is open; returns the new run's id (docs/protocol.md, "Reset").
+
+        `to`: a DecisionTaskCompleted event id of the run, or "first_decision" / "last_decision".
+        The new run decides again from that point. Signals received after it are recorded in the
+        new run too unless `reapply_signals` is false; children started before it stay attached
+        to the new run, those started after it get their parent close policy. Raises
+        `WorkflowNotFoundError` when the workflow (or the pinned run, if not current) is not found,
+        `KadenceError` when the engine refuses (no such decision, ...)."""
+        if isinstance(to, bool) or not isinstance(to, (int, str)):
+            raise TypeError(f"to must be an event id or 'first_decision' / 'last_decision', not {to!r}")
+        point = "" if isinstance(to, int) else to.upper()
+        if point and point not in ("FIRST_DECISION", "LAST_DECISION"):
+            raise ValueError(f"to must be an event id or 'first_decision' / 'last_decision', not {to!r}")
+        if isinstance(to, int) and to <= 0:
+            raise ValueError(f"to must be a positive event id, not {to}")
+        payload = (
+            "ResetWorkflowExecution",
+            {
+                "reset_event_id": to if isinstance(to, int) else 0,
+                "reset_point": point,
+                "reason": reason,
+                "identity": self.client.identity,
+                "reapply_signals": reapply_signals,
+            },
+        )
+        # Sent again with the same command id while no answer comes (an engine restart can lose
+        # one): the engine recognises the repeat and answers with the run the first one made.
+        command_id = new_command_id()
+        for attempt in range(RESET_SENDS):
+            try:
+                answer = self._send_answered(payload, answer_timeout, command_id=command_id)
+                break
+            except _NoAnswer:
+                if attempt == RESET_SENDS - 1:
+                    raise
+        assert answer is not None
+        new_run_id: str = answer["reason"]  # an accepted command's answer names the run
+        return new_run_id
+
+    def _send_answered(
+        self, payload: tuple[str, dict[str, Any]], timeout: float | None, command_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """Send a signal, cancel request, terminate or reset and wait for the engine's answer
+        (history.answers), which it returns (None when not waited for)."""
         conn, client = self._conn, self.client
         if timeout is None:
             conn.send(client.domain, self.id, self._pinned_run_id or "", payload)
-            return
+            return None
         conn.reader(client.settings.completions_topic)
-        command_id = new_command_id()
+        command_id = command_id or new_command_id()
         conn.completions.expect_answer(command_id)
         conn.send(client.domain, self.id, self._pinned_run_id or "", payload, command_id=command_id)
         answer = conn.completions.wait_answer(command_id, timeout)
         what = f"{payload[0]} of workflow {self.id!r}"
         if answer is None:
-            raise KadenceError(
+            raise _NoAnswer(
                 f"{what}: sent, but the engine did not answer within {timeout}s (is `kadence server` running?)"
             )
         if answer["status"] == NOT_FOUND:
@@ -1434,6 +1507,7 @@ class WorkflowHandle(Generic[R]):
             )
         if answer["status"] == REFUSED:
             raise KadenceError(f"{what} refused: {answer['reason']}")
+        return answer
 
     def query(self, name_or_method: Any, *args: Any, timeout: float = 5.0, result_type: Any = None) -> Any:
         """Ask the run's workflow code (on a worker) for a value; raises `QueryError` on error or no

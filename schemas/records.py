@@ -70,6 +70,8 @@ __all__ = [
     "RequestCancelExternalWorkflowExecutionFailed",
     "RequestCancelExternalWorkflowExecutionInitiated",
     "RequestCancelWorkflowExecution",
+    "ResetAttachedRun",
+    "ResetWorkflowExecution",
     "RespondActivityTaskCanceled",
     "RespondActivityTaskCompleted",
     "RespondActivityTaskFailed",
@@ -317,6 +319,11 @@ class WorkflowExecutionTerminated(TypedDict):
     reason: NotRequired[str]
     details: NotRequired[Payload | None]
     identity: NotRequired[str]
+    #: Set when a reset terminated the run: the run made from it.
+    new_execution_run_id: NotRequired[str]
+    #: With new_execution_run_id: the last event the new run copies. Children initiated at or before it stay
+    #: attached to the new run; the parent close policy applies to the others.
+    reset_last_event_id: NotRequired[int]
 
 
 class WorkflowExecutionContinuedAsNew(TypedDict):
@@ -379,6 +386,17 @@ class DecisionTaskTimedOut(TypedDict):
     timeout_type: TimeoutType
 
 
+class ResetAttachedRun(TypedDict):
+    """A run reset into this one: its children, signals and cancellations initiated at or before
+    last_event_id report to this run now.
+
+    Avro record ``ResetAttachedRun`` from ``events.avsc``.
+    """
+
+    run_id: str
+    last_event_id: int
+
+
 class DecisionTaskFailed(TypedDict):
     """Avro record ``DecisionTaskFailed`` from ``events.avsc``."""
 
@@ -387,6 +405,12 @@ class DecisionTaskFailed(TypedDict):
     cause: str
     failure: NotRequired[Failure | None]
     identity: NotRequired[str]
+    #: Set when the failure is a reset's (cause RESET_WORKFLOW): the run this one was made from, whose events
+    #: up to started_event_id it copies (docs/protocol.md, 'Reset').
+    base_run_id: NotRequired[str]
+    #: With base_run_id: the base run and the runs reset into it before, each with the last event of it this
+    #: run copies.
+    reset_attached: NotRequired[list[ResetAttachedRun]]
 
 
 class ActivityTaskScheduled(TypedDict):
@@ -516,9 +540,10 @@ class WorkflowExecutionSignaled(TypedDict):
     input: NotRequired[Payload | None]
     identity: NotRequired[str]
     request_id: NotRequired[str]
-    #: Set on the copy a new run gets of a signal its previous run recorded after its last decision task
-    #: started and never saw, because that decision continued as new (docs/protocol.md, 'Signals across
-    #: continue-as-new'); empty on a signal as received.
+    #: Set on the copy of a signal that another run recorded: a signal its previous run received after its
+    #: last decision task started, carried over by continue-as-new (docs/protocol.md, 'Signals across
+    #: continue-as-new'), or a signal a reset reapplies (docs/protocol.md, 'Reset'). Empty on a signal as
+    #: received.
     carried_from_run_id: NotRequired[str]
 
 
@@ -1217,6 +1242,23 @@ class TerminateWorkflowExecution(TypedDict):
     first_execution_run_id: NotRequired[str]
 
 
+class ResetWorkflowExecution(TypedDict):
+    """Make a new run of the workflow from a prefix of its current run's history, terminating that run if it
+    is open (docs/protocol.md, 'Reset'). The envelope's run_id, if set, must name the current run.
+
+    Avro record ``ResetWorkflowExecution`` from ``commands.avsc``.
+    """
+
+    #: A DecisionTaskCompleted event of the run; 0: use reset_point.
+    reset_event_id: NotRequired[int]
+    #: With reset_event_id 0: FIRST_DECISION or LAST_DECISION (the run's first or last DecisionTaskCompleted).
+    reset_point: NotRequired[str]
+    reason: NotRequired[str]
+    identity: NotRequired[str]
+    #: Record the signals the run received after the reset point in the new run too.
+    reapply_signals: NotRequired[bool]
+
+
 class RespondDecisionTaskCompleted(TypedDict):
     """Avro record ``RespondDecisionTaskCompleted`` from ``commands.avsc``."""
 
@@ -1368,6 +1410,7 @@ CommandPayload: TypeAlias = (
     | tuple[Literal["WatchWorkflowExecution"], WatchWorkflowExecution]
     | tuple[Literal["WatchExternalWorkflowExecutionFailed"], WatchExternalWorkflowExecutionFailed]
     | tuple[Literal["ExternalWorkflowExecutionClosed"], ExternalWorkflowExecutionClosed]
+    | tuple[Literal["ResetWorkflowExecution"], ResetWorkflowExecution]
 )
 
 

@@ -45,6 +45,7 @@ from ._workflows import (
     cmd_cancel,
     cmd_execute,
     cmd_query,
+    cmd_reset,
     cmd_result,
     cmd_signal,
     cmd_signal_with_start,
@@ -75,7 +76,7 @@ _settings = settings_from_args
 #: Verbs that talk to a running deployment as a client: the broker is checked first, and
 #: librdkafka's own log stays off (they report broker trouble themselves) unless --log-level DEBUG.
 _WRITING_VERBS = frozenset(
-    {"start", "execute", "signal", "signal-with-start", "cancel", "terminate", "topics"}
+    {"start", "execute", "signal", "signal-with-start", "cancel", "terminate", "reset", "topics"}
 )
 CLIENT_VERBS = _WRITING_VERBS | {
     "result",
@@ -106,6 +107,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "query": cmd_query,
     "cancel": cmd_cancel,
     "terminate": cmd_terminate,
+    "reset": cmd_reset,
     "replay": cmd_replay,
     "list": cmd_list,
     "count": cmd_count,

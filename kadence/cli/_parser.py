@@ -22,6 +22,8 @@ Workflows (ID = workflow id; --run-id R pins one run of it):
     kadence query ID NAME [--input JSON]...       ask a worker for a query's answer
     kadence cancel ID [--reason R]                request cancellation
     kadence terminate ID --reason R               end the run at once
+    kadence reset ID --to EVENT_ID|first_decision|last_decision [--reason R] [--no-reapply-signals]
+                                                  a new run from a prefix of the run's history
     kadence replay ID --module MODULE | replay --file F --module MODULE
     kadence audit [--since TIME] [--replay MODULE]   the history topic against the engine's state
 
@@ -360,6 +362,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--reason", required=True, help="recorded in the WorkflowExecutionTerminated event"
     )
     _add_output(terminate)
+
+    reset = sub.add_parser(
+        "reset", parents=[common], help="make a new run from a prefix of the run's history (docs/protocol.md)"
+    )
+    _add_target(reset)
+    reset.add_argument(
+        "--to",
+        required=True,
+        help="a DecisionTaskCompleted event id, first_decision or last_decision: the new run decides "
+        "again from there",
+    )
+    reset.add_argument("--reason", default="", help="recorded in the old run's WorkflowExecutionTerminated")
+    reset.add_argument(
+        "--no-reapply-signals",
+        dest="reapply_signals",
+        action="store_false",
+        help="do not record the signals received after the point in the new run",
+    )
+    _add_output(reset)
 
     add_visibility_parsers(sub, common, _add_output)  # list, count, trace
 

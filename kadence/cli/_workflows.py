@@ -175,6 +175,26 @@ def cmd_terminate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reset(args: argparse.Namespace) -> int:
+    from kadence import Client
+
+    to: int | str = int(args.to) if args.to.isdigit() else args.to
+    settings = connect(args, command_topics)
+    with Client(settings, domain=args.domain) as client:
+        new_run_id = client.reset(
+            args.workflow_id,
+            to,
+            run_id=args.run_id,
+            reason=args.reason,
+            reapply_signals=args.reapply_signals,
+        )
+    if args.output == "json":
+        print(json.dumps({"workflow_id": args.workflow_id, "new_run_id": new_run_id, "reset_to": args.to}))
+    else:
+        print(f"reset {args.workflow_id} to {args.to}: new run {new_run_id}")
+    return EXIT_OK
+
+
 def _sent(args: argparse.Namespace, run_id: str, what: str, **fields: Any) -> None:
     """What signal, cancel and terminate print once the command is on the commands topic."""
     if args.output == "json":

@@ -9,6 +9,8 @@ reached and an unrelated workflow that reuses the child's id is never touched.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from kadence.history import CLOSE_EVENTS, ExecutionState, RunState
 from kadence.history.ids import (
     cancel_external_command_id,
@@ -87,8 +89,12 @@ class CancellationsModule:
         closed = CLOSE_EVENTS[event["attributes"][0]]
         # the run's own children, then those earlier runs of the chain kept (keep_children): the
         # chain's end reaches them too. An attached child (USE_EXISTING) is watched, not owned.
+        # (a reset's close: the children the run initiated up to the reset point stay with the new run)
+        kept_up_to = int(cast(dict[str, Any], event["attributes"][1]).get("reset_last_event_id", 0))
         owned = [
-            (parent_close_command_id(run.run_id, c.initiated_event_id), c) for c in run.children.values()
+            (parent_close_command_id(run.run_id, c.initiated_event_id), c)
+            for c in run.children.values()
+            if c.initiated_event_id > kept_up_to
         ]
         owned += [(kept_child_close_command_id(run.run_id, c.first_run_id), c) for c in run.kept_children]
         for command_id, child in owned:

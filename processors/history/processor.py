@@ -116,6 +116,12 @@ class HistoryProcessor(Processor):
             ctx.now_ms,
             self.store.load(ctx.state, cmd["domain"], cmd["workflow_id"]),
         )
+        if payload_type == "ResetWorkflowExecution":
+            view = ctx.state
+            tr.stored_events = lambda run_id: [
+                cast(HistoryEvent, self.serde.decode_body("HistoryEvent", body))
+                for body in self.store.event_bodies(view, run_id)
+            ]
         loaded = self._load_transient(ctx, tr)
         tr.transient = loaded
         handler(tr, cmd, attrs, self.env)
@@ -165,6 +171,8 @@ class HistoryProcessor(Processor):
                 "use continue-as-new for long-running workflows",
                 "details": None,
                 "identity": "kadence",
+                "new_execution_run_id": "",
+                "reset_last_event_id": 0,
             }
             tr.add(("WorkflowExecutionTerminated", terminated))
         elif length > self.config.warn_history_events:

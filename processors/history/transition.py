@@ -11,6 +11,7 @@ that call's cost on the history processor's hot path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
@@ -60,6 +61,8 @@ class Transition:
     #: The run's transient decision attempt (transient.py): processor state that is not history,
     #: loaded before the handler while the run's last decision task failed, stored after it.
     transient: TransientDecision | None = None
+    #: A run's stored events (the processor's store), given only to the commands that read them (reset).
+    stored_events: Callable[[str], list[HistoryEvent]] | None = None
 
     def __post_init__(self) -> None:
         # Event time never goes backwards within a workflow id: a command stamped earlier than the
@@ -101,6 +104,15 @@ class Transition:
         if event_type in CLOSE_EVENTS and before is not None:
             self.outcome(outcome_of_close(event, before))
         return event
+
+    def copy(self, event: HistoryEvent, run_id: str) -> HistoryEvent:
+        """Record a copy of another run's event in run `run_id` with its id and time (a reset's
+        prefix: docs/protocol.md, "Reset"); the copy of WorkflowExecutionStarted starts the run."""
+        copied: HistoryEvent = {**event, "run_id": run_id}
+        assert self.state is not None
+        self.state = apply(self.state, copied)
+        self.events.append(copied)
+        return copied
 
     def schedule_decision(self, full_history: bool = False) -> None:
         """DecisionTaskScheduled + DecisionTaskStarted (dispatch is start) and the task's dispatch."""
@@ -149,6 +161,7 @@ def outcome_of_close(event: HistoryEvent, run: RunState) -> WorkflowOutcome:
             result = a.get("details")  # the cancellation's details: the cancel request's reason (SDK)
         case ("WorkflowExecutionTerminated", a):
             reason = a.get("reason", "")
+            new_run_id = a.get("new_execution_run_id", "")  # a reset's: result() follows it
         case ("WorkflowExecutionTimedOut", a):
             reason = a.get("timeout_type", "")
     return {

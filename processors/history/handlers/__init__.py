@@ -22,6 +22,7 @@ from .common import HandlerEnv
 from .decisions import handle_decision_completed, handle_decision_failed
 from .external import handle_cancel_request, handle_query, handle_signal, handle_terminate
 from .notifications import handle_child_event, handle_external_result, handle_fire_timer
+from .reset import handle_reset
 from .start import handle_start
 from .updates import handle_update
 from .watches import handle_watch, handle_watch_result
@@ -55,6 +56,7 @@ HANDLERS: dict[str, Handler] = {
     "RequestCancelExternalWorkflowExecutionFailed": handle_external_result,
     "ExternalWorkflowExecutionCancelRequested": handle_external_result,
     "UpdateWorkflowExecution": handle_update,
+    "ResetWorkflowExecution": handle_reset,
     "WatchWorkflowExecution": handle_watch,
     "WatchExternalWorkflowExecutionFailed": handle_watch_result,
     "ExternalWorkflowExecutionClosed": handle_watch_result,

@@ -56,6 +56,22 @@ def open_run(tr: Transition, run_id: str) -> RunState | None:
     return run if run is not None and run.is_open else None
 
 
+def reporting_run(tr: Transition, run_id: str, initiated_event_id: int) -> RunState | None:
+    """The open run that a report about work initiated at `initiated_event_id` by run `run_id`
+    goes to: that run, or the current run when `run_id` was reset into it at or after that event
+    (docs/protocol.md, "Reset")."""
+    run = open_run(tr, run_id)
+    if run is not None or tr.state is None:
+        return run
+    current = tr.state.current
+    if current is None or not current.is_open:
+        return None
+    for attached, last_event_id in current.reset_attached:
+        if attached == run_id and 0 < initiated_event_id <= last_event_id:
+            return current
+    return None
+
+
 def stale(tr: Transition, what: str, why: str) -> None:
     log.info("dropping stale %s for %s: %s", what, tr.workflow_id, why)
 

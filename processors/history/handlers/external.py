@@ -164,6 +164,8 @@ def handle_terminate(tr: Transition, cmd: Command, a: TerminateWorkflowExecution
         "reason": a["reason"],
         "details": a["details"],
         "identity": a["identity"],
+        "new_execution_run_id": "",
+        "reset_last_event_id": 0,
     }
     tr.add(("WorkflowExecutionTerminated", terminated))
 

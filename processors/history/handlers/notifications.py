@@ -24,7 +24,7 @@ from kadence.schemas.records import (
 )
 
 from ..transition import Transition
-from .common import HandlerEnv, open_run, stale
+from .common import HandlerEnv, reporting_run, stale
 
 
 def handle_child_event(
@@ -41,7 +41,7 @@ def handle_child_event(
 ) -> None:
     notification = cmd["payload"]
     event_type = notification[0]
-    run = open_run(tr, cmd["run_id"])
+    run = reporting_run(tr, cmd["run_id"], a["initiated_event_id"])
     if run is None:
         return stale(tr, event_type, f"parent run {cmd['run_id']} is not open")
     child = run.children.get(a["initiated_event_id"])
@@ -87,7 +87,7 @@ def handle_external_result(
 ) -> None:
     result = cmd["payload"]
     event_type = result[0]
-    run = open_run(tr, cmd["run_id"])
+    run = reporting_run(tr, cmd["run_id"], a["initiated_event_id"])
     if run is None:
         return stale(tr, event_type, f"run {cmd['run_id']} is not open")
     pending = run.signals_out if "Signal" in event_type else run.cancels_out

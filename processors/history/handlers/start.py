@@ -55,6 +55,8 @@ def handle_start(tr: Transition, cmd: Command, a: StartWorkflowExecution, env: H
             "reason": "terminated by a new start (TERMINATE_IF_RUNNING)",
             "details": None,
             "identity": a["identity"],
+            "new_execution_run_id": "",
+            "reset_last_event_id": 0,
         }
         tr.add(("WorkflowExecutionTerminated", terminated))
     elif cur is not None:
