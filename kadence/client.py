@@ -1048,6 +1048,7 @@ class Client:
         `WorkflowAlreadyStartedError`). Two steps, the start recorded first: not atomic."""
         if id_conflict_policy not in ("USE_EXISTING", "FAIL"):
             raise ValueError(f"id_conflict_policy must be USE_EXISTING or FAIL, not {id_conflict_policy!r}")
+        self._conn.reader(self.settings.completions_topic)  # running before the start: no read back
         handle = self.start_workflow(start_workflow, *start_args, id=id, task_list=task_list, **start_options)
         try:
             handle.wait_started(timeout)
