@@ -174,3 +174,38 @@ def test_memory_stays_flat_and_old_outcomes_are_read_back_from_one_partition(
         assert fresh.get_handle("early-closed").result(timeout=5) == "early"
         assert reader.backfill_reads == {partition: 1}
         assert fresh.connection.completions.retained_outcomes() <= RECENT_OUTCOMES
+
+
+def test_an_outcome_the_live_reader_never_got_is_found_by_reading_back(
+    settings: Settings, engine, worker, monkeypatch, caplog
+) -> None:
+    """The embedded broker's fetch can skip a record of a transaction that is still open when a
+    later record is fetched (docs/deviations.md 15). Here the client's live reader drops the
+    outcome, as such a fetch would; `result()` reads the id's partition back after
+    OUTCOME_RECHECK_S without an outcome, and finds it there."""
+    monkeypatch.setattr("kadence.client.OUTCOME_RECHECK_S", 1.0)
+    client = Client(settings)
+    try:
+        completions = client.connection.completions
+        live_add = completions.add
+        skipped: list[int] = []
+
+        def skipping_add(partition: int, offset: int, outcome: dict[str, Any]) -> None:
+            if outcome["workflow_id"] == "skipped" and not skipped:
+                skipped.append(offset)  # as if the fetch had jumped over it
+                with completions.cond:
+                    completions._positions[partition] = offset + 1  # the reader went past it
+                return
+            live_add(partition, offset, outcome)
+
+        monkeypatch.setattr(completions, "add", skipping_add)
+        worker(TASK_LIST, workflows=[Echo])
+        handle = client.start_workflow(Echo.run, "found", id="skipped", task_list=TASK_LIST)
+        started = time.monotonic()
+        assert handle.result(timeout=30) == "found"
+        waited = time.monotonic() - started
+        assert skipped, "the live reader never saw the outcome, so nothing was skipped"
+        assert 0.9 < waited < 10, waited
+        assert "found by reading its completions partition back" in caplog.text
+    finally:
+        client.close()
