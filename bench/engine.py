@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
@@ -57,6 +58,8 @@ from kadence.streams.topics import ensure_core_topics
 log = logging.getLogger("bench")
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
+#: The repository (profile frames are shown relative to it).
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 #: What the harness changes from Settings' defaults on Tansu: fast group joins (docs/brokers.md §2.5).
 #: Not on Apache Kafka: a stock broker refuses sessions under 6 s, and its joins do not wait on them.
 BASE_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -690,7 +693,7 @@ def _short(frame: str) -> str:
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
     file, _, _line = where.rpartition(":")
-    for marker in ("/work/main/", "site-packages/", "lib/python3.11/"):
+    for marker in (f"{REPO_ROOT}/", "site-packages/", "lib/python3.11/"):
         if marker in file:
             file = file.split(marker, 1)[1]
             break

@@ -116,7 +116,7 @@ def dedicated_bootstrap(request: pytest.FixtureRequest, kafka_bootstrap: str) ->
     """A fresh embedded broker for this test alone when the session runs on the embedded one.
 
     Crash tests restart transactional processes many times; Tansu's producer metadata only grows
-    (tansu.md: every new producer id slows later transactional writes), so after a hundred tests on
+    (docs/brokers.md §2.8: every new producer id slows later transactional writes), so after a hundred tests on
     one broker their restarts crawl. A real Kafka (--kafka=apache or HOST:PORT) is shared as usual."""
     choice = _broker_choice(request.config)
     if choice != "embedded":
