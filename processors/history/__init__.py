@@ -1,4 +1,4 @@
-"""The history processor: the only writer of the history topic (DESIGN.md section 6)."""
+"""The history processor: the only writer of the history topic (docs/architecture.md)."""
 
 from .config import HistoryConfig
 from .processor import HistoryProcessor
