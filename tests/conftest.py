@@ -1,4 +1,5 @@
-"""Test harness: one real Kafka-protocol broker per session, fresh topics/groups/ids per test.
+"""Test harness: a real Kafka-protocol broker (the embedded one fresh per module, any other one per
+session), fresh topics/groups/ids per test.
 
 Choose the broker with `--kafka=embedded|apache|testcontainers|HOST:PORT`, or the same value in
 `KADENCE_KAFKA` or `KADENCE_BOOTSTRAP` (the option wins, then KADENCE_KAFKA). Default: the embedded
@@ -64,15 +65,26 @@ def _docker_answers() -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
-    choice = _broker_choice(request.config)
-    if choice == "embedded":
+    """The broker a test module talks to. The embedded Tansu broker is started afresh for each
+    module: it keeps every record and every producer id in memory and only grows (docs/brokers.md
+    §2.8: each new producer id slows later transactional writes), so one broker for the whole
+    session made the last modules run on a broker slowed by a thousand tests before them. It starts
+    in milliseconds. Apache Kafka and an external broker are shared by the session."""
+    if _broker_choice(request.config) == "embedded":
         from kadence.streams.broker import EmbeddedBroker
 
         with EmbeddedBroker() as broker:
             yield broker.bootstrap
-    elif choice == "apache":
+    else:
+        yield request.getfixturevalue("_session_bootstrap")
+
+
+@pytest.fixture(scope="session")
+def _session_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    choice = _broker_choice(request.config)
+    if choice == "apache":
         from kadence.streams.apache_kafka import ApacheKafkaBroker, KafkaSetupError, ensure_kafka_jars
 
         try:

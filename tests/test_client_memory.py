@@ -33,9 +33,11 @@ from kadence.streams.settings import Settings
 pytestmark = pytest.mark.timeout(180)
 
 TASK_LIST = "memory"
-#: How much more the client may hold, all allocations under its frames, after 9,000 more outcomes
-#: (keeping them all, as before, cost about 12 MiB).
-FLAT_BOUND_BYTES = 128 * 1024
+#: How much the client may hold, all allocations under its frames, after 10,000 outcomes: the 259
+#: it keeps cost about 1 MiB; keeping them all, as before, cost about 13 MiB. (Not a difference
+#: with the figure at 1,000: that one was seen to read 0.5 MiB low once, so a flat bound on the
+#: difference failed with nothing kept more.)
+KEPT_BOUND_BYTES = 2 * 1024 * 1024
 
 
 @workflow.defn
@@ -125,6 +127,8 @@ def test_memory_stays_flat_and_old_outcomes_are_read_back_from_one_partition(
             ]
             assert [h.result(timeout=30) for h in held] == [f"mine {i}" for i in range(3)]
             read_before = reader.records_read
+            # (a result() that waits over 10 s reads its partition back: a slow start may have)
+            backfills_before = reader.backfill_reads.copy()
 
             _write(settings, others[:1_000])
             _wait_read(reader, read_before + 1_000)
@@ -138,15 +142,16 @@ def test_memory_stays_flat_and_old_outcomes_are_read_back_from_one_partition(
                 "under kadence/client.py at 1,000 / 10,000 outcomes"
             )
             assert kept_1k == kept_10k == RECENT_OUTCOMES + len(held)
-            assert bytes_10k - bytes_1k < FLAT_BOUND_BYTES, (bytes_1k, bytes_10k)
+            assert bytes_10k < KEPT_BOUND_BYTES, (bytes_1k, bytes_10k)
 
             # The held handles' outcomes outlived 10,000 others: answered without a read.
             assert [h.result(timeout=5) for h in held] == [f"mine {i}" for i in range(3)]
-            assert not reader.backfill_reads
+            assert reader.backfill_reads == backfills_before
             # One read and dropped long ago (no handle watched it) is read back, up to where the
             # reader is now, not where it started.
             assert mine.get_handle("other-7", run_id="run-7").result(timeout=30) == "value 7"
-            assert reader.backfill_reads == {murmur2_partition(b"other-7", settings.partitions): 1}
+            grown = reader.backfill_reads - backfills_before
+            assert grown == {murmur2_partition(b"other-7", settings.partitions): 1}, reader.backfill_reads
         finally:
             mine.close()
     finally:

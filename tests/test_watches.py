@@ -243,8 +243,8 @@ def test_external_result_follows_continue_as_new_to_the_last_run(watching) -> No
     # the watch reaches the first run only if it is still open; either way the chain's end is told
     target = client.start_workflow(Chained.run, 2, id="ext-chain", task_list="default")
     watcher = client.start_workflow(Watcher.run, "ext-chain", id="ext-chain-watcher", task_list="default")
-    wait_for(lambda: of_kind(events(client, "ext-chain"), "WorkflowExecutionWatched"))
-    wait_for(lambda: len(of_kind(events(client, "ext-chain"), "WorkflowExecutionContinuedAsNew")) == 2)
+    assert wait_for(lambda: of_kind(events(client, "ext-chain"), "WorkflowExecutionWatched"))
+    assert wait_for(lambda: len(of_kind(events(client, "ext-chain"), "WorkflowExecutionContinuedAsNew")) == 2)
     target.signal(Chained.release, "y")
     assert watcher.result(timeout=30) == {"result": "last run: y"}
     chain = events(client, "ext-chain")
