@@ -181,27 +181,16 @@ def watch_closed_payload(
     if status is None:
         return None
     initiated = watched["watcher"]["initiated_event_id"]
-    common = {
-        "domain": domain,
-        "workflow_id": workflow_id,
-        "run_id": run_id,
-        "workflow_type": workflow_type,
-        "initiated_event_id": initiated,
-    }
     if watched.get("as_child"):
-        child = {**common, "started_event_id": 0}
-        match status:
-            case "COMPLETED":
-                child["result"] = close.get("result")
-            case "FAILED":
-                child["failure"] = close["failure"]
-            case "CANCELED":
-                child["details"] = close.get("details")
-            case "TIMED_OUT":
-                child["timeout_type"] = close["timeout_type"]
-            case _:
-                child["reason"] = close.get("reason", "")
-        return cast("CommandPayload", (f"ChildWorkflowExecution{_CHILD_CLOSE[status]}", child))
+        return child_closed_payload(
+            close_type,
+            close,
+            domain=domain,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            workflow_type=workflow_type,
+            initiated_event_id=initiated,
+        )
     closed: ExternalWorkflowExecutionClosed = {
         "domain": domain,
         "workflow_id": workflow_id,
@@ -216,6 +205,44 @@ def watch_closed_payload(
         "timeout_type": close.get("timeout_type") if status == "TIMED_OUT" else None,
     }
     return ("ExternalWorkflowExecutionClosed", closed)
+
+
+def child_closed_payload(
+    close_type: str,
+    close: Mapping[str, Any],
+    *,
+    domain: str,
+    workflow_id: str,
+    run_id: str,
+    workflow_type: str,
+    initiated_event_id: int,
+) -> CommandPayload | None:
+    """The ChildWorkflowExecution<Close> a parent is told when its child's chain ends with the close
+    event `close_type` (attributes `close`), for a child it started or attached by USE_EXISTING.
+    None for a continue-as-new (the chain goes on) or any other event."""
+    status = _CLOSE_STATUS.get(close_type)
+    if status is None:
+        return None
+    child: dict[str, Any] = {
+        "domain": domain,
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+        "workflow_type": workflow_type,
+        "initiated_event_id": initiated_event_id,
+        "started_event_id": 0,
+    }
+    match status:
+        case "COMPLETED":
+            child["result"] = close.get("result")
+        case "FAILED":
+            child["failure"] = close["failure"]
+        case "CANCELED":
+            child["details"] = close.get("details")
+        case "TIMED_OUT":
+            child["timeout_type"] = close["timeout_type"]
+        case _:
+            child["reason"] = close.get("reason", "")
+    return cast("CommandPayload", (f"ChildWorkflowExecution{_CHILD_CLOSE[status]}", child))
 
 
 #: The close events that end a chain, and the status a watcher is told.

@@ -9,34 +9,17 @@ first run's start and its close is the last run's close.
 from __future__ import annotations
 
 from kadence.history import ExecutionState, RunState
+from kadence.history.commands import child_closed_payload
 from kadence.history.ids import child_closed_command_id, child_start_command_id, child_started_command_id
 from kadence.schemas.records import (
-    ChildWorkflowExecutionCanceled,
-    ChildWorkflowExecutionCompleted,
-    ChildWorkflowExecutionFailed,
     ChildWorkflowExecutionStarted,
-    ChildWorkflowExecutionTerminated,
-    ChildWorkflowExecutionTimedOut,
-    CommandPayload,
     HistoryEvent,
-    HistoryEventAttributes,
     ParentExecution,
     StartChildWorkflowExecutionInitiated,
     StartWorkflowExecution,
 )
 
 from .base import Emitter
-
-#: The close events a child's last run reports to its parent (continue-as-new is not a close of the chain).
-_CHILD_CLOSES = frozenset(
-    {
-        "WorkflowExecutionCompleted",
-        "WorkflowExecutionFailed",
-        "WorkflowExecutionCanceled",
-        "WorkflowExecutionTimedOut",
-        "WorkflowExecutionTerminated",
-    }
-)
 
 
 class ChildrenModule:
@@ -71,12 +54,20 @@ class ChildrenModule:
                     ),
                 ),
             )
-        elif attributes[0] in _CHILD_CLOSES:
+        else:
             run = state.current
             if run is None or run.parent is None:
                 return
             parent = run.parent
-            notification = _child_closed(attributes, event, run.workflow_type, parent)
+            notification = child_closed_payload(
+                attributes[0],
+                attributes[1],
+                domain=event["domain"],
+                workflow_id=event["workflow_id"],
+                run_id=event["run_id"],
+                workflow_type=run.workflow_type,
+                initiated_event_id=parent["initiated_event_id"],
+            )
             if notification is not None:
                 out.command(
                     command_id=child_closed_command_id(event["run_id"]),
@@ -123,63 +114,3 @@ class ChildrenModule:
                 ),
             ),
         )
-
-
-def _child_closed(
-    attributes: HistoryEventAttributes, event: HistoryEvent, workflow_type: str, parent: ParentExecution
-) -> CommandPayload | None:
-    """The ChildWorkflowExecution<Close> notification of a child run's close event (None for other events)."""
-    domain, workflow_id, run_id = event["domain"], event["workflow_id"], event["run_id"]
-    initiated = parent["initiated_event_id"]
-    match attributes:
-        case ("WorkflowExecutionCompleted", a):
-            return "ChildWorkflowExecutionCompleted", ChildWorkflowExecutionCompleted(
-                domain=domain,
-                workflow_id=workflow_id,
-                run_id=run_id,
-                workflow_type=workflow_type,
-                initiated_event_id=initiated,
-                started_event_id=0,
-                result=a["result"],
-            )
-        case ("WorkflowExecutionFailed", a):
-            return "ChildWorkflowExecutionFailed", ChildWorkflowExecutionFailed(
-                domain=domain,
-                workflow_id=workflow_id,
-                run_id=run_id,
-                workflow_type=workflow_type,
-                initiated_event_id=initiated,
-                started_event_id=0,
-                failure=a["failure"],
-            )
-        case ("WorkflowExecutionCanceled", a):
-            return "ChildWorkflowExecutionCanceled", ChildWorkflowExecutionCanceled(
-                domain=domain,
-                workflow_id=workflow_id,
-                run_id=run_id,
-                workflow_type=workflow_type,
-                initiated_event_id=initiated,
-                started_event_id=0,
-                details=a["details"],
-            )
-        case ("WorkflowExecutionTimedOut", a):
-            return "ChildWorkflowExecutionTimedOut", ChildWorkflowExecutionTimedOut(
-                domain=domain,
-                workflow_id=workflow_id,
-                run_id=run_id,
-                workflow_type=workflow_type,
-                initiated_event_id=initiated,
-                started_event_id=0,
-                timeout_type=a["timeout_type"],
-            )
-        case ("WorkflowExecutionTerminated", a):
-            return "ChildWorkflowExecutionTerminated", ChildWorkflowExecutionTerminated(
-                domain=domain,
-                workflow_id=workflow_id,
-                run_id=run_id,
-                workflow_type=workflow_type,
-                initiated_event_id=initiated,
-                started_event_id=0,
-                reason=a["reason"],
-            )
-    return None

@@ -363,16 +363,7 @@ class HistoryProcessor(Processor):
             or t.outstanding != (kind == "decision_timeout")
         ):
             return
-        command = fire_timer_command(
-            kind=kind,
-            domain=key.domain,
-            workflow_id=key.workflow_id,
-            run_id=key.run_id,
-            event_id=key.scheduled_event_id,
-            attempt=key.attempt,
-            timestamp=ctx.now_ms,
-        )
-        self._emit_command(command, ctx, ctx.now_ms)
+        self._fire(kind, key, ctx)
         self._arm_transient(key.domain, key.workflow_id, t, ctx.partition, ctx.now_ms + TRANSIENT_REFIRE_MS)
 
     def _emit_task(
@@ -452,16 +443,20 @@ class HistoryProcessor(Processor):
             info = run.activities.get(key.scheduled_event_id) if run is not None and run.is_open else None
             if info is None or info.attempt != key.attempt:
                 continue  # the attempt finished meanwhile
-            command = fire_timer_command(
-                kind=kind,
-                domain=key.domain,
-                workflow_id=key.workflow_id,
-                run_id=key.run_id,
-                event_id=key.scheduled_event_id,
-                attempt=key.attempt,
-                timestamp=ctx.now_ms,
-            )
-            self._emit_command(command, ctx, ctx.now_ms)
+            self._fire(kind, key, ctx)
+
+    def _fire(self, kind: str, key: AttemptKey, ctx: Context) -> None:
+        """A FireTimer for the attempt `key` on the processor's own input: its handler decides."""
+        command = fire_timer_command(
+            kind=kind,
+            domain=key.domain,
+            workflow_id=key.workflow_id,
+            run_id=key.run_id,
+            event_id=key.scheduled_event_id,
+            attempt=key.attempt,
+            timestamp=ctx.now_ms,
+        )
+        self._emit_command(command, ctx, ctx.now_ms)
 
     def _emit_command(self, command: Command, ctx: Context, now_ms: int) -> None:
         """A command of the engine's own (a reply, a liveness fire), signed (`streams.signing`)."""
