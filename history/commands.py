@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast, overload
 
 from .ids import timer_fire_command_id
+from .state import CLOSE_EVENTS
 
 if TYPE_CHECKING:
     from kadence.schemas.records import (
@@ -245,14 +246,9 @@ def child_closed_payload(
     return cast("CommandPayload", (f"ChildWorkflowExecution{_CHILD_CLOSE[status]}", child))
 
 
-#: The close events that end a chain, and the status a watcher is told.
-_CLOSE_STATUS = {
-    "WorkflowExecutionCompleted": "COMPLETED",
-    "WorkflowExecutionFailed": "FAILED",
-    "WorkflowExecutionCanceled": "CANCELED",
-    "WorkflowExecutionTerminated": "TERMINATED",
-    "WorkflowExecutionTimedOut": "TIMED_OUT",
-}
+#: The close events that end a chain, and the status a watcher is told (state.CLOSE_EVENTS less
+#: continue-as-new, which goes on with the next run).
+_CLOSE_STATUS = {event: status for event, status in CLOSE_EVENTS.items() if status != "CONTINUED_AS_NEW"}
 _CHILD_CLOSE = {
     "COMPLETED": "Completed",
     "FAILED": "Failed",

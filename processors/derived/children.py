@@ -8,7 +8,7 @@ first run's start and its close is the last run's close.
 
 from __future__ import annotations
 
-from kadence.history import ExecutionState, RunState
+from kadence.history import CLOSE_EVENTS, ExecutionState, RunState
 from kadence.history.commands import child_closed_payload
 from kadence.history.ids import child_closed_command_id, child_start_command_id, child_started_command_id
 from kadence.schemas.records import (
@@ -54,7 +54,7 @@ class ChildrenModule:
                     ),
                 ),
             )
-        else:
+        elif attributes[0] in CLOSE_EVENTS:  # (a continue-as-new is no close of the chain: None below)
             run = state.current
             if run is None or run.parent is None:
                 return
