@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         common.append("--no-eager")
     if args.hold_ms is not None:
         common += ["--hold-ms", str(args.hold_ms)]
+    if args.instances != 1:
+        common += ["--instances", str(args.instances)]
     if args.dispatch_in_txn:
         common.append("--dispatch-in-txn")
     failed = 0

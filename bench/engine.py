@@ -207,6 +207,13 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the history processor sends tasks in its transaction (before docs/deviations.md 19)",
     )
+    ap.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="engine instances: each a history processor, a derived processor and a worker process "
+        "(slot i, its own state dir); they share the partitions by consumer group",
+    )
     ap.add_argument("--log-level", default="WARNING")
 
 
@@ -228,6 +235,7 @@ class Bench:
         hold_ms: float | None = None,
         kafka: str | None = None,
         dispatch_in_txn: bool = False,
+        instances: int = 1,
     ) -> None:
         from bench.workflows import TASK_LISTS
 
@@ -236,6 +244,9 @@ class Bench:
         #: the broker's kind: "embedded" (Tansu) or "apache"; a --bootstrap broker is taken for Kafka
         self.kafka = kafka or ("apache" if bootstrap else "embedded")
         self.dispatch_in_txn = dispatch_in_txn
+        #: engine instances (`--instances`): processes "history", "derived", "worker" for slot 0,
+        #: "history-2", "derived-2", "worker-2" for slot 1, and so on
+        self.instances = instances
         self.broker_pid: int | None = None
         self.overrides = dict(overrides or {})
         self.workers_mode = workers
@@ -267,6 +278,7 @@ class Bench:
             hold_ms=args.hold_ms,
             kafka=args.kafka,
             dispatch_in_txn=args.dispatch_in_txn,
+            instances=getattr(args, "instances", 1),
             **kwargs,
         )
 
@@ -317,27 +329,34 @@ class Bench:
         }
         from kadence.streams.launch import spawn
 
-        for role in ("history", "derived"):
-            self.procs[role] = spawn(
-                "bench.engine",
-                self.settings,
-                env={**env, "BENCH_ROLE": role},
-                batch_max_records=self.settings.batch_max_records,
-                batch_max_wait_ms=self.settings.batch_max_wait_ms,
-            )
+        for slot in range(self.instances):
+            # one state dir per instance: a partition moving between them is restored, not shared
+            settings = self.settings if slot == 0 else self.settings.with_(state_dir=f"{state_dir}/{slot}")
+            slot_env = {**env, "BENCH_SETTINGS": json.dumps(asdict(settings))}
+            suffix = "" if slot == 0 else f"-{slot + 1}"
+            for role in ("history", "derived"):
+                self.procs[role + suffix] = spawn(
+                    "bench.engine",
+                    settings,
+                    slot,
+                    env={**slot_env, "BENCH_ROLE": role},
+                    batch_max_records=settings.batch_max_records,
+                    batch_max_wait_ms=settings.batch_max_wait_ms,
+                )
         self.client = Client(self.settings)
         if self.workers_mode == "process":
-            self.procs["worker"] = subprocess.Popen(
-                [sys.executable, "-m", "bench.engine"],
-                env={
-                    **env,
-                    "BENCH_ROLE": "worker",
-                    "BENCH_TASK_LISTS": ",".join(self.task_lists),
-                    "BENCH_EAGER": "1" if self.eager else "",
-                    "BENCH_HOLD_MS": "" if self.hold_ms is None else str(self.hold_ms),
-                    "BENCH_STATS": self._stats_path if self.decision_stats else "",
-                },
-            )
+            for slot in range(self.instances):
+                self.procs["worker" if slot == 0 else f"worker-{slot + 1}"] = subprocess.Popen(
+                    [sys.executable, "-m", "bench.engine"],
+                    env={
+                        **env,
+                        "BENCH_ROLE": "worker",
+                        "BENCH_TASK_LISTS": ",".join(self.task_lists),
+                        "BENCH_EAGER": "1" if self.eager else "",
+                        "BENCH_HOLD_MS": "" if self.hold_ms is None else str(self.hold_ms),
+                        "BENCH_STATS": self._stats_path if self.decision_stats and slot == 0 else "",
+                    },
+                )
         else:
             self.thread_workers = start_workers(
                 self.client, self.task_lists, self.decision_stats, self.eager, self.hold_ms
