@@ -402,7 +402,13 @@ class _Completions:
     """
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
+        self._lock = threading.RLock()
+        #: Notified on answers and on every new outcome, for waiters of no particular id.
+        self.cond = threading.Condition(self._lock)
+        #: One condition per watched id, on the same lock: an outcome wakes the handles waiting for
+        #: its id, not every waiting thread (with 50 workflows in flight, `notify_all` on one
+        #: condition woke 50 threads per outcome, and the client spent most of its CPU there).
+        self._id_conds: dict[tuple[str, str], threading.Condition] = {}
         self._watchers: dict[tuple[str, str], int] = {}
         self._kept: dict[tuple[str, str], _Outcomes] = {}
         self._recent: OrderedDict[tuple[str, str], _Outcomes] = OrderedDict()
@@ -423,6 +429,7 @@ class _Completions:
             count = self._watchers.get(key, 0)
             self._watchers[key] = count + 1
             if count == 0:
+                self._id_conds[key] = threading.Condition(self._lock)
                 entry = self._recent.pop(key, None)
                 if entry is not None:
                     self._recent_count -= len(entry.outcomes)
@@ -437,9 +444,22 @@ class _Completions:
                 self._watchers[key] = count
                 return
             self._watchers.pop(key, None)
+            self._id_conds.pop(key, None)
             entry = self._kept.pop(key, None)
             if entry is not None and entry.outcomes:
                 self._remember(key, entry)
+
+    def condition(self, domain: str, wid: str) -> threading.Condition:
+        """The condition notified when an outcome of `wid` arrives: its own while it is watched."""
+        with self.cond:
+            return self._id_conds.get((domain, wid), self.cond)
+
+    def _notify(self, key: tuple[str, str]) -> None:
+        self.version += 1
+        own = self._id_conds.get(key)
+        if own is not None:
+            own.notify_all()
+        self.cond.notify_all()
 
     def _remember(self, key: tuple[str, str], entry: _Outcomes) -> None:
         """Put an unwatched id's outcomes last in the recent ones; drop the oldest beyond the bound."""
@@ -504,8 +524,7 @@ class _Completions:
                 added = entry.add(outcome)
                 self._remember(key, entry)
             if added:
-                self.version += 1
-                self.cond.notify_all()
+                self._notify(key)
 
     def add_read_back(self, domain: str, wid: str, earlier: list[dict[str, Any]]) -> None:
         """Outcomes of `wid` read back from before `position`: they go before the ones kept."""
@@ -526,8 +545,7 @@ class _Completions:
                 self._kept[key] = merged
             elif merged.outcomes:
                 self._remember(key, merged)
-            self.version += 1
-            self.cond.notify_all()
+            self._notify(key)
 
     def _entry(self, domain: str, wid: str) -> _Outcomes | None:
         key = (domain, wid)
@@ -1273,7 +1291,7 @@ class WorkflowHandle(Generic[R]):
             raise KadenceError(f"workflow {self.id!r} run {run_id}: unknown outcome status {status!r}")
 
     def _wait(self, probe: Callable[[], Any], deadline: float | None, what: str) -> Any:
-        cond = self._conn.completions.cond
+        cond = self._conn.completions.condition(self.client.domain, self.id)
         recheck_at = time.monotonic() + OUTCOME_RECHECK_S
         while True:
             with cond:
@@ -1332,12 +1350,13 @@ class WorkflowHandle(Generic[R]):
             return self.run_id
         client = self.client
         completions = self._conn.completions
+        cond = completions.condition(client.domain, self.id)
         # A start this handle made usually closes before anyone needs its open run: wait on the
         # completions index first and scan the history partition (a whole-partition read) later.
         next_scan = time.monotonic() + 0.5 if self.start_request_id else 0.0
         scan_every = 1.0
         while True:
-            with completions.cond:
+            with cond:
                 version = completions.version
                 if self.start_request_id:
                     outcome = completions.by_request(client.domain, self.id, self.start_request_id)
@@ -1363,9 +1382,9 @@ class WorkflowHandle(Generic[R]):
             left = _remaining(deadline)
             if left == 0.0:
                 raise TimeoutError(f"timed out waiting for workflow {self.id!r} to be seen", "")
-            with completions.cond:
+            with cond:
                 if completions.version == version:
-                    completions.cond.wait(min(0.5, left) if left is not None else 0.5)
+                    cond.wait(min(0.5, left) if left is not None else 0.5)
 
     def _run_from_history(self, deadline: float | None) -> str | None:
         client = self.client
