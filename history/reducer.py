@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from immutables import Map
+
 from . import search_attributes
 from .ids import child_start_command_id, derive_run_id
 from .state import (
@@ -431,7 +433,10 @@ def _on_signaled(run: RunState, event: HistoryEvent, a: WorkflowExecutionSignale
     }
     changes: Changes = {"unseen_signals": (*run.unseen_signals, signal)}
     if a["request_id"]:
-        changes["signal_request_ids"] = run.signal_request_ids | {a["request_id"]}
+        ids = run.signal_request_ids
+        if not isinstance(ids, Map):  # a state stored before the ids were a Map (a frozenset)
+            ids = Map((rid, None) for rid in ids)
+        changes["signal_request_ids"] = ids.set(a["request_id"], None)
     return changes
 
 

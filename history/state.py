@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from types import MemberDescriptorType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from immutables import Map
+
 if TYPE_CHECKING:  # types only: `history` imports nothing of Kadence at run time (docs/architecture.md §1)
     from _typeshed import DataclassInstance
 
@@ -43,6 +45,9 @@ if TYPE_CHECKING:  # types only: `history` imports nothing of Kadence at run tim
         | WorkflowExecutionTimedOut
         | WorkflowExecutionContinuedAsNew
     )
+
+#: The empty id set (`RunState.signal_request_ids`).
+NO_IDS: Map[str, None] = Map()
 
 CLOSED_STATUSES = frozenset(
     {"COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT"}
@@ -271,7 +276,10 @@ class RunState:
     children: dict[int, ChildInfo] = field(default_factory=dict)
     signals_out: dict[int, SignalExternalWorkflowExecutionInitiated] = field(default_factory=dict)
     cancels_out: dict[int, RequestCancelExternalWorkflowExecutionInitiated] = field(default_factory=dict)
-    signal_request_ids: frozenset[str] = frozenset()
+    #: Request ids of the signals recorded in this run (a repeated one is a duplicate). A persistent
+    #: map (keys only), not a frozenset: adding to a frozenset copies it, which made a run of n
+    #: signals cost O(n^2) in both processors (bench/README.md, "A 50,000-event history").
+    signal_request_ids: Map[str, None] = NO_IDS
     #: Outgoing watches (WatchExternalWorkflowExecutionInitiated by event id) not answered yet.
     watches_out: dict[int, WatchExternalWorkflowExecutionInitiated] = field(default_factory=dict)
     #: Runs told how this workflow's chain ends (WorkflowExecutionWatched); carried to the next

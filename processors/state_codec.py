@@ -8,7 +8,8 @@ maps marked by the key MARK (-1: no map of a state has a negative key):
 
 - a state class: {MARK: class name, field name: value, ...};
 - a tuple or frozenset: {MARK: "tuple" | "frozenset", 0: its items} (a frozenset sorted, so equal
-  states encode alike);
+  states encode alike); an `immutables.Map` of keys only (`RunState.signal_request_ids`):
+  {MARK: "idset", 0: its keys, sorted};
 - a datetime: {MARK: "datetime", 0: its ISO 8601 text}, and a full-text `Text`: {MARK: "text",
   0: the string} (search attribute values).
 
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import msgpack
+from immutables import Map
 
 from kadence.history.search_attributes import Text
 from kadence.history.state import ActivityInfo, ChildInfo, DecisionInfo, ExecutionState, RunState, TimerInfo
@@ -40,7 +42,7 @@ _PICKLE_PROTOCOL_2_PLUS = 0x80
 #: The key that marks a map as a value MessagePack has no type for; its value says which: the name
 #: of a state class, or one of the tags below.
 MARK = -1
-TUPLE, FROZENSET, DATETIME, TEXT = "tuple", "frozenset", "datetime", "text"
+TUPLE, FROZENSET, IDSET, DATETIME, TEXT = "tuple", "frozenset", "idset", "datetime", "text"
 
 #: The classes a stored state may contain, by name.
 STATE_CLASSES: dict[str, type] = {
@@ -91,6 +93,10 @@ def _default(value: Any) -> dict[int, Any]:
         return {MARK: TUPLE, 0: list(value)}
     if cls is frozenset:
         return {MARK: FROZENSET, 0: sorted(value)}
+    if cls is Map:
+        if any(v is not None for v in value.values()):
+            raise TypeError(f"a stored state holds Maps of keys only: {value!r}")
+        return {MARK: IDSET, 0: sorted(value.keys())}
     if cls is datetime:
         return {MARK: DATETIME, 0: value.isoformat()}
     if cls is Text:
@@ -106,6 +112,8 @@ def _object_hook(stored: dict[Any, Any]) -> Any:
         return tuple(stored[0])
     if tag == FROZENSET:
         return frozenset(stored[0])
+    if tag == IDSET:
+        return Map((key, None) for key in stored[0])
     if tag == DATETIME:
         return datetime.fromisoformat(stored[0])
     if tag == TEXT:

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import msgpack
 import pytest
+from immutables import Map
 
 from kadence import workflow
 from kadence.client import Client
+from kadence.history import apply
 from kadence.history.search_attributes import Text
 from kadence.history.state import ActivityInfo, ExecutionState, RunState, TimerInfo
 from kadence.processors.server import InProcessEngine
@@ -69,7 +71,7 @@ def test_round_trip_of_every_state_class() -> None:
         },
         activity_ids={"a1": 5},
         timers={"t": TimerInfo("t", 7, 100)},
-        signal_request_ids=frozenset({"b", "a"}),
+        signal_request_ids=Map({"b": None, "a": None}),
         search_attributes={
             "when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
             "tags": ["x"],
@@ -94,6 +96,33 @@ def test_a_state_written_before_fields_were_added_loads_with_their_defaults() ->
     assert loaded.current is not None
     assert loaded.current.last_event_time == 0 and loaded.current.search_attributes == {}
     assert loaded.current.memo == state.current.memo  # everything else as written
+
+
+def test_signal_request_ids_stored_as_a_frozenset_load_and_grow_as_a_map() -> None:
+    """A store written before the ids were a persistent Map holds a frozenset: it loads as one, a
+    repeated id is still seen, and the next signal's fold turns the ids into a Map."""
+    old = encode_state(ExecutionState("d", "w", _run(signal_request_ids=frozenset({"a"}), next_event_id=5)))
+    loaded = decode_state(old)
+    assert loaded.current is not None and loaded.current.signal_request_ids == frozenset({"a"})
+    assert "a" in loaded.current.signal_request_ids
+    signaled = {
+        "signal_name": "s",
+        "input": None,
+        "identity": "",
+        "request_id": "b",
+        "carried_from_run_id": "",
+    }
+    event = {
+        "domain": "d",
+        "workflow_id": "w",
+        "run_id": "r1",
+        "event_id": 5,
+        "timestamp": 7,
+        "attributes": ("WorkflowExecutionSignaled", signaled),
+    }
+    after = apply(loaded, event).current
+    assert after is not None and after.signal_request_ids == Map({"a": None, "b": None})
+    assert decode_state(encode_state(apply(loaded, event))) == apply(loaded, event)
 
 
 def test_pickles_and_unknown_content_are_refused_with_the_way_out() -> None:
