@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -309,8 +310,9 @@ def test_continue_as_new_suggested_flips_at_the_lowered_threshold(settings) -> N
     assert result["activities"] == 7  # history length 3 + 6n reaches 40 at n = 7
 
 
-def test_hard_history_limit_terminates_the_run(settings) -> None:
+def test_hard_history_limit_terminates_the_run(settings, caplog) -> None:
     config = HistoryConfig(hard_history_events=60, warn_history_events=30)
+    caplog.set_level(logging.WARNING, logger="kadence.history")
     with (
         InProcessEngine(settings, config=config),
         Client(settings) as client,
@@ -321,6 +323,10 @@ def test_hard_history_limit_terminates_the_run(settings) -> None:
             handle.result(timeout=60)
     assert err.value.status == "TERMINATED"
     assert "history limit exceeded" in str(err.value) and "continue-as-new" in str(err.value)
+    # past the warn threshold: one warning per decision (6 events per activity: about 5 between
+    # 30 and 60 events), not one per transition (activity completions too)
+    warnings = [r for r in caplog.records if "continue-as-new is suggested" in r.getMessage()]
+    assert 1 <= len(warnings) <= 6, [r.getMessage() for r in warnings]
 
 
 def test_oversize_payloads_are_rejected_with_a_clear_error(settings) -> None:

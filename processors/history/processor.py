@@ -175,7 +175,9 @@ class HistoryProcessor(Processor):
                 "reset_last_event_id": 0,
             }
             tr.add(("WorkflowExecutionTerminated", terminated))
-        elif length > self.config.warn_history_events:
+        elif length > self.config.warn_history_events and any(
+            e["attributes"][0] == "DecisionTaskCompleted" for e in tr.events
+        ):  # once per decision, as HistoryConfig says: not on every signal of a long run
             log.warning(
                 "workflow %s run %s has %d history events; continue-as-new is suggested",
                 tr.workflow_id,
