@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -327,6 +328,30 @@ def test_hard_history_limit_terminates_the_run(settings, caplog) -> None:
     # 30 and 60 events), not one per transition (activity completions too)
     warnings = [r for r in caplog.records if "continue-as-new is suggested" in r.getMessage()]
     assert 1 <= len(warnings) <= 6, [r.getMessage() for r in warnings]
+
+
+def test_hard_byte_limit_counts_each_event_s_ids(settings) -> None:
+    """The byte limit guards the full history a decision task carries. Each event repeats the
+    workflow id: with a 1,000-character id (the longest allowed) 150 events are ~160 KB, while
+    `history_size` (payloads + 64 bytes per event, what workflow code sees) reads ~10 KB. The run
+    is terminated at the bound, whose reason names it, and the full history it leaves is within it."""
+    limit = 100_000
+    wid = "w" * 1000
+    config = HistoryConfig(hard_history_bytes=limit)
+    with (
+        InProcessEngine(settings, config=config),
+        Client(settings) as client,
+        Worker(client, "default", ALL, [tick]),
+    ):
+        handle = client.start_workflow(Endless.run, id=wid, task_list="default")
+        with pytest.raises(WorkflowFailureError) as err:
+            handle.result(timeout=60)
+        history = handle.history()
+    assert err.value.status == "TERMINATED" and "history limit exceeded" in str(err.value)
+    assert f"limits 51200 events, {limit} bytes" in str(err.value)
+    events = len(history)
+    assert 80 <= events <= 100, events  # ~1.1 KB per event reaches 100,000 bytes at ~90 events
+    assert len(json.dumps(history, default=repr)) < 2 * limit  # the history is about the bound, not 10x it
 
 
 def test_oversize_payloads_are_rejected_with_a_clear_error(settings) -> None:

@@ -164,9 +164,10 @@ class HistoryProcessor(Processor):
         if run is None or not run.is_open or not tr.events:
             return
         length = run.next_event_id - 1
-        if length > self.config.hard_history_events or run.history_size > self.config.hard_history_bytes:
+        size = run.history_bytes_bound
+        if length > self.config.hard_history_events or size > self.config.hard_history_bytes:
             terminated: WorkflowExecutionTerminated = {
-                "reason": f"history limit exceeded: {length} events / {run.history_size} bytes (limits "
+                "reason": f"history limit exceeded: {length} events / {size} bytes (limits "
                 f"{self.config.hard_history_events} events, {self.config.hard_history_bytes} bytes); "
                 "use continue-as-new for long-running workflows",
                 "details": None,
