@@ -467,11 +467,13 @@ class Bench:
 
         `handle.result()` is not used: when the outcome is not there yet it scans the workflow's
         history partition with a new consumer (kadence/client.py `_resolve_run`), which dominates a
-        benchmark's client. `--sdk-result` measures it."""
+        benchmark's client. `--sdk-result` measures it. Like `result()`, it sleeps on the id's own
+        condition, so an outcome wakes only its waiter (before, all `concurrency` threads)."""
         comps = self.client.connection.completions
         domain = self.client.domain
         deadline = time.monotonic() + timeout
-        with comps.cond:
+        cond = comps.condition(domain, handle.id)  # woken by this id's outcomes, as result() is
+        with cond:
             outcome = comps.by_request(domain, handle.id, handle.start_request_id)
             while True:
                 if outcome is not None and outcome["status"] == "CONTINUED_AS_NEW" and outcome["new_run_id"]:
@@ -490,7 +492,7 @@ class Bench:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"workflow {handle.id} did not finish in {timeout}s")
-                comps.cond.wait(min(left, 1.0))
+                cond.wait(min(left, 1.0))
                 if outcome is None:
                     outcome = comps.by_request(domain, handle.id, handle.start_request_id)
 
