@@ -37,9 +37,11 @@ Lines:
    full-history decision task would not fit in a record. The cap (`hard_history_bytes`, 7 MiB)
    compares `history_size`, an estimate (payload bytes + 64 per event) that leaves out each
    event's ids: a run with a 1,000-character workflow id (the longest allowed) and N signals is
-   far below the cap by the estimate but its full history is not. The worker is restarted so the
-   next decision needs it; the line says what was seen in `--cap-wait` seconds (tasks, events,
-   dead letters) and whether the decision completed.
+   far below the cap by the estimate but its full history is not. Before 2963187 the run hung: the
+   worker is restarted so the next decision needs the full history, and the line says what was seen
+   in `--cap-wait` seconds (tasks, events, dead letters) and whether the decision completed. Since
+   then the hard limit counts each event's ids and ends the run first: the line says `closed_as`
+   (WorkflowExecutionTerminated), the events it reached and the largest decision task seen.
 
 Building 50,000 events took 79 s on the embedded broker (2-core machine), so `--events` is
 50,000 on both brokers. A whole run takes ~5 minutes; the decision timeouts of the cap workflow
@@ -75,6 +77,8 @@ from kadence.streams.settings import MAX_MESSAGE_BYTES, Settings
 from kadence.streams.topics import ensure_core_topics
 
 TASK_LIST = "long-history"
+#: A run that ends while signals still arrive (the hard history limit terminates it).
+CLOSED = {"WorkflowExecutionTerminated", "WorkflowExecutionCompleted", "WorkflowExecutionFailed"}
 
 
 # -- the workflows (served by this module's worker process) ----------------------------------------
@@ -366,6 +370,8 @@ def build(tail: Tail, sig: Signaller, target: int, window: int, timeout: float) 
     deadline = t0 + timeout
     while time.perf_counter() < deadline:
         with tail.cond:
+            if seen.last_type() in CLOSED:
+                break
             in_flight = sent - seen.signals
             remaining = target - seen.max_event_id - in_flight
             if remaining <= 0:
@@ -377,7 +383,10 @@ def build(tail: Tail, sig: Signaller, target: int, window: int, timeout: float) 
         sig.send(n)
         sent += n
     idle = tail.wait(
-        lambda: seen.signals >= sent and seen.last_type() == "DecisionTaskCompleted",
+        lambda: (
+            (seen.signals >= sent and seen.last_type() == "DecisionTaskCompleted")
+            or seen.last_type() in CLOSED
+        ),
         max(1.0, deadline - time.perf_counter()),
     )
     if not idle:
@@ -390,6 +399,7 @@ def build(tail: Tail, sig: Signaller, target: int, window: int, timeout: float) 
     tenth = max(1, len(ats) // 10)  # does the cost per event grow with the history?
     return {
         "signals": sent,
+        "closed_as": seen.last_type() if seen.last_type() in CLOSED else None,
         "decision_tasks": decisions,
         "events": seen.max_event_id,
         "events_built": len(built),
@@ -574,6 +584,16 @@ def cap_line(b: Bench, tail: Tail, stats: str, args: argparse.Namespace) -> dict
     seen = tail.of(wid)
     tail.wait(lambda: seen.last_type() == "DecisionTaskCompleted", 60)
     built = build(tail, sig, args.cap_signals, args.window, args.build_timeout)
+    if built["closed_as"] is not None:  # the hard byte limit ended the run before the build did
+        return b.line(
+            workflow_id_chars=len(wid),
+            **{f"build_{k}": v for k, v in built.items()},
+            history_size_estimate=seen.tasks[-1].history_size if seen.tasks else None,
+            largest_task_bytes=max((t.bytes for t in seen.tasks), default=0),
+            hard_history_bytes=MAX_MESSAGE_BYTES - 1024 * 1024,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            dead_letters=len(tail.dead),
+        )
     start_worker(b, stats)
     n0, dead0 = len(read_stats(stats)), len(tail.dead)
     top = seen.max_event_id
