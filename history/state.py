@@ -258,11 +258,11 @@ class RunState:
     next_event_id: int = 1
     #: Approximate history size in bytes (payload bytes + a fixed cost per event).
     history_size: int = 0
-    #: An upper bound of the run's history in bytes as a decision task carries it (the estimate
-    #: above plus each event's ids and text fields): what the hard history limit compares, so a
-    #: run is terminated before its full history stops fitting in one record. Kept apart from
-    #: `history_size`, which workflow code sees (`info().history_size_bytes`) and replays.
-    history_bytes_bound: int = 0
+    #: The run's history in bytes as a decision task carries it, estimated (the estimate above plus
+    #: each event's ids and text fields beyond its fixed overhead): what the hard history limit
+    #: compares, so a run is terminated before its full history stops fitting in one record. Kept
+    #: apart from `history_size`, which workflow code sees (`info().history_size_bytes`) and replays.
+    full_history_bytes: int = 0
     decision: DecisionInfo | None = None
     decision_attempt: int = 1
     #: Started event id of the last completed decision task (what a cached worker has seen).

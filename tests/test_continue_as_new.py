@@ -13,8 +13,10 @@ import pytest
 from examples import long_running
 from kadence import Client, Worker, activity, workflow
 from kadence.failures import ActivityError, WorkflowAlreadyStartedError, WorkflowFailureError
+from kadence.history.reducer import full_history_event_bytes
 from kadence.processors.history import HistoryConfig
 from kadence.processors.server import InProcessEngine
+from kadence.streams.serde import serde
 
 
 @activity.defn
@@ -334,7 +336,7 @@ def test_hard_byte_limit_counts_each_event_s_ids(settings) -> None:
     """The byte limit guards the full history a decision task carries. Each event repeats the
     workflow id: with a 1,000-character id (the longest allowed) 150 events are ~160 KB, while
     `history_size` (payloads + 64 bytes per event, what workflow code sees) reads ~10 KB. The run
-    is terminated at the bound, whose reason names it, and the full history it leaves is within it."""
+    is terminated at the limit, whose reason names it, and the history it leaves is about that size."""
     limit = 100_000
     wid = "w" * 1000
     config = HistoryConfig(hard_history_bytes=limit)
@@ -351,7 +353,33 @@ def test_hard_byte_limit_counts_each_event_s_ids(settings) -> None:
     assert f"limits 51200 events, {limit} bytes" in str(err.value)
     events = len(history)
     assert 80 <= events <= 100, events  # ~1.1 KB per event reaches 100,000 bytes at ~90 events
-    assert len(json.dumps(history, default=repr)) < 2 * limit  # the history is about the bound, not 10x it
+    assert len(json.dumps(history, default=repr)) < 2 * limit  # about the limit, not 10x it
+
+
+@pytest.mark.parametrize("workflow_id, low, high", [("long-history", 1.0, 1.1), ("w" * 1000, 1.0, 1.1)])
+def test_full_history_estimate_follows_the_encoded_size(workflow_id: str, low: float, high: float) -> None:
+    """`full_history_event_bytes` against the Avro encoding of a signal event: at or just above it,
+    for a short id and for the longest, which `event_size` (65 bytes here) misses by 17x."""
+    event = {
+        "domain": "default",
+        "workflow_id": workflow_id,
+        "run_id": "0019a924-ea15-4203-ba59-f2c91fe56807",
+        "event_id": 40_000,
+        "timestamp": 1_764_600_000_000,
+        "attributes": (
+            "WorkflowExecutionSignaled",
+            {
+                "signal_name": "add",
+                "input": {"encoding": "json/plain", "data": b"1", "metadata": {}},
+                "identity": "31566@vm",
+                "request_id": "5f0c7a1e9b2d4c3f8a6e1d0b2c4f6a8e",
+                "carried_from_run_id": "",
+            },
+        ),
+    }
+    encoded = len(serde().encode_body("HistoryEvent", event))
+    estimate = full_history_event_bytes(event)
+    assert low * encoded <= estimate <= high * encoded, (estimate, encoded)
 
 
 def test_oversize_payloads_are_rejected_with_a_clear_error(settings) -> None:

@@ -24,7 +24,7 @@ from kadence.worker import Worker
 
 #: Fields of RunState that Kadence added after stores were first written with this encoding's
 #: layout; a store written before them lacks them.
-ADDED_LATER = ("last_event_time", "search_attributes", "history_bytes_bound")
+ADDED_LATER = ("last_event_time", "search_attributes", "full_history_bytes")
 
 
 def _run(**changes) -> RunState:

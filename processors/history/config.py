@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from kadence.streams.settings import MAX_MESSAGE_BYTES
 
 #: Room kept in the largest record for what a decision task carries besides its history events
-#: (ids, query, the bound's error: `history_bytes_bound` counts payloads, ids, text fields and a fixed
-#: overhead per event).
+#: (ids, query, the estimate's error: `full_history_bytes` counts payloads, a fixed overhead per
+#: event and the ids and text fields beyond it).
 TASK_RESERVE_BYTES = 1024 * 1024
 
 

@@ -164,7 +164,7 @@ class HistoryProcessor(Processor):
         if run is None or not run.is_open or not tr.events:
             return
         length = run.next_event_id - 1
-        size = run.history_bytes_bound
+        size = run.full_history_bytes
         if length > self.config.hard_history_events or size > self.config.hard_history_bytes:
             terminated: WorkflowExecutionTerminated = {
                 "reason": f"history limit exceeded: {length} events / {size} bytes (limits "
