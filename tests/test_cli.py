@@ -15,6 +15,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -373,25 +374,34 @@ def test_a_start_nobody_records_is_not_confirmed(cli: Cli, settings: Settings) -
 
 # -- show, follow, replay ------------------------------------------------------------------------------
 def test_show_follow_streams_until_the_workflow_closes(
-    cli: Cli, settings: Settings, engine: Any, cli_worker: Any
+    cli: Cli, settings: Settings, engine: Any, cli_worker: Any, tmp_path: Path
 ) -> None:
     assert cli(f"""start Greeter --id fol-1 --task-list {TL} --input '"f"' --input 1""").code == 0
     argv = _cli_process("show", "fol-1", "--follow", "--output", "json", *_connection(settings))
-    follow = subprocess.Popen(
-        argv, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    stderr_path = tmp_path / "follow.err"
+    with open(stderr_path, "w") as stderr:
+        follow = subprocess.Popen(
+            argv, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+    # Everything is read through follow.stdout: communicate() after a readline() reads the pipe's
+    # file descriptor and loses what readline() had buffered (once, a line's end: an empty line).
+    watchdog = threading.Timer(60, follow.kill)
+    watchdog.start()
     try:
         assert follow.stdout is not None
-        first = json.loads(follow.stdout.readline())  # streamed while the workflow still runs
-        assert first["attributes"][0] == "WorkflowExecutionStarted" and first["workflow_id"] == "fol-1"
+        first = follow.stdout.readline()  # streamed while the workflow still runs
+        assert json.loads(first)["attributes"][0] == "WorkflowExecutionStarted"
+        assert json.loads(first)["workflow_id"] == "fol-1"
         assert follow.poll() is None
         assert cli("""signal fol-1 greet --input '"zed"'""").code == 0
-        out, err = follow.communicate(timeout=60)
+        out = first + follow.stdout.read()  # to the end: the follower exits at the close
+        follow.wait(10)
     finally:
+        watchdog.cancel()
         if follow.poll() is None:
             follow.kill()
             follow.wait()
-    assert follow.returncode == 0, err
+    assert follow.returncode == 0, stderr_path.read_text()
     kinds = [json.loads(line)["attributes"][0] for line in out.splitlines()]
     assert "WorkflowExecutionSignaled" in kinds and kinds[-1] == "WorkflowExecutionCompleted"
 
