@@ -584,14 +584,17 @@ def cap_line(b: Bench, tail: Tail, stats: str, args: argparse.Namespace) -> dict
     seen = tail.of(wid)
     tail.wait(lambda: seen.last_type() == "DecisionTaskCompleted", 60)
     built = build(tail, sig, args.cap_signals, args.window, args.build_timeout)
+    common = {
+        "workflow_id_chars": len(wid),
+        **{f"build_{k}": v for k, v in built.items()},
+        "hard_history_bytes": MAX_MESSAGE_BYTES - 1024 * 1024,
+        "max_message_bytes": MAX_MESSAGE_BYTES,
+    }
     if built["closed_as"] is not None:  # the hard byte limit ended the run before the build did
         return b.line(
-            workflow_id_chars=len(wid),
-            **{f"build_{k}": v for k, v in built.items()},
+            **common,
             history_size_estimate=seen.tasks[-1].history_size if seen.tasks else None,
             largest_task_bytes=max((t.bytes for t in seen.tasks), default=0),
-            hard_history_bytes=MAX_MESSAGE_BYTES - 1024 * 1024,
-            max_message_bytes=MAX_MESSAGE_BYTES,
             dead_letters=len(tail.dead),
         )
     start_worker(b, stats)
@@ -606,11 +609,8 @@ def cap_line(b: Bench, tail: Tail, stats: str, args: argparse.Namespace) -> dict
         dead = [(r(at - t0, 1), why) for at, why in tail.dead[dead0:]]
     rows = worker_rows(stats, n0, wid)
     return b.line(
-        workflow_id_chars=len(wid),
-        **{f"build_{k}": v for k, v in built.items()},
+        **common,
         history_size_estimate=est,
-        hard_history_bytes=MAX_MESSAGE_BYTES - 1024 * 1024,
-        max_message_bytes=MAX_MESSAGE_BYTES,
         waited_s=args.cap_wait,
         decision_completed=any(t == "DecisionTaskCompleted" for _, t in after),
         events_after_signal=[t for _, t in after][:20],
