@@ -105,6 +105,16 @@ class Settings:
     #: heartbeats come from librdkafka's own thread, so a busy Python process does not miss them.
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
+    #: How long a processor's next transaction waits after its previous commit before it produces
+    #: (0: not at all). Apache Kafka answers `commit_transaction` before the commit's markers are
+    #: written; a transaction that adds a partition before then is refused with
+    #: CONCURRENT_TRANSACTIONS, and librdkafka retries that after a fixed 20 ms. A processor's
+    #: transactions also commit input offsets, whose markers take longest: back to back, 37-79% of
+    #: them collided (bench/README.md, "Back-to-back transactions on Kafka"); waiting 2 ms first
+    #: brought that to 1-4%. Only a batch that comes sooner than this after a commit waits, so it
+    #: costs nothing under load (batches take longer). Tansu writes its markers before it answers:
+    #: 0 there (`EMBEDDED_BROKER_PROFILE`), 2 on Kafka (`KAFKA_BROKER_PROFILE`).
+    txn_settle_ms: int = 0
     #: Where processors keep their RocksDB partition stores.
     state_dir: str = "./.kadence-state"
     #: Producer linger: batches records into fewer broker batches (each stored batch costs Tansu fetch time).
@@ -218,10 +228,12 @@ class Settings:
 #: "Tansu workarounds on Apache Kafka"; measured in bench/README.md). Everything else is the same
 #: on both: read_committed, tasks dispatched outside the transaction, 6 s / 1 s group sessions.
 #: Tansu does not wake a long poll: a hop waits half of fetch.wait.max.ms on average.
-EMBEDDED_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 3}
+EMBEDDED_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 3, "txn_settle_ms": 0}
 #: Apache Kafka answers a long poll when data arrives: a long bound costs no latency and spares the
-#: broker and every client the idle fetches (about 330 a second per consumer at 3 ms).
-KAFKA_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 100}
+#: broker and every client the idle fetches (about 330 a second per consumer at 3 ms). Its commit
+#: markers land after `commit_transaction` returns: a transaction right after it waits 2 ms
+#: (`Settings.txn_settle_ms`) instead of colliding and retrying 20 ms later.
+KAFKA_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 100, "txn_settle_ms": 2}
 
 
 def embedded_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
@@ -232,5 +244,6 @@ def embedded_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
 
 def kafka_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
     """Settings for Apache Kafka (production, CI, benchmarks with --kafka apache):
-    `KAFKA_BROKER_PROFILE`, then `overrides`. From the environment: KADENCE_FETCH_WAIT_MAX_MS=100."""
+    `KAFKA_BROKER_PROFILE`, then `overrides`. From the environment: KADENCE_FETCH_WAIT_MAX_MS=100,
+    KADENCE_TXN_SETTLE_MS=2."""
     return Settings(bootstrap=bootstrap, **{**KAFKA_BROKER_PROFILE, **overrides})

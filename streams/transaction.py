@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -131,9 +132,14 @@ class Transactions:
         self._dispatcher: Any = None  # the producer of dispatch records, made at the first one
         self._dispatch_error: KafkaError | None = None
         self._bounded = _Bounded(f"{transactional_id}.send-offsets")
+        #: time.monotonic() before which the next transaction does not produce (Settings.txn_settle_ms).
+        self._settled_at = 0.0
         #: Counters for logs, tests and benchmarks.
         self.transactions = 0
         self.aborts = 0
+        #: Transactions that waited for the previous commit to settle, and the seconds they waited.
+        self.settle_waits = 0
+        self.settle_wait_s = 0.0
 
     def start(self) -> None:
         """Step 0: a producer with the slot's transactional id, then `init_transactions`. This
@@ -179,6 +185,7 @@ class Transactions:
         if dispatched:
             self.dispatch(dispatched)
             out = [o for o in out if not o.dispatch]
+        self._settle()
         try:
             producer.begin_transaction()
             self._produce(out, delivered)
@@ -198,9 +205,23 @@ class Transactions:
                 self.await_dispatch()
             retry(producer.commit_transaction, 30.0)
             self.transactions += 1
+            if offsets and self.settings.txn_settle_ms:
+                self._settled_at = time.monotonic() + self.settings.txn_settle_ms / 1000
         except KafkaException as exc:
             self._on_error(exc.args[0], offsets)
         return delivered
+
+    def _settle(self) -> None:
+        """Wait until `Settings.txn_settle_ms` after the previous commit (if it committed input
+        offsets). Dispatch records have left already: only the transaction waits. On Apache Kafka
+        a transaction that adds a partition while the previous commit's markers are still being
+        written is refused (CONCURRENT_TRANSACTIONS) and librdkafka retries it 20 ms later; the
+        offsets' markers are the slow ones, hence no wait after a transaction without offsets."""
+        wait = self._settled_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+            self.settle_waits += 1
+            self.settle_wait_s += wait
 
     def dispatch(self, out: Sequence[OutRecord]) -> None:
         """Step 3, first part: dispatch records, outside the transaction (OutRecord.dispatch)."""

@@ -117,7 +117,8 @@ def test_the_processors_use_the_kafka_profile_and_a_session_the_broker_accepts()
     )
     for name in ("history", "derived", "worker"):
         env = _env(SERVICES[name])
-        assert int(env["KADENCE_FETCH_WAIT_MAX_MS"]) == KAFKA_BROKER_PROFILE["fetch_wait_max_ms"], name
+        for knob, value in KAFKA_BROKER_PROFILE.items():
+            assert int(env[f"KADENCE_{knob.upper()}"]) == value, (name, knob)
         session = int(env.get("KADENCE_SESSION_TIMEOUT_MS", defaults.session_timeout_ms))
         assert session >= broker_min_session, name  # else every JoinGroup fails INVALID_SESSION_TIMEOUT
 

@@ -1,5 +1,6 @@
 """Dispatch records (OutRecord.dispatch): sent before the batch's transaction, outside it, and
-delivered before its commit; a failed delivery aborts and redoes the batch (streams/transaction.py)."""
+delivered before its commit; a failed delivery aborts and redoes the batch; a batch right after a
+commit waits `Settings.txn_settle_ms` (streams/transaction.py)."""
 
 from __future__ import annotations
 
@@ -103,8 +104,9 @@ class Reader:
 
 
 @pytest.fixture
-def setup(settings: Settings, tmp_path: Path):
-    settings = settings.with_(partitions=1, state_dir=str(tmp_path))
+def setup(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest):
+    """The runner on one partition; `request.param` (indirect parametrization): Settings changes."""
+    settings = settings.with_(partitions=1, state_dir=str(tmp_path), **getattr(request, "param", {}))
     proc = Dispatching(settings)
     ensure_topics(
         settings, [TopicSpec(t, 1, {}) for t in (proc.input_topic, proc.out_topic, proc.tasks_topic)]
@@ -158,3 +160,32 @@ def test_a_failed_dispatch_aborts_and_redoes_the_batch(setup) -> None:
     assert Reader(settings, proc.tasks_topic).read_until(3) == [b"b", b"b", b"c"]
     outputs = Reader(settings, proc.out_topic).read_until(2)
     assert set(outputs) <= {b"b:1", b"c:2"} and outputs[-1] == b"c:2"
+
+
+@pytest.mark.parametrize("setup", [{"txn_settle_ms": 2000}], indirect=True)
+def test_a_batch_right_after_a_commit_waits_the_settle_time_and_its_dispatch_does_not(setup) -> None:
+    settings, proc, runner, send = setup
+    tasks, out = Reader(settings, proc.tasks_topic), Reader(settings, proc.out_topic)
+    runner.txn.gate.set()
+    send(b"a")
+    assert out.read_until(1) == [b"a:1"]
+    committed = time.monotonic()
+    assert runner.txn.settle_waits == 0  # nothing committed offsets before the first batch
+    send(b"b")  # fetched well within 2 s of the commit
+    _wait(lambda: tasks.read(idle_polls=1) == [b"a", b"b"], "the dispatch record, sent before the wait")
+    dispatched = time.monotonic()
+    assert out.read_until(2) == [b"a:1", b"b:2"]
+    assert runner.txn.settle_waits == 1 and 0.5 < runner.txn.settle_wait_s <= 2.0
+    assert time.monotonic() - committed >= 1.0 > dispatched - committed
+    assert runner.aborts == 0
+
+
+def test_without_a_settle_time_no_batch_waits(setup) -> None:
+    settings, proc, runner, send = setup
+    assert settings.txn_settle_ms == 0
+    out = Reader(settings, proc.out_topic)
+    runner.txn.gate.set()
+    for i, v in enumerate((b"a", b"b", b"c")):
+        send(v)
+        assert out.read_until(i + 1)[-1] == v + b":%d" % (i + 1)
+    assert runner.txn.settle_waits == 0 and runner.txn.settle_wait_s == 0.0
