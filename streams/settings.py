@@ -108,12 +108,13 @@ class Settings:
     #: How long a processor's next transaction waits after its previous commit before it produces
     #: (0: not at all). Apache Kafka answers `commit_transaction` before the commit's markers are
     #: written; a transaction that adds a partition before then is refused with
-    #: CONCURRENT_TRANSACTIONS, and librdkafka retries that after a fixed 20 ms. A processor's
-    #: transactions also commit input offsets, whose markers take longest: back to back, 37-79% of
-    #: them collided (bench/README.md, "Back-to-back transactions on Kafka"); waiting 2 ms first
-    #: brought that to 1-4%. Only a batch that comes sooner than this after a commit waits, so it
-    #: costs nothing under load (batches take longer). Tansu writes its markers before it answers:
-    #: 0 there (`EMBEDDED_BROKER_PROFILE`), 2 on Kafka (`KAFKA_BROKER_PROFILE`).
+    #: CONCURRENT_TRANSACTIONS, and librdkafka retries that after a fixed 20 ms (not
+    #: `retry.backoff.ms`). Back to back, 31-69% of the transactions collided (`python -m
+    #: bench.transactions --kafka apache`), 40% of the history processor's in the continue-as-new
+    #: benchmark; waiting 4 ms brought that to 0% and 8% (bench/README.md, "Back-to-back
+    #: transactions on Apache Kafka"). Only a batch that comes sooner than this after a commit
+    #: waits, so it costs nothing under load. Tansu writes its markers before it answers: 0 there
+    #: (`EMBEDDED_BROKER_PROFILE`), 4 on Kafka (`KAFKA_BROKER_PROFILE`).
     txn_settle_ms: int = 0
     #: Where processors keep their RocksDB partition stores.
     state_dir: str = "./.kadence-state"
@@ -231,9 +232,9 @@ class Settings:
 EMBEDDED_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 3, "txn_settle_ms": 0}
 #: Apache Kafka answers a long poll when data arrives: a long bound costs no latency and spares the
 #: broker and every client the idle fetches (about 330 a second per consumer at 3 ms). Its commit
-#: markers land after `commit_transaction` returns: a transaction right after it waits 2 ms
+#: markers land after `commit_transaction` returns: a transaction right after it waits 4 ms
 #: (`Settings.txn_settle_ms`) instead of colliding and retrying 20 ms later.
-KAFKA_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 100, "txn_settle_ms": 2}
+KAFKA_BROKER_PROFILE: dict[str, Any] = {"fetch_wait_max_ms": 100, "txn_settle_ms": 4}
 
 
 def embedded_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
@@ -245,5 +246,5 @@ def embedded_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
 def kafka_broker_settings(bootstrap: str, **overrides: Any) -> Settings:
     """Settings for Apache Kafka (production, CI, benchmarks with --kafka apache):
     `KAFKA_BROKER_PROFILE`, then `overrides`. From the environment: KADENCE_FETCH_WAIT_MAX_MS=100,
-    KADENCE_TXN_SETTLE_MS=2."""
+    KADENCE_TXN_SETTLE_MS=4."""
     return Settings(bootstrap=bootstrap, **{**KAFKA_BROKER_PROFILE, **overrides})

@@ -3,6 +3,8 @@ transaction. `ProcessorRunner` (streams.loop) decides what to commit; `Transacti
 
 - Dispatch outputs (`OutRecord.dispatch`: tasks for workers) go first, through a second producer
   outside the transaction (not idempotent, see `dispatch`).
+- If the previous commit was less than `Settings.txn_settle_ms` ago, wait for the rest of it (Apache Kafka refuses a transaction that adds partitions before that commit's markers
+  are written, and librdkafka retries it only 20 ms later: docs/brokers.md §3).
 - `begin_transaction`; the other outputs and dead letters are produced (a delivery callback only
   on the last changelog record of each partition: its offset + 1 is the next changelog
   checkpoint); `flush`.
@@ -205,18 +207,17 @@ class Transactions:
                 self.await_dispatch()
             retry(producer.commit_transaction, 30.0)
             self.transactions += 1
-            if offsets and self.settings.txn_settle_ms:
+            if self.settings.txn_settle_ms:
                 self._settled_at = time.monotonic() + self.settings.txn_settle_ms / 1000
         except KafkaException as exc:
             self._on_error(exc.args[0], offsets)
         return delivered
 
     def _settle(self) -> None:
-        """Wait until `Settings.txn_settle_ms` after the previous commit (if it committed input
-        offsets). Dispatch records have left already: only the transaction waits. On Apache Kafka
-        a transaction that adds a partition while the previous commit's markers are still being
-        written is refused (CONCURRENT_TRANSACTIONS) and librdkafka retries it 20 ms later; the
-        offsets' markers are the slow ones, hence no wait after a transaction without offsets."""
+        """Wait until `Settings.txn_settle_ms` after the previous commit. Dispatch records have
+        left already: only the transaction waits. On Apache Kafka a transaction that adds a
+        partition while the previous commit's markers are still being written is refused
+        (CONCURRENT_TRANSACTIONS) and librdkafka retries it 20 ms later (docs/brokers.md §3)."""
         wait = self._settled_at - time.monotonic()
         if wait > 0:
             time.sleep(wait)
