@@ -3,8 +3,9 @@ transaction. `ProcessorRunner` (streams.loop) decides what to commit; `Transacti
 
 - Dispatch outputs (`OutRecord.dispatch`: tasks for workers) go first, through a second producer
   outside the transaction (not idempotent, see `dispatch`).
-- If the previous commit was less than `Settings.txn_settle_ms` ago, wait for the rest of it (Apache Kafka refuses a transaction that adds partitions before that commit's markers
-  are written, and librdkafka retries it only 20 ms later: docs/brokers.md §3).
+- If the previous commit was less than `Settings.txn_settle_ms` ago, wait for the rest of it
+  (Apache Kafka refuses a transaction that adds partitions before that commit's markers are
+  written, and librdkafka retries it only 20 ms later: docs/brokers.md §3).
 - `begin_transaction`; the other outputs and dead letters are produced (a delivery callback only
   on the last changelog record of each partition: its offset + 1 is the next changelog
   checkpoint); `flush`.
