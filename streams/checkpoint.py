@@ -10,7 +10,8 @@ would ignore every new command until offset 36, with nothing said. So before a r
 - a checkpoint past the partition's end offset cannot be of this log either. The end comes from
   ListOffsets "latest" and, when a checkpoint lies past it, from a fetch (on Tansu "latest" is the
   base offset of the last batch + 1, below the true end when that batch holds several records:
-  docs/brokers.md §2.6).
+  docs/brokers.md §2.6), and when that too is short, once more after fencing the slot again
+  (a dead instance's open transaction stops read_committed fetches on Tansu: `proven_end`).
 
 Either refuses to start with `StateMismatchError`, whose message names the way out:
 `kadence server --reset-state` deletes the processors' local state so they rebuild from the
@@ -113,6 +114,24 @@ def end_offset(reader: PartitionReader, topic: str, p: int, at_least: int) -> in
         consumer.close()
 
 
+def proven_end(reader: PartitionReader, topic: str, p: int, at_least: int) -> int:
+    """`end_offset`, and when that is short of `at_least`, once more after fencing the slot again
+    (`reader.on_stuck`). On Tansu a dead instance's late produce can open a transaction that
+    nothing closes, and a read_committed fetch stops before it (docs/brokers.md §2.2): that reads
+    as a short end, and refusing the store for it would stop the processor for good. Once fenced,
+    a short end is the log's own."""
+    end = end_offset(reader, topic, p, at_least)
+    if end < at_least:
+        log.warning(
+            "%s: %s[%d] reads as ending at %d, short of %d: fencing the slot again (an open transaction "
+            "of a dead instance stops read_committed reads) and reading its end once more",
+            reader.owner, topic, p, end, at_least,
+        )  # fmt: skip
+        reader.on_stuck()
+        end = end_offset(reader, topic, p, at_least)
+    return end
+
+
 def verify_checkpoint(
     reader: PartitionReader,
     admin: AdminClient,
@@ -133,7 +152,7 @@ def verify_checkpoint(
             f"{topic} now has id {current}. {reset_hint(store)}"
         )
     if checkpoint:
-        end = end_offset(reader, topic, p, checkpoint)
+        end = proven_end(reader, topic, p, checkpoint)
         if checkpoint > end:
             raise StateMismatchError(
                 f"{reader.owner}: the store's {role} checkpoint is {topic}[{p}]@{checkpoint}, past the "
@@ -148,7 +167,7 @@ def verify_group_offset(
 ) -> None:
     """Refuse a committed group offset past the partition's end (the group outlived its topic)."""
     if committed:
-        end = end_offset(reader, topic, p, committed)
+        end = proven_end(reader, topic, p, committed)
         if committed > end:
             raise StateMismatchError(
                 f"{reader.owner}: group {group} committed {topic}[{p}]@{committed}, past the partition's "
@@ -179,6 +198,7 @@ def verify_store(
 __all__ = [
     "StateMismatchError",
     "end_offset",
+    "proven_end",
     "topic_id",
     "verify_checkpoint",
     "verify_group_offset",
